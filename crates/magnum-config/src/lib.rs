@@ -1,0 +1,599 @@
+//! `magnum.conf`: the typed configuration of every Magnum-rs process.
+//!
+//! The file is oslo-style INI (see [`ini`]). Each section is a struct declared once with the
+//! [`config_section!`] macro, which gives every option its type, default and help text; the
+//! loader, the unknown-option warnings and `magnumd config sample` all come from that one
+//! declaration. A bad value stops loading with a [`ConfigError`] that names the file, the
+//! section, the option and the reason.
+
+pub mod database_url;
+pub mod ini;
+pub mod values;
+
+pub use database_url::{DatabaseBackend, DatabaseConnection};
+pub use values::{OptionValue, Secret};
+
+use ini::IniDocument;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read the configuration file: {reason}")]
+    Unreadable { file: String, reason: String },
+    #[error("{file}:{line_number}: not an INI line: {line}")]
+    Syntax {
+        file: String,
+        line_number: usize,
+        line: String,
+    },
+    #[error("{file}: [{section}] {option}: {reason}")]
+    InvalidValue {
+        file: String,
+        section: String,
+        option: String,
+        reason: String,
+    },
+}
+
+/// Help for one option, as the sample configuration prints it.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionDoc {
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+/// Where values come from while loading: the parsed file and its name for messages.
+pub struct Source<'a> {
+    pub document: &'a IniDocument,
+    pub file: &'a str,
+    /// Built-in values of `[DEFAULT]` options that `$references` may use.
+    pub builtin_defaults: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source").field("file", &self.file).finish()
+    }
+}
+
+impl Source<'_> {
+    #[doc(hidden)]
+    pub fn read<T: OptionValue>(&self, section: &str, option: &str) -> Result<Option<T>, ConfigError> {
+        let invalid = |reason: String| ConfigError::InvalidValue {
+            file: self.file.to_string(),
+            section: section.to_string(),
+            option: option.to_string(),
+            reason,
+        };
+        match self
+            .document
+            .expanded(section, option, self.builtin_defaults)
+        {
+            None => Ok(None),
+            Some(Err(reason)) => Err(invalid(reason)),
+            Some(Ok(text)) => T::parse_option(&text).map(Some).map_err(invalid),
+        }
+    }
+}
+
+/// Declares a configuration section: a struct whose fields are options with defaults.
+#[macro_export]
+macro_rules! config_section {
+    (
+        $(#[doc = $section_doc:literal])*
+        $name:ident => $section:literal {
+            $(
+                $(#[doc = $doc:literal])*
+                $field:ident : $ty:ty = $default:expr
+            ),* $(,)?
+        }
+    ) => {
+        $(#[doc = $section_doc])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        impl $name {
+            /// The INI section name.
+            pub const SECTION: &'static str = $section;
+            /// Every option with its help text.
+            pub const OPTIONS: &'static [$crate::OptionDoc] = &[
+                $( $crate::OptionDoc { name: stringify!($field), help: concat!($($doc, "\n"),*) }, )*
+            ];
+
+            /// Reads the section, starting from the defaults.
+            pub fn load(source: &$crate::Source<'_>) -> Result<Self, $crate::ConfigError> {
+                let mut section = Self::default();
+                $(
+                    if let Some(value) = source.read::<$ty>($section, stringify!($field))? {
+                        section.$field = value;
+                    }
+                )*
+                Ok(section)
+            }
+
+            /// The section as it would appear in a sample magnum.conf.
+            pub fn sample() -> String {
+                let defaults = Self::default();
+                let mut text = format!("[{}]\n", $section);
+                $(
+                    for line in concat!($($doc, "\n"),*).lines() {
+                        text.push_str("#");
+                        text.push_str(line);
+                        text.push('\n');
+                    }
+                    text.push_str(&format!(
+                        "#{} = {}\n\n",
+                        stringify!($field),
+                        $crate::OptionValue::render_option(&defaults.$field)
+                    ));
+                )*
+                text
+            }
+        }
+    };
+}
+
+/// How the API authenticates callers (`[api] auth_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStrategy {
+    /// The built-in Keystone v3 subset served by magnumd itself.
+    Builtin,
+    /// A real Keystone validates every token.
+    Keystone,
+    /// Trust `X-User-Id`/`X-Project-Id`/`X-Roles` headers. Development only.
+    Noauth,
+}
+
+impl FromStr for AuthStrategy {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "builtin" => Ok(AuthStrategy::Builtin),
+            "keystone" => Ok(AuthStrategy::Keystone),
+            "noauth" => Ok(AuthStrategy::Noauth),
+            other => Err(format!(
+                "'{other}' is not one of builtin, keystone, noauth"
+            )),
+        }
+    }
+}
+
+impl OptionValue for AuthStrategy {
+    fn parse_option(text: &str) -> Result<Self, String> {
+        text.parse()
+    }
+    fn render_option(&self) -> String {
+        match self {
+            AuthStrategy::Builtin => "builtin",
+            AuthStrategy::Keystone => "keystone",
+            AuthStrategy::Noauth => "noauth",
+        }
+        .to_string()
+    }
+}
+
+fn default_host_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+config_section! {
+    /// Options of the whole process.
+    DefaultSection => "DEFAULT" {
+        /// Directory for the SQLite database, keys and generated secrets.
+        state_path: String = "./state".to_string(),
+        /// Name of this host as the conductor reports it in `magnum service list`.
+        host: String = default_host_name(),
+        /// Log at debug level (RUST_LOG overrides the filter).
+        debug: bool = false,
+        /// Seconds between conductor heartbeats and periodic tasks.
+        periodic_interval_max: u64 = 60,
+        /// A conductor whose last heartbeat is older than this many seconds is reported down.
+        service_down_time: u64 = 180,
+        /// Seconds a graceful shutdown may take before the process exits anyway.
+        graceful_shutdown_timeout: u64 = 30,
+    }
+}
+
+config_section! {
+    /// The REST API.
+    ApiSection => "api" {
+        /// Address the API listens on.
+        host: String = "127.0.0.1".to_string(),
+        /// Port the API listens on (0 picks a free one).
+        port: u16 = 9511,
+        /// Worker threads serving requests; 0 uses one per CPU.
+        workers: usize = 0,
+        /// The URL clients reach the API at, ending in /v1; derived from host and port when unset.
+        public_url: Option<String> = None,
+        /// The largest page a collection returns, and the page size when a request gives none.
+        max_limit: usize = 1000,
+        /// How callers are authenticated: builtin, keystone or noauth.
+        auth_strategy: AuthStrategy = AuthStrategy::Builtin,
+        /// noauth only: the user assumed when a request carries no X-User-Id.
+        noauth_user_id: String = "noauth-user".to_string(),
+        /// noauth only: the project assumed when a request carries no X-Project-Id.
+        noauth_project_id: String = "noauth-project".to_string(),
+        /// noauth only: the roles assumed when a request carries no X-Roles.
+        noauth_roles: Vec<String> = vec!["admin".to_string(), "member".to_string(), "reader".to_string()],
+    }
+}
+
+config_section! {
+    /// The database holding all desired and observed state.
+    DatabaseSection => "database" {
+        /// SQLAlchemy-style URL; defaults to sqlite:///$state_path/magnum.sqlite.
+        connection: Option<DatabaseConnection> = None,
+        /// Connections kept per process.
+        max_pool_size: u32 = 16,
+        /// Apply pending schema migrations when a process starts.
+        auto_upgrade: bool = true,
+    }
+}
+
+config_section! {
+    /// The built-in identity service (a Keystone v3 subset), used when `[api] auth_strategy = builtin`.
+    IdentitySection => "identity" {
+        /// Address the identity endpoint listens on.
+        host: String = "127.0.0.1".to_string(),
+        /// Port of the identity endpoint (0 picks a free one).
+        port: u16 = 5000,
+        /// The URL clients use as OS_AUTH_URL, ending in /v3; derived from host and port when unset.
+        public_url: Option<String> = None,
+        /// Password of the bootstrap user; when unset one is generated and written to $state_path/admin-password.
+        admin_password: Option<Secret> = None,
+        /// Name of the bootstrap user.
+        admin_user: String = "admin".to_string(),
+        /// Name of the bootstrap project.
+        admin_project: String = "admin".to_string(),
+        /// Region of the catalog entries.
+        region_name: String = "RegionOne".to_string(),
+        /// Lifetime of issued tokens, in seconds.
+        token_expiration: u64 = 3600,
+        /// Seconds between reloads of the revoked-token list from the database.
+        revocation_refresh_interval: u64 = 5,
+    }
+}
+
+config_section! {
+    /// Validation of tokens by a real Keystone, used when `[api] auth_strategy = keystone`.
+    KeystoneAuthtokenSection => "keystone_authtoken" {
+        /// Keystone v3 URL used to get the service token and validate user tokens.
+        auth_url: Option<String> = None,
+        /// The Keystone URL advertised to clients in 401 answers; defaults to auth_url.
+        www_authenticate_uri: Option<String> = None,
+        /// Service user that validates tokens.
+        username: Option<String> = None,
+        /// Password of the service user.
+        password: Option<Secret> = None,
+        /// Project of the service user.
+        project_name: String = "service".to_string(),
+        /// Domain of the service user.
+        user_domain_name: String = "Default".to_string(),
+        /// Domain of the service project.
+        project_domain_name: String = "Default".to_string(),
+        /// Seconds a validated token is trusted without asking Keystone again.
+        token_cache_time: u64 = 300,
+        /// Most tokens kept in the validation cache.
+        token_cache_size: usize = 10000,
+    }
+}
+
+config_section! {
+    /// Authorization rules.
+    OsloPolicySection => "oslo_policy" {
+        /// YAML or JSON file overriding default rules; relative paths are resolved against the config file's directory.
+        policy_file: String = "policy.yaml".to_string(),
+        /// Use only the scoped defaults; when false the deprecated admin_or_owner rules are accepted too.
+        enforce_new_defaults: bool = true,
+    }
+}
+
+config_section! {
+    /// Cluster template validation.
+    ClusterTemplateSection => "cluster_template" {
+        /// Network drivers operators allow for Kubernetes ('all' allows every supported one).
+        kubernetes_allowed_network_drivers: Vec<String> = vec!["all".to_string()],
+        /// Network driver used when a Kubernetes template names none.
+        kubernetes_default_network_driver: String = "flannel".to_string(),
+        /// Network drivers operators allow for Swarm.
+        swarm_allowed_network_drivers: Vec<String> = vec!["all".to_string()],
+        /// Network driver used when a Swarm template names none.
+        swarm_default_network_driver: String = "docker".to_string(),
+        /// Network drivers operators allow for Mesos.
+        mesos_allowed_network_drivers: Vec<String> = vec!["all".to_string()],
+        /// Network driver used when a Mesos template names none.
+        mesos_default_network_driver: String = "docker".to_string(),
+    }
+}
+
+/// The whole configuration of one process.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MagnumConfig {
+    /// The file it was read from, if any.
+    pub source_file: Option<PathBuf>,
+    pub default: DefaultSection,
+    pub api: ApiSection,
+    pub database: DatabaseSection,
+    pub identity: IdentitySection,
+    pub keystone_authtoken: KeystoneAuthtokenSection,
+    pub oslo_policy: OsloPolicySection,
+    pub cluster_template: ClusterTemplateSection,
+    /// Options the file sets that no section knows, as `[section] option`.
+    pub unknown_options: Vec<String>,
+}
+
+/// The sections and options every process understands, for unknown-option warnings.
+fn known_options() -> Vec<(&'static str, &'static [OptionDoc])> {
+    vec![
+        (DefaultSection::SECTION, DefaultSection::OPTIONS),
+        (ApiSection::SECTION, ApiSection::OPTIONS),
+        (DatabaseSection::SECTION, DatabaseSection::OPTIONS),
+        (IdentitySection::SECTION, IdentitySection::OPTIONS),
+        (KeystoneAuthtokenSection::SECTION, KeystoneAuthtokenSection::OPTIONS),
+        (OsloPolicySection::SECTION, OsloPolicySection::OPTIONS),
+        (ClusterTemplateSection::SECTION, ClusterTemplateSection::OPTIONS),
+    ]
+}
+
+impl MagnumConfig {
+    /// Reads `path`; a missing file is an error (use [`MagnumConfig::from_text`] for none).
+    pub fn load(path: &Path) -> Result<MagnumConfig, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Unreadable {
+            file: file.clone(),
+            reason: error.to_string(),
+        })?;
+        let mut config = Self::from_text(&text, &file)?;
+        config.source_file = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses configuration text; `file` names it in error messages.
+    pub fn from_text(text: &str, file: &str) -> Result<MagnumConfig, ConfigError> {
+        let document = IniDocument::parse(text).map_err(|error| ConfigError::Syntax {
+            file: file.to_string(),
+            line_number: error.line_number,
+            line: error.line,
+        })?;
+        let builtin = DefaultSection::default();
+        let builtin_defaults = move |name: &str| match name {
+            "state_path" => Some(builtin.state_path.clone()),
+            "host" => Some(builtin.host.clone()),
+            _ => None,
+        };
+        let source = Source {
+            document: &document,
+            file,
+            builtin_defaults: &builtin_defaults,
+        };
+        let config = MagnumConfig {
+            source_file: None,
+            default: DefaultSection::load(&source)?,
+            api: ApiSection::load(&source)?,
+            database: DatabaseSection::load(&source)?,
+            identity: IdentitySection::load(&source)?,
+            keystone_authtoken: KeystoneAuthtokenSection::load(&source)?,
+            oslo_policy: OsloPolicySection::load(&source)?,
+            cluster_template: ClusterTemplateSection::load(&source)?,
+            unknown_options: unknown_options(&document),
+        };
+        config.check(file)?;
+        Ok(config)
+    }
+
+    /// Rules that involve more than one option.
+    fn check(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |section: &str, option: &str, reason: &str| ConfigError::InvalidValue {
+            file: file.to_string(),
+            section: section.to_string(),
+            option: option.to_string(),
+            reason: reason.to_string(),
+        };
+        if self.api.max_limit == 0 {
+            return Err(invalid("api", "max_limit", "must be at least 1"));
+        }
+        if self.identity.token_expiration == 0 {
+            return Err(invalid("identity", "token_expiration", "must be at least 1 second"));
+        }
+        if self.default.periodic_interval_max == 0 {
+            return Err(invalid("DEFAULT", "periodic_interval_max", "must be at least 1 second"));
+        }
+        if self.api.auth_strategy == AuthStrategy::Keystone {
+            if self.keystone_authtoken.auth_url.is_none() {
+                return Err(invalid(
+                    "keystone_authtoken",
+                    "auth_url",
+                    "is required when [api] auth_strategy = keystone",
+                ));
+            }
+            if self.keystone_authtoken.username.is_none()
+                || self.keystone_authtoken.password.is_none()
+            {
+                return Err(invalid(
+                    "keystone_authtoken",
+                    "username",
+                    "username and password of a service user are required when [api] auth_strategy = keystone",
+                ));
+            }
+        }
+        for (option, url) in [
+            ("public_url", &self.api.public_url),
+            ("public_url", &self.identity.public_url),
+        ] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid("api/identity", option, "must be an http(s) URL"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The state directory as a path.
+    pub fn state_path(&self) -> PathBuf {
+        PathBuf::from(&self.default.state_path)
+    }
+
+    /// The database URL, defaulting to SQLite under the state directory.
+    pub fn database_connection(&self) -> DatabaseConnection {
+        self.database
+            .connection
+            .clone()
+            .unwrap_or_else(|| DatabaseConnection::Sqlite {
+                path: Some(self.state_path().join("magnum.sqlite")),
+            })
+    }
+
+    /// The policy file path, resolved against the directory of the config file.
+    pub fn policy_file(&self) -> PathBuf {
+        let path = PathBuf::from(&self.oslo_policy.policy_file);
+        match (&self.source_file, path.is_absolute()) {
+            (Some(source), false) => source
+                .parent()
+                .map(|directory| directory.join(&path))
+                .unwrap_or(path),
+            _ => path,
+        }
+    }
+
+    /// A complete sample magnum.conf with every option commented out at its default.
+    pub fn sample() -> String {
+        [
+            DefaultSection::sample(),
+            ApiSection::sample(),
+            DatabaseSection::sample(),
+            IdentitySection::sample(),
+            KeystoneAuthtokenSection::sample(),
+            OsloPolicySection::sample(),
+            ClusterTemplateSection::sample(),
+        ]
+        .join("\n")
+    }
+}
+
+fn unknown_options(document: &IniDocument) -> Vec<String> {
+    let known = known_options();
+    let mut unknown = Vec::new();
+    for (section, options) in document.sections() {
+        let known_in_section = known
+            .iter()
+            .find(|(name, _)| *name == section)
+            .map(|(_, docs)| *docs);
+        for option in options {
+            let is_known = known_in_section
+                .map(|docs| docs.iter().any(|doc| doc.name == option))
+                .unwrap_or(false);
+            if !is_known {
+                unknown.push(format!("[{section}] {option}"));
+            }
+        }
+    }
+    unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_has_a_working_default() {
+        let config = MagnumConfig::from_text("", "magnum.conf").unwrap();
+        assert_eq!(config.api.port, 9511);
+        assert_eq!(config.api.host, "127.0.0.1");
+        assert_eq!(config.identity.port, 5000);
+        assert_eq!(config.api.auth_strategy, AuthStrategy::Builtin);
+        assert_eq!(
+            config.database_connection(),
+            DatabaseConnection::Sqlite {
+                path: Some(PathBuf::from("./state/magnum.sqlite"))
+            }
+        );
+    }
+
+    #[test]
+    fn values_from_the_file_override_defaults() {
+        let config = MagnumConfig::from_text(
+            "[DEFAULT]\nstate_path = /srv/magnum\n[api]\nport = 9600\nauth_strategy = noauth\n[database]\nconnection = sqlite:///$state_path/x.db\n",
+            "magnum.conf",
+        )
+        .unwrap();
+        assert_eq!(config.api.port, 9600);
+        assert_eq!(config.api.auth_strategy, AuthStrategy::Noauth);
+        assert_eq!(
+            config.database_connection(),
+            DatabaseConnection::Sqlite {
+                path: Some(PathBuf::from("/srv/magnum/x.db"))
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_name_file_section_option_and_reason() {
+        let error = MagnumConfig::from_text("[api]\nport = http\n", "/etc/magnum/magnum.conf")
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "/etc/magnum/magnum.conf: [api] port: 'http' is not an integer between 0 and 65535"
+        );
+        let error = MagnumConfig::from_text("[api]\nauth_strategy = ldap\n", "m.conf").unwrap_err();
+        assert!(error.to_string().starts_with("m.conf: [api] auth_strategy:"));
+        let error =
+            MagnumConfig::from_text("[database]\nconnection = db2://x/y\n", "m.conf").unwrap_err();
+        assert!(error.to_string().contains("[database] connection: unsupported database"));
+    }
+
+    #[test]
+    fn keystone_strategy_needs_its_section() {
+        let error = MagnumConfig::from_text("[api]\nauth_strategy = keystone\n", "m.conf")
+            .unwrap_err();
+        assert!(error.to_string().contains("[keystone_authtoken] auth_url"));
+    }
+
+    #[test]
+    fn unknown_options_are_reported() {
+        let config =
+            MagnumConfig::from_text("[api]\nprot = 1\n[heat]\nx = y\n", "m.conf").unwrap();
+        assert_eq!(config.unknown_options, vec!["[api] prot", "[heat] x"]);
+    }
+
+    #[test]
+    fn sample_lists_every_option_and_loads_back() {
+        let sample = MagnumConfig::sample();
+        for (section, options) in known_options() {
+            assert!(sample.contains(&format!("[{section}]")));
+            for option in options {
+                assert!(sample.contains(&format!("#{} = ", option.name)), "{}", option.name);
+            }
+        }
+        let reloaded = MagnumConfig::from_text(&sample, "sample").unwrap();
+        assert_eq!(reloaded.api, ApiSection::default());
+    }
+
+    #[test]
+    fn load_reports_a_missing_file() {
+        let error = MagnumConfig::load(Path::new("/nonexistent/magnum.conf")).unwrap_err();
+        assert!(matches!(error, ConfigError::Unreadable { .. }));
+    }
+
+    #[test]
+    fn policy_file_is_relative_to_the_config_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("magnum.conf");
+        std::fs::write(&path, "").unwrap();
+        let config = MagnumConfig::load(&path).unwrap();
+        assert_eq!(config.policy_file(), directory.path().join("policy.yaml"));
+    }
+}
