@@ -18,6 +18,9 @@ use std::net::Ipv4Addr;
 pub struct ClusterTemplate {
     /// Database id; never shown to users. 0 until stored.
     pub id: i64,
+    /// Incremented by every stored change; a write that names an old revision is refused,
+    /// so concurrent patches cannot overwrite each other.
+    pub revision: i64,
     pub uuid: String,
     pub name: Option<String>,
     pub project_id: String,
@@ -344,6 +347,7 @@ impl ClusterTemplate {
         let coe = Coe::parse_for(&coe_text, generation)?;
         let mut template = ClusterTemplate {
             id: 0,
+            revision: 0,
             uuid: uuid::Uuid::new_v4().to_string(),
             name: None,
             project_id: owner.project_id,

@@ -1,0 +1,578 @@
+//! The `cluster_template` table (2016 API: baymodels).
+
+use crate::page::{after_marker, order_by, Bind, Page, SortValue};
+use crate::{row, time, Database, DbError, DbResult};
+use magnum_core::cluster_template::ClusterTemplate;
+use magnum_core::coe::Coe;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Arguments, Row};
+
+/// Every column, in table order.
+const COLUMNS: &str = "id, uuid, name, project_id, user_id, coe, image_id, flavor_id, \
+    master_flavor_id, keypair_id, dns_nameserver, external_network_id, fixed_network, \
+    fixed_subnet, network_driver, volume_driver, apiserver_port, docker_volume_size, \
+    docker_storage_driver, ssh_authorized_key, cluster_distro, http_proxy, https_proxy, \
+    no_proxy, registry_enabled, insecure_registry, labels, tls_disabled, public, server_type, \
+    master_lb_enabled, floating_ip_enabled, hidden, tags, driver, version, created_at, updated_at";
+
+/// Columns a list may be sorted by, with whether they hold integers.
+const SORTABLE_COLUMNS: &[(&str, bool)] = &[
+    ("id", true),
+    ("uuid", false),
+    ("name", false),
+    ("project_id", false),
+    ("user_id", false),
+    ("coe", false),
+    ("image_id", false),
+    ("flavor_id", false),
+    ("master_flavor_id", false),
+    ("keypair_id", false),
+    ("dns_nameserver", false),
+    ("external_network_id", false),
+    ("fixed_network", false),
+    ("fixed_subnet", false),
+    ("network_driver", false),
+    ("volume_driver", false),
+    ("apiserver_port", true),
+    ("docker_volume_size", true),
+    ("docker_storage_driver", false),
+    ("ssh_authorized_key", false),
+    ("cluster_distro", false),
+    ("http_proxy", false),
+    ("https_proxy", false),
+    ("no_proxy", false),
+    ("registry_enabled", true),
+    ("insecure_registry", false),
+    ("labels", false),
+    ("tls_disabled", true),
+    ("public", true),
+    ("server_type", false),
+    ("master_lb_enabled", true),
+    ("floating_ip_enabled", true),
+    ("hidden", true),
+    ("tags", false),
+    ("driver", false),
+    ("created_at", false),
+    ("updated_at", false),
+];
+
+/// Whether `column` can be used as a sort key.
+pub fn is_sortable(column: &str) -> bool {
+    SORTABLE_COLUMNS.iter().any(|(name, _)| *name == column)
+}
+
+/// Which templates a caller may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateVisibility {
+    /// Every template (admin).
+    All,
+    /// The project's own templates plus public ones that are not hidden.
+    Project(String),
+}
+
+impl TemplateVisibility {
+    fn condition(&self) -> (&'static str, Option<Bind>) {
+        match self {
+            TemplateVisibility::All => ("1 = 1", None),
+            TemplateVisibility::Project(project_id) => (
+                "(project_id = ? OR (public = 1 AND hidden = 0))",
+                Some(Bind::Text(project_id.clone())),
+            ),
+        }
+    }
+}
+
+fn bool_column(flag: bool) -> i16 {
+    i16::from(flag)
+}
+
+fn decode(row: &AnyRow) -> DbResult<ClusterTemplate> {
+    let coe_text = row::text(row, "coe")?;
+    let coe = coe_text.parse::<Coe>().map_err(|_| DbError::Corrupt {
+        column: "coe",
+        reason: format!("unknown engine '{coe_text}'"),
+    })?;
+    let labels_text = row::text(row, "labels")?;
+    let labels = serde_json::from_str(&labels_text).map_err(|error| DbError::Corrupt {
+        column: "labels",
+        reason: error.to_string(),
+    })?;
+    Ok(ClusterTemplate {
+        id: row::integer(row, "id")?,
+        revision: row::integer(row, "version")?,
+        uuid: row::text(row, "uuid")?,
+        name: row::optional_text(row, "name")?,
+        project_id: row::text(row, "project_id")?,
+        user_id: row::text(row, "user_id")?,
+        coe,
+        image_id: row::text(row, "image_id")?,
+        flavor_id: row::optional_text(row, "flavor_id")?,
+        master_flavor_id: row::optional_text(row, "master_flavor_id")?,
+        keypair_id: row::optional_text(row, "keypair_id")?,
+        dns_nameserver: row::optional_text(row, "dns_nameserver")?,
+        external_network_id: row::optional_text(row, "external_network_id")?,
+        fixed_network: row::optional_text(row, "fixed_network")?,
+        fixed_subnet: row::optional_text(row, "fixed_subnet")?,
+        network_driver: row::optional_text(row, "network_driver")?,
+        volume_driver: row::optional_text(row, "volume_driver")?,
+        apiserver_port: row::optional_integer(row, "apiserver_port")?,
+        docker_volume_size: row::optional_integer(row, "docker_volume_size")?,
+        docker_storage_driver: row::optional_text(row, "docker_storage_driver")?,
+        ssh_authorized_key: row::optional_text(row, "ssh_authorized_key")?,
+        cluster_distro: row::optional_text(row, "cluster_distro")?,
+        http_proxy: row::optional_text(row, "http_proxy")?,
+        https_proxy: row::optional_text(row, "https_proxy")?,
+        no_proxy: row::optional_text(row, "no_proxy")?,
+        registry_enabled: row::boolean(row, "registry_enabled")?,
+        insecure_registry: row::optional_text(row, "insecure_registry")?,
+        labels,
+        tls_disabled: row::boolean(row, "tls_disabled")?,
+        public: row::boolean(row, "public")?,
+        server_type: row::text(row, "server_type")?,
+        master_lb_enabled: row::boolean(row, "master_lb_enabled")?,
+        floating_ip_enabled: row::boolean(row, "floating_ip_enabled")?,
+        hidden: row::boolean(row, "hidden")?,
+        tags: row::optional_text(row, "tags")?,
+        driver: row::optional_text(row, "driver")?,
+        created_at: time::decode("created_at", &row::text(row, "created_at")?)?,
+        updated_at: time::decode_optional("updated_at", row::optional_text(row, "updated_at")?)?,
+    })
+}
+
+/// Binds every stored attribute except `id`, in [`COLUMNS`] order starting at `uuid` and
+/// ending before `version`.
+fn bind_attributes(
+    arguments: &mut AnyArguments,
+    template: &ClusterTemplate,
+) -> Result<(), sqlx::error::BoxDynError> {
+    let labels = serde_json::to_string(&template.labels)?;
+    arguments.add(template.uuid.clone())?;
+    arguments.add(template.name.clone())?;
+    arguments.add(template.project_id.clone())?;
+    arguments.add(template.user_id.clone())?;
+    arguments.add(template.coe.as_str().to_string())?;
+    arguments.add(template.image_id.clone())?;
+    arguments.add(template.flavor_id.clone())?;
+    arguments.add(template.master_flavor_id.clone())?;
+    arguments.add(template.keypair_id.clone())?;
+    arguments.add(template.dns_nameserver.clone())?;
+    arguments.add(template.external_network_id.clone())?;
+    arguments.add(template.fixed_network.clone())?;
+    arguments.add(template.fixed_subnet.clone())?;
+    arguments.add(template.network_driver.clone())?;
+    arguments.add(template.volume_driver.clone())?;
+    arguments.add(template.apiserver_port)?;
+    arguments.add(template.docker_volume_size)?;
+    arguments.add(template.docker_storage_driver.clone())?;
+    arguments.add(template.ssh_authorized_key.clone())?;
+    arguments.add(template.cluster_distro.clone())?;
+    arguments.add(template.http_proxy.clone())?;
+    arguments.add(template.https_proxy.clone())?;
+    arguments.add(template.no_proxy.clone())?;
+    arguments.add(bool_column(template.registry_enabled))?;
+    arguments.add(template.insecure_registry.clone())?;
+    arguments.add(labels)?;
+    arguments.add(bool_column(template.tls_disabled))?;
+    arguments.add(bool_column(template.public))?;
+    arguments.add(template.server_type.clone())?;
+    arguments.add(bool_column(template.master_lb_enabled))?;
+    arguments.add(bool_column(template.floating_ip_enabled))?;
+    arguments.add(bool_column(template.hidden))?;
+    arguments.add(template.tags.clone())?;
+    arguments.add(template.driver.clone())?;
+    Ok(())
+}
+
+fn argument_error(error: sqlx::error::BoxDynError) -> DbError {
+    DbError::Backend(sqlx::Error::Encode(error))
+}
+
+/// Repository of cluster templates.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterTemplates<'a> {
+    database: &'a Database,
+}
+
+impl Database {
+    pub fn cluster_templates(&self) -> ClusterTemplates<'_> {
+        ClusterTemplates { database: self }
+    }
+}
+
+impl ClusterTemplates<'_> {
+    /// Stores a new template and returns it with its id. A duplicate uuid, or a name the
+    /// project already uses, is [`DbError::Duplicate`].
+    pub async fn insert(&self, template: &ClusterTemplate) -> DbResult<ClusterTemplate> {
+        let mut arguments = AnyArguments::default();
+        bind_attributes(&mut arguments, template).map_err(argument_error)?;
+        arguments.add(0_i64).map_err(argument_error)?;
+        arguments
+            .add(time::encode(&template.created_at))
+            .map_err(argument_error)?;
+        arguments
+            .add(template.updated_at.as_ref().map(time::encode))
+            .map_err(argument_error)?;
+        let insert = "INSERT INTO cluster_template (uuid, name, project_id, user_id, coe, image_id, \
+            flavor_id, master_flavor_id, keypair_id, dns_nameserver, external_network_id, \
+            fixed_network, fixed_subnet, network_driver, volume_driver, apiserver_port, \
+            docker_volume_size, docker_storage_driver, ssh_authorized_key, cluster_distro, \
+            http_proxy, https_proxy, no_proxy, registry_enabled, insecure_registry, labels, \
+            tls_disabled, public, server_type, master_lb_enabled, floating_ip_enabled, hidden, \
+            tags, driver, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+            ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        sqlx::query_with(self.database.dialect().sql(insert), arguments)
+            .execute(self.database.pool())
+            .await?;
+        self.get_by_uuid(&template.uuid).await
+    }
+
+    /// The template with this uuid, whoever owns it.
+    pub async fn get_by_uuid(&self, uuid: &str) -> DbResult<ClusterTemplate> {
+        let query = self
+            .database
+            .dialect()
+            .sql(format!("SELECT {COLUMNS} FROM cluster_template WHERE uuid = ?"));
+        let row = sqlx::query(query)
+            .bind(uuid.to_string())
+            .fetch_optional(self.database.pool())
+            .await?
+            .ok_or(DbError::NotFound)?;
+        decode(&row)
+    }
+
+    /// The one template with this name among those visible; [`DbError::Ambiguous`] when more
+    /// than one matches.
+    pub async fn find_by_name(
+        &self,
+        name: &str,
+        visibility: &TemplateVisibility,
+    ) -> DbResult<ClusterTemplate> {
+        let (condition, bind) = visibility.condition();
+        let sql = format!("SELECT {COLUMNS} FROM cluster_template WHERE name = ? AND {condition} LIMIT 2");
+        let mut query = sqlx::query(self.database.dialect().sql(sql)).bind(name.to_string());
+        if let Some(Bind::Text(project_id)) = bind {
+            query = query.bind(project_id);
+        }
+        let rows = query.fetch_all(self.database.pool()).await?;
+        match rows.as_slice() {
+            [] => Err(DbError::NotFound),
+            [only] => decode(only),
+            _ => Err(DbError::Ambiguous),
+        }
+    }
+
+    /// One page of the visible templates. The marker must be a visible template's uuid.
+    pub async fn list(
+        &self,
+        visibility: &TemplateVisibility,
+        page: &Page,
+    ) -> DbResult<Vec<ClusterTemplate>> {
+        let sort_column = SORTABLE_COLUMNS
+            .iter()
+            .find(|(name, _)| *name == page.sort_key)
+            .ok_or(DbError::Corrupt {
+                column: "sort_key",
+                reason: format!("{} is not sortable", page.sort_key),
+            })?;
+        let (condition, visibility_bind) = visibility.condition();
+        let mut arguments = AnyArguments::default();
+        if let Some(bind) = &visibility_bind {
+            bind.add_to(&mut arguments).map_err(argument_error)?;
+        }
+        let mut sql = format!("SELECT {COLUMNS} FROM cluster_template WHERE {condition}");
+        if let Some(marker) = &page.marker {
+            let marker_row = self.marker(marker, visibility, sort_column).await?;
+            let fragment = after_marker(sort_column.0, page.sort_dir, &marker_row.0, marker_row.1);
+            sql.push_str(" AND ");
+            sql.push_str(&fragment.sql);
+            for bind in &fragment.binds {
+                bind.add_to(&mut arguments).map_err(argument_error)?;
+            }
+        }
+        sql.push(' ');
+        sql.push_str(&order_by(sort_column.0, page.sort_dir));
+        sql.push_str(" LIMIT ?");
+        arguments
+            .add(i64::try_from(page.limit).unwrap_or(i64::MAX))
+            .map_err(argument_error)?;
+        let rows = sqlx::query_with(self.database.dialect().sql(sql), arguments)
+            .fetch_all(self.database.pool())
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn marker(
+        &self,
+        marker: &str,
+        visibility: &TemplateVisibility,
+        sort_column: &(&'static str, bool),
+    ) -> DbResult<(SortValue, i64)> {
+        let (condition, bind) = visibility.condition();
+        let sql = format!(
+            "SELECT id, {column} AS sort_value FROM cluster_template WHERE uuid = ? AND {condition}",
+            column = sort_column.0
+        );
+        let mut query = sqlx::query(self.database.dialect().sql(sql)).bind(marker.to_string());
+        if let Some(Bind::Text(project_id)) = bind {
+            query = query.bind(project_id);
+        }
+        let row = query
+            .fetch_optional(self.database.pool())
+            .await?
+            .ok_or(DbError::MarkerNotFound)?;
+        let id = row::integer(&row, "id")?;
+        let value = if sort_column.1 {
+            row.try_get::<Option<i64>, _>("sort_value")
+                .map_err(DbError::from)?
+                .map(SortValue::Integer)
+        } else {
+            row.try_get::<Option<String>, _>("sort_value")
+                .map_err(DbError::from)?
+                .map(SortValue::Text)
+        };
+        Ok((value.unwrap_or(SortValue::Null), id))
+    }
+
+    /// Stores every attribute of `template` if its revision is still the stored one, and
+    /// returns the stored result. A concurrent change in between is [`DbError::Stale`].
+    pub async fn update(&self, template: &ClusterTemplate) -> DbResult<ClusterTemplate> {
+        let mut arguments = AnyArguments::default();
+        bind_attributes(&mut arguments, template).map_err(argument_error)?;
+        arguments
+            .add(template.updated_at.as_ref().map(time::encode))
+            .map_err(argument_error)?;
+        arguments.add(template.id).map_err(argument_error)?;
+        arguments.add(template.revision).map_err(argument_error)?;
+        let update = "UPDATE cluster_template SET uuid = ?, name = ?, project_id = ?, user_id = ?, \
+            coe = ?, image_id = ?, flavor_id = ?, master_flavor_id = ?, keypair_id = ?, \
+            dns_nameserver = ?, external_network_id = ?, fixed_network = ?, fixed_subnet = ?, \
+            network_driver = ?, volume_driver = ?, apiserver_port = ?, docker_volume_size = ?, \
+            docker_storage_driver = ?, ssh_authorized_key = ?, cluster_distro = ?, http_proxy = ?, \
+            https_proxy = ?, no_proxy = ?, registry_enabled = ?, insecure_registry = ?, labels = ?, \
+            tls_disabled = ?, public = ?, server_type = ?, master_lb_enabled = ?, \
+            floating_ip_enabled = ?, hidden = ?, tags = ?, driver = ?, updated_at = ?, \
+            version = version + 1 WHERE id = ? AND version = ?";
+        let result = sqlx::query_with(self.database.dialect().sql(update), arguments)
+            .execute(self.database.pool())
+            .await?;
+        if result.rows_affected() == 0 {
+            return match self.get_by_uuid(&template.uuid).await {
+                Ok(_) => Err(DbError::Stale),
+                Err(DbError::NotFound) => Err(DbError::NotFound),
+                Err(other) => Err(other),
+            };
+        }
+        self.get_by_uuid(&template.uuid).await
+    }
+
+    /// Deletes the template with this id.
+    pub async fn delete(&self, id: i64) -> DbResult<()> {
+        let result = sqlx::query(self.database.dialect().sql("DELETE FROM cluster_template WHERE id = ?"))
+            .bind(id)
+            .execute(self.database.pool())
+            .await?;
+        if result.rows_affected() == 0 {
+            Err(DbError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::page::SortDirection;
+    use crate::testing::database;
+    use chrono::{TimeZone, Utc};
+    use magnum_core::cluster_template::{Ownership, TemplateInput};
+    use magnum_core::coe::TemplateRules;
+    use magnum_core::ApiGeneration;
+    use serde_json::json;
+
+    fn unique_project() -> String {
+        format!("project-{}", uuid_like())
+    }
+
+    fn uuid_like() -> String {
+        format!("{:x}", rand_number())
+    }
+
+    fn rand_number() -> u128 {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        nanos ^ (std::process::id() as u128) << 64
+    }
+
+    fn template(project: &str, name: &str, body: serde_json::Value) -> ClusterTemplate {
+        let mut body = body;
+        body["name"] = json!(name);
+        let input = TemplateInput::decode(&body, ApiGeneration::Current).unwrap();
+        ClusterTemplate::from_input(
+            &input,
+            ApiGeneration::Current,
+            Ownership {
+                project_id: project.to_string(),
+                user_id: "user".to_string(),
+                now: Utc.with_ymd_and_hms(2026, 5, 6, 7, 8, 9).unwrap(),
+            },
+            &TemplateRules::default(),
+        )
+        .unwrap()
+    }
+
+    fn swarm(project: &str, name: &str) -> ClusterTemplate {
+        template(
+            project,
+            name,
+            json!({"coe": "swarm", "image_id": "img", "labels": {"a": "1"}, "docker_volume_size": 5}),
+        )
+    }
+
+    #[tokio::test]
+    async fn insert_then_read_back_every_attribute() {
+        let test = database().await;
+        let repository = test.database.cluster_templates();
+        let mut original = template(
+            &unique_project(),
+            "full",
+            json!({"coe": "kubernetes", "image_id": "fedora", "flavor_id": "m1.small",
+                   "master_flavor_id": "m1.medium", "keypair_id": "kp", "dns_nameserver": "8.8.8.8",
+                   "external_network_id": "public", "fixed_network": "net", "fixed_subnet": "sub",
+                   "volume_driver": "cinder", "apiserver_port": 8443, "docker_volume_size": 3,
+                   "docker_storage_driver": "overlay2", "http_proxy": "http://p:3128",
+                   "https_proxy": "http://p:3128", "no_proxy": "localhost", "registry_enabled": true,
+                   "insecure_registry": "10.0.0.1:5000", "labels": {"kube_tag": "v1"},
+                   "tls_disabled": true, "public": true, "server_type": "bm",
+                   "master_lb_enabled": true, "floating_ip_enabled": false, "hidden": true,
+                   "tags": "a,b", "driver": "k8s"}),
+        );
+        original.cluster_distro = Some("fedora-coreos".to_string());
+        let stored = repository.insert(&original).await.unwrap();
+        assert!(stored.id > 0);
+        let mut expected = original.clone();
+        expected.id = stored.id;
+        assert_eq!(stored, expected);
+        assert_eq!(repository.get_by_uuid(&original.uuid).await.unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn names_are_unique_per_project_only() {
+        let test = database().await;
+        let repository = test.database.cluster_templates();
+        let project_a = unique_project();
+        let project_b = unique_project();
+        repository.insert(&swarm(&project_a, "same")).await.unwrap();
+        assert!(matches!(
+            repository.insert(&swarm(&project_a, "same")).await,
+            Err(DbError::Duplicate)
+        ));
+        repository.insert(&swarm(&project_b, "same")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn visibility_limits_name_lookups() {
+        let test = database().await;
+        let repository = test.database.cluster_templates();
+        let owner = unique_project();
+        let other = unique_project();
+        let name = format!("private-{}", uuid_like());
+        repository.insert(&swarm(&owner, &name)).await.unwrap();
+        let own = TemplateVisibility::Project(owner.clone());
+        let foreign = TemplateVisibility::Project(other.clone());
+        assert!(repository.find_by_name(&name, &own).await.is_ok());
+        assert!(matches!(
+            repository.find_by_name(&name, &foreign).await,
+            Err(DbError::NotFound)
+        ));
+        // A public template of another project with the same name makes the name ambiguous.
+        let mut shared = swarm(&other, &name);
+        shared.public = true;
+        repository.insert(&shared).await.unwrap();
+        assert!(matches!(
+            repository.find_by_name(&name, &own).await,
+            Err(DbError::Ambiguous)
+        ));
+        assert!(repository.find_by_name(&name, &foreign).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn pages_follow_the_sort_key_and_marker() {
+        let test = database().await;
+        let repository = test.database.cluster_templates();
+        let project = unique_project();
+        let visibility = TemplateVisibility::Project(project.clone());
+        let mut uuids_by_name = Vec::new();
+        for (index, name) in ["c", "a", "b", "e", "d"].iter().enumerate() {
+            let mut template = swarm(&project, name);
+            template.docker_volume_size = if index == 2 { None } else { Some(index as i64) };
+            let stored = repository.insert(&template).await.unwrap();
+            uuids_by_name.push((name.to_string(), stored.uuid));
+        }
+        let names = |templates: &[ClusterTemplate]| {
+            templates
+                .iter()
+                .map(|t| t.name.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        let mut page = Page {
+            limit: 2,
+            marker: None,
+            sort_key: "name".to_string(),
+            sort_dir: SortDirection::Asc,
+        };
+        let first = repository.list(&visibility, &page).await.unwrap();
+        assert_eq!(names(&first), ["a", "b"]);
+        page.marker = Some(first[1].uuid.clone());
+        let second = repository.list(&visibility, &page).await.unwrap();
+        assert_eq!(names(&second), ["c", "d"]);
+        page.marker = Some(second[1].uuid.clone());
+        assert_eq!(names(&repository.list(&visibility, &page).await.unwrap()), ["e"]);
+
+        // Descending by a nullable integer: NULL first, then 4, 3, 1, 0.
+        let mut by_size = Page {
+            limit: 10,
+            marker: None,
+            sort_key: "docker_volume_size".to_string(),
+            sort_dir: SortDirection::Desc,
+        };
+        let all = repository.list(&visibility, &by_size).await.unwrap();
+        assert_eq!(names(&all), ["b", "d", "e", "a", "c"]);
+        by_size.limit = 2;
+        by_size.marker = Some(all[0].uuid.clone());
+        assert_eq!(names(&repository.list(&visibility, &by_size).await.unwrap()), ["d", "e"]);
+        by_size.sort_dir = SortDirection::Asc;
+        by_size.marker = Some(all[1].uuid.clone());
+        assert_eq!(names(&repository.list(&visibility, &by_size).await.unwrap()), ["b"]);
+
+        let hidden_marker = Page {
+            marker: Some(swarm(&unique_project(), "x").uuid),
+            ..page
+        };
+        assert!(matches!(
+            repository.list(&visibility, &hidden_marker).await,
+            Err(DbError::MarkerNotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn updates_refuse_stale_revisions() {
+        let test = database().await;
+        let repository = test.database.cluster_templates();
+        let stored = repository.insert(&swarm(&unique_project(), "rev")).await.unwrap();
+        let mut first = stored.clone();
+        first.flavor_id = Some("m1.large".to_string());
+        let updated = repository.update(&first).await.unwrap();
+        assert_eq!(updated.revision, stored.revision + 1);
+        assert_eq!(updated.flavor_id.as_deref(), Some("m1.large"));
+        let mut second = stored.clone();
+        second.flavor_id = Some("m1.tiny".to_string());
+        assert!(matches!(repository.update(&second).await, Err(DbError::Stale)));
+        repository.delete(stored.id).await.unwrap();
+        assert!(matches!(repository.update(&updated).await, Err(DbError::NotFound)));
+        assert!(matches!(repository.delete(stored.id).await, Err(DbError::NotFound)));
+    }
+}

@@ -1,0 +1,82 @@
+//! The differences between the three databases, kept in one place.
+//!
+//! Queries are written with `?` placeholders (SQLite and MySQL syntax); PostgreSQL needs
+//! `$1, $2, …`. Unique-constraint violations are recognised per backend.
+
+use magnum_config::DatabaseBackend;
+use sqlx::AssertSqlSafe;
+use std::borrow::Cow;
+
+/// The SQL flavour of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    backend: DatabaseBackend,
+}
+
+impl Dialect {
+    pub fn new(backend: DatabaseBackend) -> Self {
+        Self { backend }
+    }
+
+    pub fn backend(self) -> DatabaseBackend {
+        self.backend
+    }
+
+    /// Adapts a query written with `?` placeholders to this backend.
+    ///
+    /// The text must not contain `?` inside string literals; queries in this crate bind every
+    /// value, so none does.
+    pub fn sql(self, query: impl Into<Cow<'static, str>>) -> AssertSqlSafe<Cow<'static, str>> {
+        let query = query.into();
+        if self.backend != DatabaseBackend::Postgres || !query.contains('?') {
+            return AssertSqlSafe(query);
+        }
+        let mut numbered = String::with_capacity(query.len() + 16);
+        let mut n_placeholders = 0;
+        for character in query.chars() {
+            if character == '?' {
+                n_placeholders += 1;
+                numbered.push('$');
+                numbered.push_str(&n_placeholders.to_string());
+            } else {
+                numbered.push(character);
+            }
+        }
+        AssertSqlSafe(Cow::Owned(numbered))
+    }
+}
+
+/// Whether the error is a unique-constraint violation on any backend.
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database_error) => {
+            if database_error.is_unique_violation() {
+                return true;
+            }
+            // Codes: PostgreSQL 23505, MySQL 1062 (ER_DUP_ENTRY), SQLite 2067/1555.
+            matches!(
+                database_error.code().as_deref(),
+                Some("23505") | Some("1062") | Some("23000") | Some("2067") | Some("1555")
+            ) || database_error.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_gets_numbered_placeholders() {
+        let postgres = Dialect::new(DatabaseBackend::Postgres);
+        assert_eq!(
+            postgres.sql("SELECT a FROM t WHERE b = ? AND c = ?").0,
+            "SELECT a FROM t WHERE b = $1 AND c = $2"
+        );
+        let sqlite = Dialect::new(DatabaseBackend::Sqlite);
+        assert_eq!(sqlite.sql("SELECT ? ").0, "SELECT ? ");
+        let mysql = Dialect::new(DatabaseBackend::MySql);
+        assert_eq!(mysql.sql("SELECT ?").0, "SELECT ?");
+    }
+}

@@ -1,0 +1,278 @@
+//! The database of Magnum-rs: the only crate that contains SQL.
+//!
+//! Desired and observed state lives here (cluster templates, conductor heartbeats, the
+//! built-in identity's users, projects, roles and revoked tokens). Every query is written once
+//! with `?` placeholders; [`dialect`] adapts it to SQLite, PostgreSQL or MariaDB/MySQL, so the
+//! same code and the same tests run on all three. Other crates see typed repository methods,
+//! never query strings.
+//!
+//! Layout: [`Database`] (pool, migrations), [`cluster_template`], [`service`], [`identity`],
+//! [`page`] (keyset pagination shared by list queries), [`time`] (timestamp encoding).
+
+pub mod cluster_template;
+pub mod dialect;
+pub mod identity;
+pub mod page;
+pub mod service;
+pub mod time;
+
+use magnum_config::{DatabaseBackend, DatabaseConnection};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+use std::time::Duration;
+
+pub use dialect::Dialect;
+pub use page::{Page, SortDirection};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("migrations/mysql");
+
+/// What can go wrong in the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No row matched.
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint refused the write (e.g. a duplicate name).
+    #[error("a row with the same unique key already exists")]
+    Duplicate,
+    /// A name matched more than one visible row.
+    #[error("more than one row matches the name")]
+    Ambiguous,
+    /// The row changed since it was read; the caller should re-read and retry.
+    #[error("the row was changed by someone else")]
+    Stale,
+    /// A pagination marker is not a visible row.
+    #[error("the marker does not exist or is not visible")]
+    MarkerNotFound,
+    /// A stored value cannot be decoded (a bug or a hand-edited database).
+    #[error("stored value of {column} is invalid: {reason}")]
+    Corrupt { column: &'static str, reason: String },
+    #[error("database error: {0}")]
+    Backend(#[source] sqlx::Error),
+    #[error("schema migration failed: {0}")]
+    Migration(#[source] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(error: sqlx::Error) -> Self {
+        if dialect::is_unique_violation(&error) {
+            DbError::Duplicate
+        } else if matches!(error, sqlx::Error::RowNotFound) {
+            DbError::NotFound
+        } else {
+            DbError::Backend(error)
+        }
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// A connection pool to one of the three supported databases.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl Database {
+    /// Connects (creating the SQLite file and its directory when needed).
+    pub async fn connect(connection: &DatabaseConnection, max_pool_size: u32) -> DbResult<Database> {
+        sqlx::any::install_default_drivers();
+        let backend = connection.backend();
+        if let DatabaseConnection::Sqlite { path: Some(path) } = connection {
+            if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|error| DbError::Backend(error.into()))?;
+            }
+        }
+        let is_memory = matches!(connection, DatabaseConnection::Sqlite { path: None });
+        let pool_size = if is_memory { 1 } else { max_pool_size.max(1) };
+        let pool = AnyPoolOptions::new()
+            .max_connections(pool_size)
+            .min_connections(if is_memory { 1 } else { 0 })
+            .idle_timeout(if is_memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if is_memory { None } else { Some(Duration::from_secs(1800)) })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |connection, _meta| {
+                Box::pin(async move {
+                    match backend {
+                        DatabaseBackend::Sqlite => {
+                            connection
+                                .execute(
+                                    "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                                )
+                                .await?;
+                        }
+                        DatabaseBackend::MySql | DatabaseBackend::Postgres => {}
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&connection.sqlx_url())
+            .await?;
+        Ok(Database {
+            pool,
+            dialect: Dialect::new(backend),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.dialect.backend() {
+            DatabaseBackend::Sqlite => &SQLITE_MIGRATIONS,
+            DatabaseBackend::Postgres => &POSTGRES_MIGRATIONS,
+            DatabaseBackend::MySql => &MYSQL_MIGRATIONS,
+        }
+    }
+
+    /// Applies every pending migration. Safe to run from several processes at once: the
+    /// migrator takes a database lock on PostgreSQL and MySQL, SQLite serialises writers.
+    pub async fn upgrade(&self) -> DbResult<()> {
+        self.migrator().run(&self.pool).await.map_err(DbError::Migration)
+    }
+
+    /// The newest applied schema version (0 when none) and the newest this build knows.
+    pub async fn schema_version(&self) -> DbResult<(i64, i64)> {
+        let known = self
+            .migrator()
+            .iter()
+            .map(|migration| migration.version)
+            .max()
+            .unwrap_or(0);
+        let exists = self.migrations_table_exists().await?;
+        if !exists {
+            return Ok((0, known));
+        }
+        let applied: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .or_else(|_| Ok::<_, sqlx::Error>(None))?;
+        Ok((applied.unwrap_or(0), known))
+    }
+
+    async fn migrations_table_exists(&self) -> DbResult<bool> {
+        let query = match self.dialect.backend() {
+            DatabaseBackend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            DatabaseBackend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = '_sqlx_migrations' AND table_schema = current_schema()"
+            }
+            DatabaseBackend::MySql => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = '_sqlx_migrations' AND table_schema = DATABASE()"
+            }
+        };
+        let count: i64 = sqlx::query_scalar(query).fetch_one(&self.pool).await?;
+        Ok(count > 0)
+    }
+
+    /// Closes every connection; pending queries finish first.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> DbResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Decoding helpers shared by the repositories.
+pub(crate) mod row {
+    use super::{AnyRow, DbError, DbResult};
+    use sqlx::Row;
+
+    pub fn text(row: &AnyRow, column: &'static str) -> DbResult<String> {
+        row.try_get::<String, _>(column).map_err(|error| DbError::Corrupt {
+            column,
+            reason: error.to_string(),
+        })
+    }
+
+    pub fn optional_text(row: &AnyRow, column: &'static str) -> DbResult<Option<String>> {
+        row.try_get::<Option<String>, _>(column)
+            .map_err(|error| DbError::Corrupt {
+                column,
+                reason: error.to_string(),
+            })
+    }
+
+    pub fn integer(row: &AnyRow, column: &'static str) -> DbResult<i64> {
+        row.try_get::<i64, _>(column).map_err(|error| DbError::Corrupt {
+            column,
+            reason: error.to_string(),
+        })
+    }
+
+    pub fn optional_integer(row: &AnyRow, column: &'static str) -> DbResult<Option<i64>> {
+        row.try_get::<Option<i64>, _>(column)
+            .map_err(|error| DbError::Corrupt {
+                column,
+                reason: error.to_string(),
+            })
+    }
+
+    pub fn boolean(row: &AnyRow, column: &'static str) -> DbResult<bool> {
+        Ok(integer(row, column)? != 0)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A fresh database per test: SQLite in a temporary directory by default, or the server
+    //! named by `MAGNUM_TEST_DATABASE_URL` (each test then uses its own tables' rows, so tests
+    //! that count rows filter by a unique project id).
+    use super::*;
+    use magnum_config::OptionValue;
+
+    pub struct TestDatabase {
+        pub database: Database,
+        _directory: tempfile::TempDir,
+    }
+
+    pub async fn database() -> TestDatabase {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let connection = match std::env::var("MAGNUM_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => {
+                DatabaseConnection::parse_option(&url).expect("MAGNUM_TEST_DATABASE_URL")
+            }
+            _ => DatabaseConnection::Sqlite {
+                path: Some(directory.path().join("test.sqlite")),
+            },
+        };
+        let database = Database::connect(&connection, 4).await.expect("connect");
+        database.upgrade().await.expect("migrate");
+        TestDatabase {
+            database,
+            _directory: directory,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::database;
+
+    #[tokio::test]
+    async fn migrations_apply_and_report_their_version() {
+        let test = database().await;
+        let (applied, known) = test.database.schema_version().await.unwrap();
+        assert_eq!(applied, known);
+        assert!(known >= 1);
+        // Running the upgrade again is a no-op.
+        test.database.upgrade().await.unwrap();
+        test.database.ping().await.unwrap();
+    }
+}
