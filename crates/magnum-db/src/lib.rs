@@ -137,7 +137,30 @@ impl Database {
     /// Applies every pending migration. Safe to run from several processes at once: the
     /// migrator takes a database lock on PostgreSQL and MySQL, SQLite serialises writers.
     pub async fn upgrade(&self) -> DbResult<()> {
-        self.migrator().run(&self.pool).await.map_err(DbError::Migration)
+        if self.dialect.backend() != DatabaseBackend::MySql {
+            return self.migrator().run(&self.pool).await.map_err(DbError::Migration);
+        }
+        // sqlx locks MySQL with GET_LOCK(name, -1), which MariaDB does not treat as "wait
+        // forever"; take our own lock with a real timeout on the connection that migrates.
+        let mut connection = self.pool.acquire().await?;
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT GET_LOCK('magnum_schema_upgrade', 300)")
+                .fetch_one(&mut *connection)
+                .await?;
+        if locked != Some(1) {
+            return Err(DbError::Backend(sqlx::Error::Protocol(
+                "timed out waiting for another process to finish the schema upgrade".to_string(),
+            )));
+        }
+        let result = self
+            .migrator()
+            .run(&mut *connection)
+            .await
+            .map_err(DbError::Migration);
+        sqlx::query("SELECT RELEASE_LOCK('magnum_schema_upgrade')")
+            .execute(&mut *connection)
+            .await?;
+        result
     }
 
     /// The newest applied schema version (0 when none) and the newest this build knows.
@@ -231,22 +254,44 @@ pub(crate) mod row {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! A fresh database per test: SQLite in a temporary directory by default, or the server
-    //! named by `MAGNUM_TEST_DATABASE_URL` (each test then uses its own tables' rows, so tests
-    //! that count rows filter by a unique project id).
+    //! A fresh database per test: SQLite in a temporary directory by default, or a new
+    //! database on the server named by `MAGNUM_TEST_DATABASE_URL` (whose user may create
+    //! databases named `magnum_t_*`; the test script drops them afterwards).
     use super::*;
     use magnum_config::OptionValue;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     pub struct TestDatabase {
         pub database: Database,
         _directory: tempfile::TempDir,
     }
 
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
     pub async fn database() -> TestDatabase {
         let directory = tempfile::tempdir().expect("temporary directory");
         let connection = match std::env::var("MAGNUM_TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => {
-                DatabaseConnection::parse_option(&url).expect("MAGNUM_TEST_DATABASE_URL")
+                let server = DatabaseConnection::parse_option(&url).expect("MAGNUM_TEST_DATABASE_URL");
+                let name = format!(
+                    "magnum_t_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::SeqCst),
+                    chrono::Utc::now().timestamp_micros()
+                );
+                let admin = Database::connect(&server, 1).await.expect("connect to test server");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(admin.pool())
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                match server {
+                    DatabaseConnection::Server { backend, mut url } => {
+                        url.set_path(&format!("/{name}"));
+                        DatabaseConnection::Server { backend, url }
+                    }
+                    sqlite => sqlite,
+                }
             }
             _ => DatabaseConnection::Sqlite {
                 path: Some(directory.path().join("test.sqlite")),
