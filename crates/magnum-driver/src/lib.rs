@@ -1,0 +1,16 @@
+//! How Magnum-rs talks about infrastructure without knowing which one it is.
+//!
+//! - [`provider`]: the [`InfrastructureProvider`] trait answering the lookups a template needs
+//!   (image, flavors, keypair, networks), and [`UnverifiedProvider`], which knows nothing.
+//! - [`registry`]: the drivers (COE × provider) and how a template selects one.
+//!
+//! Architecture invariant: the API only asks providers questions here; it never creates
+//! infrastructure. Creating it is the conductor's job, through drivers.
+
+pub mod provider;
+pub mod registry;
+
+pub use provider::{
+    FlavorInfo, ImageInfo, InfrastructureProvider, LookupError, NetworkInfo, UnverifiedProvider,
+};
+pub use registry::{DriverInfo, DriverRegistry, ProviderKind};

@@ -1,0 +1,201 @@
+//! Infrastructure lookups: does this image, flavor, keypair or network exist, and what is it?
+//!
+//! The API validates templates and clusters through this trait so that the Docker provider
+//! (local images, named sizes) and the Heat provider (Glance, Nova, Neutron) can each answer
+//! with what they know.
+
+use async_trait::async_trait;
+use magnum_core::DomainError;
+
+/// What an image lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    pub name: String,
+    /// The `os_distro` property; drivers are selected by it. None when unknown.
+    pub os_distro: Option<String>,
+    /// The `magnum_driver` property naming a driver explicitly.
+    pub magnum_driver: Option<String>,
+}
+
+/// What a flavor lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlavorInfo {
+    pub id: String,
+    pub name: String,
+    /// Root disk size in GB, when known.
+    pub root_disk_gb: Option<u64>,
+}
+
+/// What a network or subnet lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+}
+
+/// Why a lookup failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("not found")]
+    NotFound,
+    #[error("more than one match")]
+    Ambiguous,
+    #[error("not authorized")]
+    Forbidden,
+    #[error("the infrastructure could not be asked: {0}")]
+    Unavailable(String),
+}
+
+/// The kinds of things a template or cluster names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupKind {
+    Image,
+    Flavor,
+    Keypair,
+    ExternalNetwork,
+    FixedNetwork,
+    FixedSubnet,
+}
+
+impl LookupError {
+    /// The user-facing error for a failed lookup of `name`, in upstream's wording.
+    pub fn into_domain(self, kind: LookupKind, name: &str) -> DomainError {
+        match (self, kind) {
+            (LookupError::Unavailable(reason), _) => DomainError::invalid(format!(
+                "Could not check {name}: the infrastructure provider is unavailable ({reason})."
+            )),
+            (LookupError::NotFound, LookupKind::Image) => {
+                DomainError::invalid(format!("Image {name} could not be found."))
+            }
+            (LookupError::Ambiguous, LookupKind::Image) => DomainError::conflict(format!(
+                "Multiple images exist with same name {name}. Please use the image id instead."
+            )),
+            (LookupError::Forbidden, LookupKind::Image) => {
+                DomainError::forbidden(format!("Not authorized for image {name}."))
+            }
+            (LookupError::NotFound, LookupKind::Flavor) | (LookupError::Ambiguous, LookupKind::Flavor) => {
+                DomainError::invalid(format!("Unable to find flavor {name}."))
+            }
+            (LookupError::NotFound, LookupKind::Keypair) => {
+                DomainError::not_found(format!("Unable to find keypair {name}."))
+            }
+            (LookupError::NotFound, LookupKind::ExternalNetwork) => {
+                DomainError::invalid(format!("Unable to find external network {name}."))
+            }
+            (LookupError::Ambiguous, LookupKind::ExternalNetwork) => DomainError::conflict(format!(
+                "Multiple external networks exist with same name {name}. Please use the external network ID instead."
+            )),
+            (LookupError::NotFound, LookupKind::FixedNetwork) => {
+                DomainError::invalid(format!("Unable to find fixed network {name}."))
+            }
+            (LookupError::Ambiguous, LookupKind::FixedNetwork) => DomainError::conflict(format!(
+                "Multiple fixed networks exist with same name {name}. Please use the fixed network ID instead."
+            )),
+            (LookupError::NotFound, LookupKind::FixedSubnet) => {
+                DomainError::invalid(format!("Unable to find fixed subnet {name}."))
+            }
+            (LookupError::Ambiguous, LookupKind::FixedSubnet) => DomainError::conflict(format!(
+                "Multiple fixed subnets exist with same name {name}. Please use the fixed subnet ID instead."
+            )),
+            (LookupError::Forbidden, _) | (LookupError::Ambiguous, LookupKind::Keypair) => {
+                DomainError::forbidden(format!("Not authorized to use {name}."))
+            }
+        }
+    }
+}
+
+/// Answers the questions templates and clusters ask about infrastructure.
+#[async_trait]
+pub trait InfrastructureProvider: Send + Sync + std::fmt::Debug {
+    /// A short name for logs and messages.
+    fn name(&self) -> &'static str;
+    /// Whether lookups check anything; false for [`UnverifiedProvider`].
+    fn verifies(&self) -> bool;
+    async fn find_image(&self, image: &str) -> Result<ImageInfo, LookupError>;
+    async fn find_flavor(&self, flavor: &str) -> Result<FlavorInfo, LookupError>;
+    async fn find_keypair(&self, user_id: &str, keypair: &str) -> Result<(), LookupError>;
+    async fn find_external_network(&self, network: &str) -> Result<NetworkInfo, LookupError>;
+    async fn find_fixed_network(&self, network: &str) -> Result<NetworkInfo, LookupError>;
+    async fn find_fixed_subnet(&self, subnet: &str) -> Result<NetworkInfo, LookupError>;
+}
+
+/// A provider that knows no infrastructure: every name is accepted as given and nothing is
+/// verified (an image's distro is unknown, so driver selection waits for a real provider).
+/// It exists so the API can run before a real provider is configured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnverifiedProvider;
+
+#[async_trait]
+impl InfrastructureProvider for UnverifiedProvider {
+    fn name(&self) -> &'static str {
+        "unverified"
+    }
+
+    fn verifies(&self) -> bool {
+        false
+    }
+
+    async fn find_image(&self, image: &str) -> Result<ImageInfo, LookupError> {
+        Ok(ImageInfo {
+            id: image.to_string(),
+            name: image.to_string(),
+            os_distro: None,
+            magnum_driver: None,
+        })
+    }
+
+    async fn find_flavor(&self, flavor: &str) -> Result<FlavorInfo, LookupError> {
+        Ok(FlavorInfo {
+            id: flavor.to_string(),
+            name: flavor.to_string(),
+            root_disk_gb: None,
+        })
+    }
+
+    async fn find_keypair(&self, _user_id: &str, _keypair: &str) -> Result<(), LookupError> {
+        Ok(())
+    }
+
+    async fn find_external_network(&self, network: &str) -> Result<NetworkInfo, LookupError> {
+        Ok(NetworkInfo {
+            id: network.to_string(),
+            name: network.to_string(),
+        })
+    }
+
+    async fn find_fixed_network(&self, network: &str) -> Result<NetworkInfo, LookupError> {
+        self.find_external_network(network).await
+    }
+
+    async fn find_fixed_subnet(&self, subnet: &str) -> Result<NetworkInfo, LookupError> {
+        self.find_external_network(subnet).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use magnum_core::DomainErrorKind;
+
+    #[tokio::test]
+    async fn unverified_provider_accepts_everything_and_knows_no_distro() {
+        let provider = UnverifiedProvider;
+        assert!(!provider.verifies());
+        let image = provider.find_image("fedora-atomic").await.unwrap();
+        assert_eq!(image.os_distro, None);
+        assert!(provider.find_keypair("u", "kp").await.is_ok());
+    }
+
+    #[test]
+    fn lookup_failures_use_upstream_wording_and_kinds() {
+        let image = LookupError::NotFound.into_domain(LookupKind::Image, "nope");
+        assert_eq!((image.kind, image.message.as_str()), (DomainErrorKind::Invalid, "Image nope could not be found."));
+        let keypair = LookupError::NotFound.into_domain(LookupKind::Keypair, "kp");
+        assert_eq!(keypair.kind, DomainErrorKind::NotFound);
+        let ambiguous = LookupError::Ambiguous.into_domain(LookupKind::ExternalNetwork, "public");
+        assert_eq!(ambiguous.kind, DomainErrorKind::Conflict);
+        let flavor = LookupError::NotFound.into_domain(LookupKind::Flavor, "m1.nope");
+        assert_eq!(flavor.message, "Unable to find flavor m1.nope.");
+    }
+}
