@@ -1,0 +1,495 @@
+//! Cluster templates: `/v1/clustertemplates` (current) and `/v1/baymodels` (2016), two views
+//! of the same rows with each generation's field names, rules and error format.
+
+use crate::error::ApiError;
+use crate::pagination::{next_link, page_from_query};
+use crate::policy::PolicyTarget;
+use crate::request::{json_body, BaseUrl, Caller};
+use crate::views;
+use crate::SharedState;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use chrono::{SubsecRound, Utc};
+use magnum_core::cluster_template::{ClusterTemplate, Ownership, TemplateInput, TemplatePatchRules};
+use magnum_core::patch::{apply_patch, decode_patch};
+use magnum_core::{is_uuid_like, ApiGeneration};
+use magnum_db::cluster_template::{is_sortable, TemplateVisibility};
+use magnum_db::DbError;
+use magnum_driver::provider::LookupKind;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/v1/clustertemplates", get(list_current).post(create_current))
+        .route("/v1/clustertemplates/detail", get(detail_current))
+        .route(
+            "/v1/clustertemplates/{ident}",
+            get(show_current).patch(patch_current).delete(delete_current),
+        )
+        .route("/v1/baymodels", get(list_seed).post(create_seed))
+        .route("/v1/baymodels/detail", get(detail_seed))
+        .route(
+            "/v1/baymodels/{ident}",
+            get(show_seed).patch(patch_seed).delete(delete_seed),
+        )
+}
+
+/// The words a generation uses for the resource.
+struct Vocabulary {
+    generation: ApiGeneration,
+    /// Policy rule prefix.
+    policy: &'static str,
+    /// Collection path and list key.
+    collection: &'static str,
+    /// Name in not-found messages.
+    title: &'static str,
+    /// Name in sentences.
+    noun: &'static str,
+}
+
+const CURRENT: Vocabulary = Vocabulary {
+    generation: ApiGeneration::Current,
+    policy: "clustertemplate",
+    collection: "clustertemplates",
+    title: "ClusterTemplate",
+    noun: "cluster template",
+};
+
+const SEED: Vocabulary = Vocabulary {
+    generation: ApiGeneration::Seed,
+    policy: "baymodel",
+    collection: "baymodels",
+    title: "Baymodel",
+    noun: "baymodel",
+};
+
+impl Vocabulary {
+    fn rule(&self, action: &str) -> String {
+        format!("{}:{action}", self.policy)
+    }
+
+    fn not_found(&self, ident: &str) -> ApiError {
+        ApiError::not_found(format!("{} {ident} could not be found.", self.title))
+    }
+
+    fn publish_denied(&self) -> ApiError {
+        match self.generation {
+            ApiGeneration::Current => ApiError::forbidden(
+                "Not authorized to set public or hidden flag for cluster template.",
+            ),
+            ApiGeneration::Seed => ApiError::forbidden("Not authorized to set public flag for baymodel."),
+        }
+    }
+}
+
+fn enforce(state: &SharedState, rule: &str, caller: &Caller, target: &PolicyTarget) -> Result<(), ApiError> {
+    if state.policy.allows(rule, &caller.context, target) {
+        Ok(())
+    } else {
+        Err(ApiError::policy(rule))
+    }
+}
+
+/// The templates a caller may see: everything for administrators, otherwise the project's
+/// own plus public ones that are not hidden.
+fn visibility(caller: &Caller) -> TemplateVisibility {
+    if caller.is_admin {
+        TemplateVisibility::All
+    } else {
+        TemplateVisibility::Project(caller.context.project_id.clone())
+    }
+}
+
+/// Finds a visible template by uuid or name.
+async fn find_template(
+    state: &SharedState,
+    caller: &Caller,
+    ident: &str,
+    vocabulary: &Vocabulary,
+) -> Result<ClusterTemplate, ApiError> {
+    let visibility = visibility(caller);
+    if let Some(uuid) = magnum_core::normalize_uuid(ident).filter(|_| is_uuid_like(ident)) {
+        let template = match state.database.cluster_templates().get_by_uuid(&uuid).await {
+            Ok(template) => template,
+            Err(DbError::NotFound) => return Err(vocabulary.not_found(ident)),
+            Err(other) => return Err(other.into()),
+        };
+        let visible = match &visibility {
+            TemplateVisibility::All => true,
+            TemplateVisibility::Project(project_id) => template.is_visible_to(project_id),
+        };
+        return if visible {
+            Ok(template)
+        } else {
+            Err(vocabulary.not_found(ident))
+        };
+    }
+    match state
+        .database
+        .cluster_templates()
+        .find_by_name(ident, &visibility)
+        .await
+    {
+        Ok(template) => Ok(template),
+        Err(DbError::NotFound) => Err(vocabulary.not_found(ident)),
+        Err(DbError::Ambiguous) => Err(ApiError::conflict(format!(
+            "Multiple {}s exist with same name. Please use the {} uuid instead.",
+            vocabulary.noun, vocabulary.noun
+        ))),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Checks what the template names against the infrastructure, records the image's distro
+/// and selects the driver. `driver_is_explicit` says whether `template.driver` was given by
+/// the caller (rather than selected earlier).
+async fn check_references(
+    state: &SharedState,
+    caller: &Caller,
+    template: &mut ClusterTemplate,
+    driver_is_explicit: bool,
+    vocabulary: &Vocabulary,
+) -> Result<(), ApiError> {
+    let provider = &state.provider;
+    let image = provider
+        .find_image(&template.image_id)
+        .await
+        .map_err(|error| error.into_domain(LookupKind::Image, &template.image_id))?;
+    if provider.verifies() && image.os_distro.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "Image {} doesn't contain os_distro field.",
+            template.image_id
+        )));
+    }
+    if image.os_distro.is_some() {
+        template.cluster_distro = image.os_distro.clone();
+    }
+    for (kind, value) in [
+        (LookupKind::Flavor, template.flavor_id.clone()),
+        (LookupKind::Flavor, template.master_flavor_id.clone()),
+    ] {
+        if let Some(flavor) = value {
+            provider
+                .find_flavor(&flavor)
+                .await
+                .map_err(|error| error.into_domain(kind, &flavor))?;
+        }
+    }
+    if let Some(network) = template.external_network_id.clone() {
+        provider
+            .find_external_network(&network)
+            .await
+            .map_err(|error| error.into_domain(LookupKind::ExternalNetwork, &network))?;
+    }
+    if vocabulary.generation == ApiGeneration::Current {
+        if let Some(network) = template.fixed_network.clone() {
+            provider
+                .find_fixed_network(&network)
+                .await
+                .map_err(|error| error.into_domain(LookupKind::FixedNetwork, &network))?;
+        }
+        if let Some(subnet) = template.fixed_subnet.clone() {
+            provider
+                .find_fixed_subnet(&subnet)
+                .await
+                .map_err(|error| error.into_domain(LookupKind::FixedSubnet, &subnet))?;
+        }
+    } else if let Some(keypair) = template.keypair_id.clone() {
+        provider
+            .find_keypair(&caller.context.user_id, &keypair)
+            .await
+            .map_err(|error| error.into_domain(LookupKind::Keypair, &keypair))?;
+    }
+    let explicit = if driver_is_explicit {
+        template.driver.clone()
+    } else {
+        None
+    };
+    let selected = state.drivers.select(
+        explicit.as_deref(),
+        image.magnum_driver.as_deref(),
+        &template.server_type,
+        template.cluster_distro.as_deref(),
+        template.coe,
+    );
+    match (selected, vocabulary.generation) {
+        (Ok(Some(driver)), _) => template.driver = Some(driver.name.to_string()),
+        (Ok(None), _) => {}
+        (Err(error), ApiGeneration::Current) => return Err(error.into()),
+        // The 2016 API selected the driver only when a bay was created.
+        (Err(_), ApiGeneration::Seed) => {}
+    }
+    Ok(())
+}
+
+async fn list(
+    state: SharedState,
+    caller: Caller,
+    base: String,
+    query: HashMap<String, String>,
+    vocabulary: &Vocabulary,
+    detail: bool,
+) -> Result<Json<Value>, ApiError> {
+    let rule = vocabulary.rule(if detail { "detail" } else { "get_all" });
+    enforce(&state, &rule, &caller, &PolicyTarget::own(&caller.context))?;
+    let page = page_from_query(&query, state.max_limit, is_sortable)?;
+    let templates = match state
+        .database
+        .cluster_templates()
+        .list(&visibility(&caller), &page)
+        .await
+    {
+        Ok(templates) => templates,
+        Err(DbError::MarkerNotFound) => {
+            return Err(vocabulary.not_found(page.marker.as_deref().unwrap_or_default()))
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let summary = vocabulary.generation == ApiGeneration::Seed && !detail;
+    let items: Vec<Value> = templates
+        .iter()
+        .map(|template| views::cluster_template(template, vocabulary.generation, &base, summary))
+        .collect();
+    let path = if detail {
+        format!("{}/detail", vocabulary.collection)
+    } else {
+        vocabulary.collection.to_string()
+    };
+    let mut body = json!({ vocabulary.collection: items });
+    if let Some(next) = next_link(
+        &base,
+        &path,
+        &page,
+        templates.len(),
+        templates.last().map(|template| template.uuid.as_str()),
+    ) {
+        body["next"] = json!(next);
+    }
+    Ok(Json(body))
+}
+
+async fn show(
+    state: SharedState,
+    caller: Caller,
+    base: String,
+    ident: String,
+    vocabulary: &Vocabulary,
+) -> Result<Json<Value>, ApiError> {
+    let template = find_template(&state, &caller, &ident, vocabulary).await?;
+    let shared_with_caller = template.public && !template.hidden;
+    if !shared_with_caller {
+        enforce(
+            &state,
+            &vocabulary.rule("get"),
+            &caller,
+            &PolicyTarget::of(&template.project_id, &template.user_id),
+        )?;
+    }
+    Ok(Json(views::cluster_template(&template, vocabulary.generation, &base, false)))
+}
+
+fn duplicate_error(vocabulary: &Vocabulary, template: &ClusterTemplate) -> ApiError {
+    ApiError::conflict(format!(
+        "A {} with name {} already exists in this project.",
+        vocabulary.noun,
+        template.name.as_deref().unwrap_or("None")
+    ))
+}
+
+async fn create(
+    state: SharedState,
+    caller: Caller,
+    base: String,
+    headers: HeaderMap,
+    body: Bytes,
+    vocabulary: &Vocabulary,
+) -> Result<Response, ApiError> {
+    let body = json_body(&headers, &body)?;
+    let input = TemplateInput::decode(&body, vocabulary.generation)?;
+    enforce(&state, &vocabulary.rule("create"), &caller, &PolicyTarget::own(&caller.context))?;
+    let mut template = ClusterTemplate::from_input(
+        &input,
+        vocabulary.generation,
+        Ownership {
+            project_id: caller.context.project_id.clone(),
+            user_id: caller.context.user_id.clone(),
+            now: Utc::now().trunc_subsecs(0),
+        },
+        &state.template_rules,
+    )?;
+    if (template.public || template.hidden)
+        && !state.policy.allows(
+            &vocabulary.rule("publish"),
+            &caller.context,
+            &PolicyTarget::own(&caller.context),
+        )
+    {
+        return Err(vocabulary.publish_denied());
+    }
+    let driver_is_explicit = input.has_value("driver");
+    check_references(&state, &caller, &mut template, driver_is_explicit, vocabulary).await?;
+    let stored = match state.database.cluster_templates().insert(&template).await {
+        Ok(stored) => stored,
+        Err(DbError::Duplicate) => {
+            let uuid_taken = state
+                .database
+                .cluster_templates()
+                .get_by_uuid(&template.uuid)
+                .await
+                .is_ok();
+            return Err(if uuid_taken {
+                ApiError::conflict(format!(
+                    "A {} with UUID {} already exists.",
+                    vocabulary.title, template.uuid
+                ))
+            } else {
+                duplicate_error(vocabulary, &template)
+            });
+        }
+        Err(other) => return Err(other.into()),
+    };
+    tracing::info!(uuid = %stored.uuid, name = ?stored.name, project = %stored.project_id, "created cluster template");
+    let location = format!("{base}/v1/{}/{}", vocabulary.collection, stored.uuid);
+    let mut response = (
+        StatusCode::CREATED,
+        Json(views::cluster_template(&stored, vocabulary.generation, &base, false)),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// How many times a patch is re-applied when another writer changed the row in between.
+const PATCH_ATTEMPTS: usize = 5;
+
+async fn patch(
+    state: SharedState,
+    caller: Caller,
+    base: String,
+    ident: String,
+    headers: HeaderMap,
+    body: Bytes,
+    vocabulary: &Vocabulary,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_body(&headers, &body)?;
+    let operations = decode_patch(&body)?;
+    let driver_is_explicit = operations
+        .iter()
+        .any(|operation| operation.segments.first().map(String::as_str) == Some("driver"));
+    for _attempt in 0..PATCH_ATTEMPTS {
+        let current = find_template(&state, &caller, &ident, vocabulary).await?;
+        enforce(
+            &state,
+            &vocabulary.rule("update"),
+            &caller,
+            &PolicyTarget::of(&current.project_id, &current.user_id),
+        )?;
+        let document = apply_patch(
+            &current.patch_document(vocabulary.generation),
+            &operations,
+            &TemplatePatchRules(vocabulary.generation),
+            vocabulary.generation,
+        )?;
+        let mut updated = current.with_patched_document(
+            &document,
+            vocabulary.generation,
+            &state.template_rules,
+            Utc::now().trunc_subsecs(0),
+        )?;
+        let publishing_changed = updated.public != current.public || updated.hidden != current.hidden;
+        if publishing_changed
+            && !state.policy.allows(
+                &vocabulary.rule("publish"),
+                &caller.context,
+                &PolicyTarget::of(&current.project_id, &current.user_id),
+            )
+        {
+            return Err(vocabulary.publish_denied());
+        }
+        check_references(&state, &caller, &mut updated, driver_is_explicit, vocabulary).await?;
+        if current.changed_fields(&updated).is_empty() {
+            return Ok(Json(views::cluster_template(&current, vocabulary.generation, &base, false)));
+        }
+        match state.database.cluster_templates().update(&updated).await {
+            Ok(stored) => {
+                tracing::info!(uuid = %stored.uuid, changed = ?current.changed_fields(&stored), "updated cluster template");
+                return Ok(Json(views::cluster_template(&stored, vocabulary.generation, &base, false)));
+            }
+            Err(DbError::Stale) => continue,
+            Err(DbError::NotFound) => return Err(vocabulary.not_found(&ident)),
+            Err(DbError::Duplicate) => return Err(duplicate_error(vocabulary, &updated)),
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(ApiError::conflict(format!(
+        "The {} {ident} is being changed by other requests; try again.",
+        vocabulary.noun
+    )))
+}
+
+async fn delete(
+    state: SharedState,
+    caller: Caller,
+    ident: String,
+    vocabulary: &Vocabulary,
+) -> Result<StatusCode, ApiError> {
+    let template = find_template(&state, &caller, &ident, vocabulary).await?;
+    enforce(
+        &state,
+        &vocabulary.rule("delete"),
+        &caller,
+        &PolicyTarget::of(&template.project_id, &template.user_id),
+    )?;
+    match state.database.cluster_templates().delete(template.id).await {
+        Ok(()) | Err(DbError::NotFound) => {}
+        Err(other) => return Err(other.into()),
+    }
+    tracing::info!(uuid = %template.uuid, "deleted cluster template");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+type ListQuery = Query<HashMap<String, String>>;
+
+async fn list_current(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Query(q): ListQuery) -> Result<Json<Value>, ApiError> {
+    list(s, c, b, q, &CURRENT, false).await
+}
+async fn detail_current(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Query(q): ListQuery) -> Result<Json<Value>, ApiError> {
+    list(s, c, b, q, &CURRENT, true).await
+}
+async fn show_current(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Path(i): Path<String>) -> Result<Json<Value>, ApiError> {
+    show(s, c, b, i, &CURRENT).await
+}
+async fn create_current(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, h: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    create(s, c, b, h, body, &CURRENT).await
+}
+async fn patch_current(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Path(i): Path<String>, h: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    patch(s, c, b, i, h, body, &CURRENT).await
+}
+async fn delete_current(State(s): State<SharedState>, c: Caller, Path(i): Path<String>) -> Result<StatusCode, ApiError> {
+    delete(s, c, i, &CURRENT).await
+}
+async fn list_seed(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Query(q): ListQuery) -> Result<Json<Value>, ApiError> {
+    list(s, c, b, q, &SEED, false).await
+}
+async fn detail_seed(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Query(q): ListQuery) -> Result<Json<Value>, ApiError> {
+    list(s, c, b, q, &SEED, true).await
+}
+async fn show_seed(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Path(i): Path<String>) -> Result<Json<Value>, ApiError> {
+    show(s, c, b, i, &SEED).await
+}
+async fn create_seed(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, h: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    create(s, c, b, h, body, &SEED).await
+}
+async fn patch_seed(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Path(i): Path<String>, h: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    patch(s, c, b, i, h, body, &SEED).await
+}
+async fn delete_seed(State(s): State<SharedState>, c: Caller, Path(i): Path<String>) -> Result<StatusCode, ApiError> {
+    delete(s, c, i, &SEED).await
+}

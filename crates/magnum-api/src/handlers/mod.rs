@@ -1,0 +1,14 @@
+//! Request handlers, one module per resource.
+
+pub mod cluster_templates;
+pub mod mservices;
+pub mod root;
+pub mod unimplemented;
+
+use crate::error::ApiError;
+use axum::http::StatusCode;
+
+/// Unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::framework(StatusCode::NOT_FOUND, "The resource could not be found.")
+}
