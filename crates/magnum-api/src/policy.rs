@@ -151,27 +151,29 @@ pub struct PolicyParseError {
     pub reason: String,
 }
 
+/// Splits a check string into tokens the way oslo.policy does: on whitespace, then peeling
+/// leading `(` and trailing `)` off each word (so `%(project_id)s` stays whole).
 fn tokenize(text: &str) -> Vec<String> {
     let mut tokens = Vec::new();
-    let mut current = String::new();
-    for character in text.chars() {
-        match character {
-            '(' | ')' => {
-                if !current.is_empty() {
-                    tokens.push(std::mem::take(&mut current));
-                }
-                tokens.push(character.to_string());
-            }
-            c if c.is_whitespace() => {
-                if !current.is_empty() {
-                    tokens.push(std::mem::take(&mut current));
-                }
-            }
-            c => current.push(c),
+    for word in text.split_whitespace() {
+        let mut rest = word;
+        while let Some(inner) = rest.strip_prefix('(') {
+            tokens.push("(".to_string());
+            rest = inner;
         }
-    }
-    if !current.is_empty() {
-        tokens.push(current);
+        let mut closing = 0;
+        while let Some(inner) = rest.strip_suffix(')') {
+            // A `)` that closes a `%(name)` reference belongs to the word.
+            if inner.ends_with("%(") || (inner.contains("%(") && !inner.contains(")s")) {
+                break;
+            }
+            closing += 1;
+            rest = inner;
+        }
+        if !rest.is_empty() {
+            tokens.push(rest.to_string());
+        }
+        tokens.extend(std::iter::repeat_n(")".to_string(), closing));
     }
     tokens
 }
@@ -482,6 +484,14 @@ mod tests {
             project_name: None,
             roles: roles.iter().map(|r| r.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn tokens_keep_target_references_whole() {
+        assert_eq!(
+            tokenize("rule:a or ((role:reader and project_id:%(project_id)s))"),
+            ["rule:a", "or", "(", "(", "role:reader", "and", "project_id:%(project_id)s", ")", ")"]
+        );
     }
 
     #[test]
