@@ -1,0 +1,277 @@
+//! Starting and stopping the long-running roles: the API (with the built-in identity) and
+//! the conductor. Startup steps are narrated in the log; the addresses clients need are
+//! printed on standard output.
+
+use anyhow::Context;
+use magnum_api::{ApiState, Policy};
+use magnum_conductor::ConductorSettings;
+use magnum_config::{AuthStrategy, MagnumConfig};
+use magnum_core::coe::{NetworkDriverSettings, TemplateRules};
+use magnum_db::Database;
+use magnum_driver::{DriverRegistry, UnverifiedProvider};
+use magnum_identity::{admin, Authenticator, Catalog, IdentityService, NoauthDefaults, RevocationList};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Which roles this process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    pub api: bool,
+    pub conductor: bool,
+}
+
+impl Roles {
+    pub fn all() -> Self {
+        Self { api: true, conductor: true }
+    }
+    pub fn api_only() -> Self {
+        Self { api: true, conductor: false }
+    }
+    pub fn conductor_only() -> Self {
+        Self { api: false, conductor: true }
+    }
+}
+
+/// Connects to the configured database.
+pub async fn connect(config: &MagnumConfig) -> anyhow::Result<Database> {
+    let connection = config.database_connection();
+    Database::connect(&connection, config.database.max_pool_size)
+        .await
+        .with_context(|| format!("cannot connect to the database {connection}"))
+}
+
+fn template_rules(config: &MagnumConfig) -> TemplateRules {
+    let settings = |allowed: &Vec<String>, default: &String| NetworkDriverSettings {
+        allowed: if allowed.iter().any(|driver| driver == "all") {
+            None
+        } else {
+            Some(allowed.clone())
+        },
+        default: default.clone(),
+    };
+    let section = &config.cluster_template;
+    TemplateRules {
+        kubernetes: settings(&section.kubernetes_allowed_network_drivers, &section.kubernetes_default_network_driver),
+        swarm: settings(&section.swarm_allowed_network_drivers, &section.swarm_default_network_driver),
+        mesos: settings(&section.mesos_allowed_network_drivers, &section.mesos_default_network_driver),
+    }
+}
+
+fn say(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+fn url_of(address: SocketAddr, path: &str) -> String {
+    format!("http://{address}{path}")
+}
+
+async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen for the {what} on {host}:{port}"))
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn termination_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate => {},
+    }
+}
+
+/// Runs the chosen roles until a termination signal, then shuts down gracefully within
+/// `[DEFAULT] graceful_shutdown_timeout` (a second signal exits at once).
+pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
+    let state_path = config.state_path();
+    std::fs::create_dir_all(&state_path)
+        .with_context(|| format!("cannot create the state directory {}", state_path.display()))?;
+    tracing::info!(state_path = %state_path.display(), "starting magnumd");
+
+    tracing::info!(database = %config.database_connection(), "connecting to the database");
+    let database = connect(&config).await?;
+    if config.database.auto_upgrade {
+        database.upgrade().await.context("schema upgrade failed")?;
+    }
+    let (applied, known) = database.schema_version().await?;
+    if applied < known {
+        anyhow::bail!("the database schema is at version {applied} but this magnumd needs {known}; run `magnumd db upgrade`");
+    }
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    if roles.api {
+        start_api(&config, &database, &shutdown, &tasks).await?;
+    }
+    if roles.conductor {
+        let settings = ConductorSettings {
+            host: config.default.host.clone(),
+            heartbeat_interval: Duration::from_secs(config.default.periodic_interval_max),
+        };
+        tracing::info!(host = %settings.host, "launching the conductor");
+        tasks.spawn(magnum_conductor::run(database.clone(), settings, shutdown.child_token()));
+        say(&format!("Conductor running as {}", config.default.host));
+    }
+    tasks.close();
+
+    termination_signal().await;
+    tracing::info!("shutting down; a second signal stops at once");
+    shutdown.cancel();
+    let deadline = Duration::from_secs(config.default.graceful_shutdown_timeout);
+    tokio::select! {
+        _ = tasks.wait() => tracing::info!("all tasks finished"),
+        _ = tokio::time::sleep(deadline) => tracing::warn!(?deadline, "shutdown deadline passed; exiting"),
+        _ = termination_signal() => tracing::warn!("second signal; exiting"),
+    }
+    database.close().await;
+    Ok(())
+}
+
+async fn start_api(
+    config: &MagnumConfig,
+    database: &Database,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> anyhow::Result<()> {
+    let api_listener = bind(&config.api.host, config.api.port, "API").await?;
+    let api_address = api_listener.local_addr()?;
+    let magnum_url = config
+        .api
+        .public_url
+        .clone()
+        .unwrap_or_else(|| url_of(api_address, "/v1"));
+    let public_base_url = config
+        .api
+        .public_url
+        .as_ref()
+        .map(|url| url.trim_end_matches('/').trim_end_matches("/v1").to_string());
+
+    let mut identity_url = None;
+    let authenticator = match config.api.auth_strategy {
+        AuthStrategy::Builtin => {
+            let identity_listener = bind(&config.identity.host, config.identity.port, "identity endpoint").await?;
+            let identity_address = identity_listener.local_addr()?;
+            let url = config
+                .identity
+                .public_url
+                .clone()
+                .unwrap_or_else(|| url_of(identity_address, "/v3"));
+            identity_url = Some(url.clone());
+            tracing::info!("bootstrapping the built-in identity");
+            let state_path = config.state_path();
+            let outcome = admin::bootstrap(database, &config.identity, &state_path).await?;
+            if outcome.created {
+                say(&format!(
+                    "Created user '{}' with roles admin, member, reader in project '{}' (domain Default).",
+                    outcome.user_name, outcome.project_name
+                ));
+                match &outcome.password_file {
+                    Some(file) => say(&format!("Its password is in {} (mode 0600).", file.display())),
+                    None => say("Its password is the one set in [identity] admin_password."),
+                }
+            }
+            let signer = admin::load_token_signer(&state_path)?;
+            let revocations = RevocationList::default();
+            revocations.refresh(database).await?;
+            let service = IdentityService::new(
+                database.clone(),
+                signer.clone(),
+                revocations.clone(),
+                Catalog {
+                    identity_url: url.clone(),
+                    magnum_url: magnum_url.clone(),
+                    region: config.identity.region_name.clone(),
+                },
+                chrono::Duration::seconds(i64::try_from(config.identity.token_expiration).unwrap_or(3600)),
+            );
+            let identity_router = magnum_identity::server::router(Arc::new(service));
+            let identity_shutdown = shutdown.child_token();
+            tasks.spawn(async move {
+                let served = axum::serve(identity_listener, identity_router)
+                    .with_graceful_shutdown(identity_shutdown.cancelled_owned())
+                    .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "identity endpoint stopped");
+                }
+            });
+            let refresh_database = database.clone();
+            let refresh_list = revocations.clone();
+            let refresh_interval = Duration::from_secs(config.identity.revocation_refresh_interval.max(1));
+            let refresh_shutdown = shutdown.child_token();
+            tasks.spawn(async move {
+                let mut ticker = tokio::time::interval(refresh_interval);
+                loop {
+                    tokio::select! {
+                        _ = refresh_shutdown.cancelled() => break,
+                        _ = ticker.tick() => {
+                            if let Err(error) = refresh_list.refresh(&refresh_database).await {
+                                tracing::warn!(%error, "cannot refresh the revoked-token list");
+                            }
+                        }
+                    }
+                }
+            });
+            say(&format!("Identity (Keystone v3) listening on {url}"));
+            Authenticator::Builtin { signer, revocations }
+        }
+        AuthStrategy::Keystone => Authenticator::Keystone(
+            magnum_identity::keystone::KeystoneValidator::new(config.keystone_authtoken.clone())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        AuthStrategy::Noauth => {
+            tracing::warn!("[api] auth_strategy = noauth: requests are trusted without authentication; never use this in production");
+            Authenticator::Noauth(NoauthDefaults {
+                user_id: config.api.noauth_user_id.clone(),
+                project_id: config.api.noauth_project_id.clone(),
+                roles: config.api.noauth_roles.clone(),
+            })
+        }
+    };
+
+    let policy_file = config.policy_file();
+    let policy = Policy::load(&policy_file, config.oslo_policy.enforce_new_defaults)?;
+    tracing::info!(policy_file = %policy_file.display(), exists = policy_file.exists(), "loaded policy");
+    tracing::info!("no infrastructure provider is configured yet: image, flavor, keypair and network names are accepted without verification");
+    let state = Arc::new(ApiState {
+        database: database.clone(),
+        authenticator,
+        policy,
+        provider: Arc::new(UnverifiedProvider),
+        drivers: DriverRegistry::default(),
+        template_rules: template_rules(config),
+        max_limit: config.api.max_limit,
+        service_down_time_seconds: i64::try_from(config.default.service_down_time).unwrap_or(180),
+        public_base_url,
+        identity_url,
+    });
+    let app = magnum_api::app(state);
+    let api_shutdown = shutdown.child_token();
+    tasks.spawn(async move {
+        let served = axum::serve(
+            api_listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+        )
+            .with_graceful_shutdown(api_shutdown.cancelled_owned())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "API stopped");
+        }
+    });
+    say(&format!("Magnum API listening on {magnum_url}"));
+    Ok(())
+}
