@@ -173,7 +173,10 @@ pub async fn error_body_layer(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
-        || response.extensions().get::<crate::version::FinalErrorBody>().is_some()
+        || response
+            .extensions()
+            .get::<crate::version::FinalErrorBody>()
+            .is_some()
     {
         return response;
     }
@@ -187,7 +190,10 @@ pub async fn error_body_layer(request: Request, next: Next) -> Response {
     };
     let bytes = body.to_string();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.remove(header::CONTENT_LENGTH);
     *response.body_mut() = Body::from(bytes);
     response
@@ -202,7 +208,10 @@ mod tests {
         let error = ApiError::bad_request("Unable to find flavor m1.nope.");
         let body = current_body(&error);
         assert_eq!(body["errors"][0]["title"], "Unable to find flavor m1");
-        assert_eq!(body["errors"][0]["detail"], "Unable to find flavor m1.nope.");
+        assert_eq!(
+            body["errors"][0]["detail"],
+            "Unable to find flavor m1.nope."
+        );
         assert_eq!(body["errors"][0]["code"], "client");
         assert_eq!(body["errors"][0]["status"], 400);
         let framework = current_body(&ApiError::framework(StatusCode::UNAUTHORIZED, "x"));
@@ -225,7 +234,10 @@ mod tests {
     fn generation_follows_the_path() {
         assert_eq!(generation_of_path("/v1/baymodels/x"), ApiGeneration::Seed);
         assert_eq!(generation_of_path("/v1/bays"), ApiGeneration::Seed);
-        assert_eq!(generation_of_path("/v1/clustertemplates"), ApiGeneration::Current);
+        assert_eq!(
+            generation_of_path("/v1/clustertemplates"),
+            ApiGeneration::Current
+        );
         assert_eq!(generation_of_path("/v1/mservices"), ApiGeneration::Current);
     }
 }

@@ -75,9 +75,7 @@ pub fn router(state: SharedState) -> Router {
 
 /// The complete application: the router behind path normalisation, which must run before
 /// routing and therefore wraps the router instead of being one of its layers.
-pub fn app(
-    state: SharedState,
-) -> tower::util::MapRequest<Router, fn(Request) -> Request> {
+pub fn app(state: SharedState) -> tower::util::MapRequest<Router, fn(Request) -> Request> {
     tower::util::MapRequestLayer::new(middleware::normalize_path as fn(Request) -> Request)
         .layer(router(state))
 }

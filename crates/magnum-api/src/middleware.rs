@@ -32,20 +32,28 @@ pub async fn request_id_layer(request: Request, next: Next) -> Response {
         tracing::debug!(request_id, %method, %path, status = status.as_u16(), elapsed_ms, "request");
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-openstack-request-id", value);
+        response
+            .headers_mut()
+            .insert("x-openstack-request-id", value);
     }
     response
 }
 
 /// Authenticates every request except the version documents and records the caller.
-pub async fn auth_layer(State(state): State<SharedState>, mut request: Request, next: Next) -> Response {
+pub async fn auth_layer(
+    State(state): State<SharedState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     if is_public_path(request.uri().path()) {
         return next.run(request).await;
     }
     match state.authenticator.authenticate(request.headers()).await {
         Ok(context) => {
             let is_admin = state.policy.is_admin(&context);
-            request.extensions_mut().insert(Caller { context, is_admin });
+            request
+                .extensions_mut()
+                .insert(Caller { context, is_admin });
             next.run(request).await
         }
         Err(error) => {

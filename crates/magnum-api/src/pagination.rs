@@ -33,7 +33,10 @@ pub fn page_from_query(
             ))
         })?),
     };
-    let sort_key = query.get("sort_key").cloned().unwrap_or_else(|| "id".to_string());
+    let sort_key = query
+        .get("sort_key")
+        .cloned()
+        .unwrap_or_else(|| "id".to_string());
     if !is_sortable(&sort_key) {
         return Err(ApiError::bad_request(format!(
             "The sort_key value \"{sort_key}\" is an invalid field for sorting"
@@ -57,7 +60,13 @@ pub fn page_from_query(
 }
 
 /// The `next` link when the page is full: `<base>/v1/<path>?sort_key=…&sort_dir=…&limit=…&marker=…`.
-pub fn next_link(base: &str, path: &str, page: &Page, n_items: usize, last_uuid: Option<&str>) -> Option<String> {
+pub fn next_link(
+    base: &str,
+    path: &str,
+    page: &Page,
+    n_items: usize,
+    last_uuid: Option<&str>,
+) -> Option<String> {
     if n_items == 0 || n_items < page.limit {
         return None;
     }
@@ -76,7 +85,10 @@ mod tests {
     use axum::http::StatusCode;
 
     fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn sortable(column: &str) -> bool {
@@ -86,7 +98,10 @@ mod tests {
     #[test]
     fn defaults_and_caps() {
         let page = page_from_query(&query(&[]), 1000, sortable).unwrap();
-        assert_eq!((page.limit, page.sort_key.as_str(), page.sort_dir), (1000, "id", SortDirection::Asc));
+        assert_eq!(
+            (page.limit, page.sort_key.as_str(), page.sort_dir),
+            (1000, "id", SortDirection::Asc)
+        );
         let capped = page_from_query(&query(&[("limit", "5000")]), 1000, sortable).unwrap();
         assert_eq!(capped.limit, 1000);
     }
@@ -98,8 +113,14 @@ mod tests {
             (vec![("limit", "-3")], "Limit must be positive"),
             (vec![("limit", "many")], "Wrong type"),
             (vec![("marker", "abc")], "Expected a uuid"),
-            (vec![("sort_key", "colour")], "The sort_key value \"colour\" is an invalid field for sorting"),
-            (vec![("sort_dir", "up")], "Invalid sort direction: up. Acceptable values are 'asc' or 'desc'"),
+            (
+                vec![("sort_key", "colour")],
+                "The sort_key value \"colour\" is an invalid field for sorting",
+            ),
+            (
+                vec![("sort_dir", "up")],
+                "Invalid sort direction: up. Acceptable values are 'asc' or 'desc'",
+            ),
         ] {
             let error = page_from_query(&query(&pairs), 1000, sortable).unwrap_err();
             assert_eq!(error.status, StatusCode::BAD_REQUEST);
@@ -109,11 +130,19 @@ mod tests {
 
     #[test]
     fn next_link_only_for_full_pages() {
-        let page = page_from_query(&query(&[("limit", "2"), ("sort_key", "name")]), 1000, sortable).unwrap();
+        let page = page_from_query(
+            &query(&[("limit", "2"), ("sort_key", "name")]),
+            1000,
+            sortable,
+        )
+        .unwrap();
         assert_eq!(
             next_link("http://h:9511", "clustertemplates", &page, 2, Some("u2")).as_deref(),
             Some("http://h:9511/v1/clustertemplates?sort_key=name&sort_dir=asc&limit=2&marker=u2")
         );
-        assert_eq!(next_link("http://h:9511", "clustertemplates", &page, 1, Some("u1")), None);
+        assert_eq!(
+            next_link("http://h:9511", "clustertemplates", &page, 1, Some("u1")),
+            None
+        );
     }
 }

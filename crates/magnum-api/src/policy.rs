@@ -137,7 +137,10 @@ enum Check {
     Rule(String),
     Role(String),
     /// `key:value`; `value` may be `%(attribute)s` of the target or a literal.
-    Generic { key: String, value: String },
+    Generic {
+        key: String,
+        value: String,
+    },
     And(Vec<Check>),
     Or(Vec<Check>),
     Not(Box<Check>),
@@ -196,7 +199,10 @@ impl Parser {
 
     fn or_expression(&mut self) -> Result<Check, String> {
         let mut alternatives = vec![self.and_expression()?];
-        while self.peek().is_some_and(|token| token.eq_ignore_ascii_case("or")) {
+        while self
+            .peek()
+            .is_some_and(|token| token.eq_ignore_ascii_case("or"))
+        {
             self.next();
             alternatives.push(self.and_expression()?);
         }
@@ -209,7 +215,10 @@ impl Parser {
 
     fn and_expression(&mut self) -> Result<Check, String> {
         let mut parts = vec![self.not_expression()?];
-        while self.peek().is_some_and(|token| token.eq_ignore_ascii_case("and")) {
+        while self
+            .peek()
+            .is_some_and(|token| token.eq_ignore_ascii_case("and"))
+        {
             self.next();
             parts.push(self.not_expression()?);
         }
@@ -221,7 +230,10 @@ impl Parser {
     }
 
     fn not_expression(&mut self) -> Result<Check, String> {
-        if self.peek().is_some_and(|token| token.eq_ignore_ascii_case("not")) {
+        if self
+            .peek()
+            .is_some_and(|token| token.eq_ignore_ascii_case("not"))
+        {
             self.next();
             return Ok(Check::Not(Box::new(self.not_expression()?)));
         }
@@ -272,10 +284,7 @@ fn parse_check(text: &str) -> Result<Check, String> {
     };
     let check = parser.or_expression()?;
     if parser.position < parser.tokens.len() {
-        return Err(format!(
-            "unexpected '{}'",
-            parser.tokens[parser.position]
-        ));
+        return Err(format!("unexpected '{}'", parser.tokens[parser.position]));
     }
     Ok(check)
 }
@@ -348,7 +357,10 @@ impl Policy {
     }
 
     /// Overrides rules with check strings (from a policy file).
-    pub fn with_overrides(mut self, overrides: &HashMap<String, String>) -> Result<Policy, PolicyParseError> {
+    pub fn with_overrides(
+        mut self,
+        overrides: &HashMap<String, String>,
+    ) -> Result<Policy, PolicyParseError> {
         for (name, text) in overrides {
             let check = parse_check(text).map_err(|reason| PolicyParseError {
                 rule: name.clone(),
@@ -388,7 +400,13 @@ impl Policy {
 
     /// Whether the caller is an administrator (`context_is_admin`).
     pub fn is_admin(&self, context: &RequestContext) -> bool {
-        self.evaluate_rule("context_is_admin", context, &PolicyTarget::default(), false, 0)
+        self.evaluate_rule(
+            "context_is_admin",
+            context,
+            &PolicyTarget::default(),
+            false,
+            0,
+        )
     }
 
     /// Whether `rule` allows the caller to act on `target`.
@@ -490,7 +508,17 @@ mod tests {
     fn tokens_keep_target_references_whole() {
         assert_eq!(
             tokenize("rule:a or ((role:reader and project_id:%(project_id)s))"),
-            ["rule:a", "or", "(", "(", "role:reader", "and", "project_id:%(project_id)s", ")", ")"]
+            [
+                "rule:a",
+                "or",
+                "(",
+                "(",
+                "role:reader",
+                "and",
+                "project_id:%(project_id)s",
+                ")",
+                ")"
+            ]
         );
     }
 
@@ -526,7 +554,12 @@ mod tests {
         let admin = context("admin", "root", &["admin"]);
         assert!(policy.is_admin(&admin));
         let foreign = PolicyTarget::of("p2", "u9");
-        for rule in ["clustertemplate:publish", "magnum-service:get_all", "cluster:delete", "quota:create"] {
+        for rule in [
+            "clustertemplate:publish",
+            "magnum-service:get_all",
+            "cluster:delete",
+            "quota:create",
+        ] {
             assert!(policy.allows(rule, &admin, &foreign), "{rule}");
         }
     }
@@ -543,27 +576,49 @@ mod tests {
     fn certificate_rules_need_the_same_user() {
         let policy = Policy::defaults(true);
         let other_member = context("p1", "u2", &["member", "reader"]);
-        assert!(!policy.allows("certificate:create", &other_member, &PolicyTarget::of("p1", "u1")));
-        assert!(policy.allows("certificate:create", &other_member, &PolicyTarget::of("p1", "u2")));
+        assert!(!policy.allows(
+            "certificate:create",
+            &other_member,
+            &PolicyTarget::of("p1", "u1")
+        ));
+        assert!(policy.allows(
+            "certificate:create",
+            &other_member,
+            &PolicyTarget::of("p1", "u2")
+        ));
     }
 
     #[test]
     fn overrides_replace_rules_and_bad_ones_are_reported() {
         let policy = Policy::defaults(true)
             .with_overrides(&HashMap::from([
-                ("clustertemplate:publish".to_string(), "role:member or not role:member".to_string()),
+                (
+                    "clustertemplate:publish".to_string(),
+                    "role:member or not role:member".to_string(),
+                ),
                 ("magnum-service:get_all".to_string(), "@".to_string()),
             ]))
             .unwrap();
         let member = context("p1", "u1", &["member"]);
-        assert!(policy.allows("clustertemplate:publish", &member, &PolicyTarget::own(&member)));
-        assert!(policy.allows("magnum-service:get_all", &member, &PolicyTarget::own(&member)));
+        assert!(policy.allows(
+            "clustertemplate:publish",
+            &member,
+            &PolicyTarget::own(&member)
+        ));
+        assert!(policy.allows(
+            "magnum-service:get_all",
+            &member,
+            &PolicyTarget::own(&member)
+        ));
         let error = Policy::defaults(true)
             .with_overrides(&HashMap::from([("x".to_string(), "(role:a".to_string())]))
             .unwrap_err();
         assert_eq!(error.rule, "x");
         assert!(Policy::defaults(true)
-            .with_overrides(&HashMap::from([("x".to_string(), "http://example".to_string())]))
+            .with_overrides(&HashMap::from([(
+                "x".to_string(),
+                "http://example".to_string()
+            )]))
             .is_err());
     }
 
@@ -576,9 +631,17 @@ mod tests {
         std::fs::write(&json, "{\"magnum-service:get_all\": \"!\"}").unwrap();
         let reader = context("p1", "u1", &["reader"]);
         let target = PolicyTarget::own(&reader);
-        assert!(Policy::load(&yaml, true).unwrap().allows("magnum-service:get_all", &reader, &target));
+        assert!(Policy::load(&yaml, true).unwrap().allows(
+            "magnum-service:get_all",
+            &reader,
+            &target
+        ));
         let admin = context("p1", "u1", &["admin"]);
-        assert!(!Policy::load(&json, true).unwrap().allows("magnum-service:get_all", &admin, &target));
+        assert!(!Policy::load(&json, true).unwrap().allows(
+            "magnum-service:get_all",
+            &admin,
+            &target
+        ));
         assert!(Policy::load(&directory.path().join("missing.yaml"), true).is_ok());
         std::fs::write(&yaml, "- not a map\n").unwrap();
         assert!(Policy::load(&yaml, true).is_err());

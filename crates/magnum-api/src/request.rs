@@ -23,20 +23,31 @@ pub struct Caller {
 impl FromRequestParts<SharedState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &SharedState) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| ApiError::framework(StatusCode::UNAUTHORIZED, "The request you have made requires authentication."))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::framework(
+                StatusCode::UNAUTHORIZED,
+                "The request you have made requires authentication.",
+            )
+        })
     }
 }
 
 impl FromRequestParts<SharedState> for ApiVersion {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &SharedState) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<ApiVersion>().copied().unwrap_or(MIN_VERSION))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ApiVersion>()
+            .copied()
+            .unwrap_or(MIN_VERSION))
     }
 }
 
@@ -47,7 +58,10 @@ pub struct BaseUrl(pub String);
 impl FromRequestParts<SharedState> for BaseUrl {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(base) = &state.public_base_url {
             return Ok(BaseUrl(base.clone()));
         }
@@ -64,7 +78,10 @@ impl FromRequestParts<SharedState> for BaseUrl {
 /// JSON is a 400, never a 500.
 pub fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
-        let content_type = content_type.to_str().unwrap_or_default().to_ascii_lowercase();
+        let content_type = content_type
+            .to_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let media_type = content_type.split(';').next().unwrap_or_default().trim();
         let is_json = media_type == "application/json"
             || (media_type.starts_with("application/") && media_type.ends_with("+json"));
@@ -79,8 +96,9 @@ pub fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
             "The request body is empty; a JSON document is required.",
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|error| ApiError::bad_request(format!("Malformed JSON in the request body: {error}.")))
+    serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request(format!("Malformed JSON in the request body: {error}."))
+    })
 }
 
 #[cfg(test)]
@@ -90,7 +108,10 @@ mod tests {
 
     fn with_type(content_type: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type).unwrap(),
+        );
         headers
     }
 

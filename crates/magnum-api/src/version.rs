@@ -60,8 +60,12 @@ fn parse_number(text: &str) -> Result<ApiVersion, VersionError> {
         return Ok(MAX_VERSION);
     }
     let (major, minor) = text.split_once('.').ok_or(VersionError::InvalidValue)?;
-    let major = major.parse::<u16>().map_err(|_| VersionError::InvalidValue)?;
-    let minor = minor.parse::<u16>().map_err(|_| VersionError::InvalidValue)?;
+    let major = major
+        .parse::<u16>()
+        .map_err(|_| VersionError::InvalidValue)?;
+    let minor = minor
+        .parse::<u16>()
+        .map_err(|_| VersionError::InvalidValue)?;
     let version = ApiVersion::new(major, minor);
     if version < MIN_VERSION || version > MAX_VERSION {
         return Err(VersionError::Unsupported(version.to_string()));
@@ -84,7 +88,8 @@ pub fn requested_version(headers: &HeaderMap) -> Result<(ApiVersion, VersionHead
         let mut saw_entry = false;
         for entry in text.split(',') {
             let mut parts = entry.split_whitespace();
-            let (Some(service), Some(number), None) = (parts.next(), parts.next(), parts.next()) else {
+            let (Some(service), Some(number), None) = (parts.next(), parts.next(), parts.next())
+            else {
                 if entry.trim().is_empty() {
                     continue;
                 }
@@ -115,14 +120,41 @@ fn insert(headers: &mut HeaderMap, name: &'static str, value: String) {
 }
 
 fn add_version_headers(headers: &mut HeaderMap, version: ApiVersion, family: VersionHeader) {
-    insert(headers, "OpenStack-API-Minimum-Version", format!("{RESPONSE_SERVICE} {MIN_VERSION}"));
-    insert(headers, "OpenStack-API-Maximum-Version", format!("{RESPONSE_SERVICE} {MAX_VERSION}"));
-    insert(headers, "OpenStack-API-Version", format!("{RESPONSE_SERVICE} {version}"));
-    headers.append(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+    insert(
+        headers,
+        "OpenStack-API-Minimum-Version",
+        format!("{RESPONSE_SERVICE} {MIN_VERSION}"),
+    );
+    insert(
+        headers,
+        "OpenStack-API-Maximum-Version",
+        format!("{RESPONSE_SERVICE} {MAX_VERSION}"),
+    );
+    insert(
+        headers,
+        "OpenStack-API-Version",
+        format!("{RESPONSE_SERVICE} {version}"),
+    );
+    headers.append(
+        header::VARY,
+        HeaderValue::from_static("OpenStack-API-Version"),
+    );
     if family == VersionHeader::Legacy {
-        insert(headers, "X-OpenStack-Magnum-API-Minimum-Version", MIN_VERSION.to_string());
-        insert(headers, "X-OpenStack-Magnum-API-Maximum-Version", MAX_VERSION.to_string());
-        insert(headers, "X-OpenStack-Magnum-API-Version", version.to_string());
+        insert(
+            headers,
+            "X-OpenStack-Magnum-API-Minimum-Version",
+            MIN_VERSION.to_string(),
+        );
+        insert(
+            headers,
+            "X-OpenStack-Magnum-API-Maximum-Version",
+            MAX_VERSION.to_string(),
+        );
+        insert(
+            headers,
+            "X-OpenStack-Magnum-API-Version",
+            version.to_string(),
+        );
     }
 }
 
@@ -156,9 +188,10 @@ fn not_acceptable(error: &VersionError) -> Response {
     };
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = StatusCode::NOT_ACCEPTABLE;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response.extensions_mut().insert(FinalErrorBody);
     response
 }
@@ -195,7 +228,9 @@ mod tests {
     fn missing_header_is_the_minimum_and_latest_is_the_maximum() {
         assert_eq!(requested_version(&HeaderMap::new()).unwrap().0, MIN_VERSION);
         assert_eq!(
-            requested_version(&headers("OpenStack-API-Version", "container-infra latest")).unwrap().0,
+            requested_version(&headers("OpenStack-API-Version", "container-infra latest"))
+                .unwrap()
+                .0,
             MAX_VERSION
         );
     }
@@ -203,28 +238,44 @@ mod tests {
     #[test]
     fn all_three_service_names_are_accepted() {
         for service in SERVICE_NAMES {
-            let (version, family) =
-                requested_version(&headers("OpenStack-API-Version", &format!("{service} 1.10"))).unwrap();
+            let (version, family) = requested_version(&headers(
+                "OpenStack-API-Version",
+                &format!("{service} 1.10"),
+            ))
+            .unwrap();
             assert_eq!(version, ApiVersion::new(1, 10));
             assert_eq!(family, VersionHeader::Current);
         }
         assert_eq!(
-            requested_version(&headers("OpenStack-API-Version", "compute 2.1, container-infra 1.3"))
-                .unwrap()
-                .0,
+            requested_version(&headers(
+                "OpenStack-API-Version",
+                "compute 2.1, container-infra 1.3"
+            ))
+            .unwrap()
+            .0,
             ApiVersion::new(1, 3)
         );
     }
 
     #[test]
     fn bad_headers_are_classified() {
-        let check = |value: &str| requested_version(&headers("OpenStack-API-Version", value)).unwrap_err();
+        let check =
+            |value: &str| requested_version(&headers("OpenStack-API-Version", value)).unwrap_err();
         assert_eq!(check("compute 2.1"), VersionError::InvalidService);
         assert_eq!(check("container-infra"), VersionError::InvalidValue);
         assert_eq!(check("container-infra 1.x"), VersionError::InvalidValue);
-        assert_eq!(check("container-infra 1.15"), VersionError::Unsupported("1.15".to_string()));
-        assert_eq!(check("container-infra 2.0"), VersionError::Unsupported("2.0".to_string()));
-        assert_eq!(check("container-infra 1.0"), VersionError::Unsupported("1.0".to_string()));
+        assert_eq!(
+            check("container-infra 1.15"),
+            VersionError::Unsupported("1.15".to_string())
+        );
+        assert_eq!(
+            check("container-infra 2.0"),
+            VersionError::Unsupported("2.0".to_string())
+        );
+        assert_eq!(
+            check("container-infra 1.0"),
+            VersionError::Unsupported("1.0".to_string())
+        );
     }
 
     #[test]

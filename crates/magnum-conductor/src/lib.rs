@@ -21,12 +21,26 @@ pub struct ConductorSettings {
     pub heartbeat_interval: Duration,
 }
 
-/// Runs the conductor until `shutdown` is cancelled: a heartbeat at start, then one per
-/// interval. A failed heartbeat is logged and retried at the next tick; the process does not
-/// die because the database blinked.
+/// Registers the conductor with its first heartbeat; call before announcing it runs.
+pub async fn register(
+    database: &Database,
+    settings: &ConductorSettings,
+) -> Result<(), magnum_db::DbError> {
+    let service = database
+        .services()
+        .heartbeat(&settings.host, CONDUCTOR_BINARY, Utc::now())
+        .await?;
+    tracing::info!(host = %settings.host, id = service.id, "conductor registered");
+    Ok(())
+}
+
+/// Runs the conductor until `shutdown` is cancelled, heartbeating once per interval (the
+/// first heartbeat is [`register`]'s). A failed heartbeat is logged and retried at the next
+/// tick; the process does not die because the database blinked.
 pub async fn run(database: Database, settings: ConductorSettings, shutdown: CancellationToken) {
     tracing::info!(host = %settings.host, interval = ?settings.heartbeat_interval, "conductor started");
-    let mut ticker = tokio::time::interval(settings.heartbeat_interval);
+    let start = tokio::time::Instant::now() + settings.heartbeat_interval;
+    let mut ticker = tokio::time::interval_at(start, settings.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -59,15 +73,14 @@ mod tests {
         .await
         .unwrap();
         database.upgrade().await.unwrap();
+        let settings = ConductorSettings {
+            host: "test-host".to_string(),
+            heartbeat_interval: Duration::from_millis(20),
+        };
+        register(&database, &settings).await.unwrap();
+        assert_eq!(database.services().list().await.unwrap()[0].report_count, 1);
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(
-            database.clone(),
-            ConductorSettings {
-                host: "test-host".to_string(),
-                heartbeat_interval: Duration::from_millis(20),
-            },
-            shutdown.clone(),
-        ));
+        let task = tokio::spawn(run(database.clone(), settings, shutdown.clone()));
         let mut seen = 0;
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(10)).await;

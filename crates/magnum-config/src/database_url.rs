@@ -64,9 +64,9 @@ impl fmt::Display for DatabaseConnection {
 impl OptionValue for DatabaseConnection {
     fn parse_option(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| format!("'{text}' is not a database URL such as sqlite:///magnum.sqlite"))?;
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            format!("'{text}' is not a database URL such as sqlite:///magnum.sqlite")
+        })?;
         let engine = scheme.split('+').next().unwrap_or_default();
         match engine {
             "sqlite" => {
@@ -89,7 +89,9 @@ impl OptionValue for DatabaseConnection {
                 let url = url::Url::parse(&format!("{sqlx_scheme}://{rest}"))
                     .map_err(|error| format!("'{scheme}://…' is not a valid URL: {error}"))?;
                 if url.host_str().unwrap_or_default().is_empty()
-                    && !url.query_pairs().any(|(key, _)| key == "host" || key == "unix_socket")
+                    && !url
+                        .query_pairs()
+                        .any(|(key, _)| key == "host" || key == "unix_socket")
                 {
                     return Err(format!("the {engine} URL names no host"));
                 }
@@ -141,7 +143,10 @@ mod tests {
             parse("sqlite:////var/lib/magnum/magnum.sqlite").sqlx_url(),
             "sqlite:///var/lib/magnum/magnum.sqlite?mode=rwc"
         );
-        assert_eq!(parse("sqlite://"), DatabaseConnection::Sqlite { path: None });
+        assert_eq!(
+            parse("sqlite://"),
+            DatabaseConnection::Sqlite { path: None }
+        );
     }
 
     #[test]

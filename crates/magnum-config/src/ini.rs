@@ -55,7 +55,10 @@ impl IniDocument {
                     });
                 };
                 current_section = name.trim().to_string();
-                document.sections.entry(current_section.clone()).or_default();
+                document
+                    .sections
+                    .entry(current_section.clone())
+                    .or_default();
                 last_key = None;
                 continue;
             }
@@ -148,8 +151,9 @@ impl IniDocument {
             }
             let referenced = match self.raw("DEFAULT", &name) {
                 Some(raw) => self.expand(raw, defaults, depth + 1)?,
-                None => defaults(&name)
-                    .ok_or_else(|| format!("references ${name}, which is not a [DEFAULT] option"))?,
+                None => defaults(&name).ok_or_else(|| {
+                    format!("references ${name}, which is not a [DEFAULT] option")
+                })?,
             };
             output.push_str(&referenced);
         }
@@ -174,7 +178,10 @@ mod tests {
             "# comment\n[DEFAULT]\nstate_path = /var/lib/magnum\n\n[api]\nport: 9512\n; other\nhost =\n  10.0.0.1\n",
         )
         .unwrap();
-        assert_eq!(document.raw("DEFAULT", "state_path"), Some("/var/lib/magnum"));
+        assert_eq!(
+            document.raw("DEFAULT", "state_path"),
+            Some("/var/lib/magnum")
+        );
         assert_eq!(document.raw("api", "port"), Some("9512"));
         assert_eq!(document.raw("api", "host"), Some("10.0.0.1"));
         assert_eq!(document.raw("api", "missing"), None);
@@ -208,7 +215,10 @@ mod tests {
             "sqlite:////srv/m/m.db?x=$1"
         );
         let with_builtin = |name: &str| (name == "host").then(|| "h1".to_string());
-        assert_eq!(document.expand("$host:x", &with_builtin, 0).unwrap(), "h1:x");
+        assert_eq!(
+            document.expand("$host:x", &with_builtin, 0).unwrap(),
+            "h1:x"
+        );
         assert!(document.expand("$nothing", &no_defaults, 0).is_err());
     }
 }

@@ -60,7 +60,11 @@ impl std::fmt::Debug for Source<'_> {
 
 impl Source<'_> {
     #[doc(hidden)]
-    pub fn read<T: OptionValue>(&self, section: &str, option: &str) -> Result<Option<T>, ConfigError> {
+    pub fn read<T: OptionValue>(
+        &self,
+        section: &str,
+        option: &str,
+    ) -> Result<Option<T>, ConfigError> {
         let invalid = |reason: String| ConfigError::InvalidValue {
             file: self.file.to_string(),
             section: section.to_string(),
@@ -161,9 +165,7 @@ impl FromStr for AuthStrategy {
             "builtin" => Ok(AuthStrategy::Builtin),
             "keystone" => Ok(AuthStrategy::Keystone),
             "noauth" => Ok(AuthStrategy::Noauth),
-            other => Err(format!(
-                "'{other}' is not one of builtin, keystone, noauth"
-            )),
+            other => Err(format!("'{other}' is not one of builtin, keystone, noauth")),
         }
     }
 }
@@ -342,9 +344,15 @@ fn known_options() -> Vec<(&'static str, &'static [OptionDoc])> {
         (ApiSection::SECTION, ApiSection::OPTIONS),
         (DatabaseSection::SECTION, DatabaseSection::OPTIONS),
         (IdentitySection::SECTION, IdentitySection::OPTIONS),
-        (KeystoneAuthtokenSection::SECTION, KeystoneAuthtokenSection::OPTIONS),
+        (
+            KeystoneAuthtokenSection::SECTION,
+            KeystoneAuthtokenSection::OPTIONS,
+        ),
         (OsloPolicySection::SECTION, OsloPolicySection::OPTIONS),
-        (ClusterTemplateSection::SECTION, ClusterTemplateSection::OPTIONS),
+        (
+            ClusterTemplateSection::SECTION,
+            ClusterTemplateSection::OPTIONS,
+        ),
     ]
 }
 
@@ -406,10 +414,18 @@ impl MagnumConfig {
             return Err(invalid("api", "max_limit", "must be at least 1"));
         }
         if self.identity.token_expiration == 0 {
-            return Err(invalid("identity", "token_expiration", "must be at least 1 second"));
+            return Err(invalid(
+                "identity",
+                "token_expiration",
+                "must be at least 1 second",
+            ));
         }
         if self.default.periodic_interval_max == 0 {
-            return Err(invalid("DEFAULT", "periodic_interval_max", "must be at least 1 second"));
+            return Err(invalid(
+                "DEFAULT",
+                "periodic_interval_max",
+                "must be at least 1 second",
+            ));
         }
         if self.api.auth_strategy == AuthStrategy::Keystone {
             if self.keystone_authtoken.auth_url.is_none() {
@@ -542,30 +558,33 @@ mod tests {
 
     #[test]
     fn bad_values_name_file_section_option_and_reason() {
-        let error = MagnumConfig::from_text("[api]\nport = http\n", "/etc/magnum/magnum.conf")
-            .unwrap_err();
+        let error =
+            MagnumConfig::from_text("[api]\nport = http\n", "/etc/magnum/magnum.conf").unwrap_err();
         assert_eq!(
             error.to_string(),
             "/etc/magnum/magnum.conf: [api] port: 'http' is not an integer between 0 and 65535"
         );
         let error = MagnumConfig::from_text("[api]\nauth_strategy = ldap\n", "m.conf").unwrap_err();
-        assert!(error.to_string().starts_with("m.conf: [api] auth_strategy:"));
+        assert!(error
+            .to_string()
+            .starts_with("m.conf: [api] auth_strategy:"));
         let error =
             MagnumConfig::from_text("[database]\nconnection = db2://x/y\n", "m.conf").unwrap_err();
-        assert!(error.to_string().contains("[database] connection: unsupported database"));
+        assert!(error
+            .to_string()
+            .contains("[database] connection: unsupported database"));
     }
 
     #[test]
     fn keystone_strategy_needs_its_section() {
-        let error = MagnumConfig::from_text("[api]\nauth_strategy = keystone\n", "m.conf")
-            .unwrap_err();
+        let error =
+            MagnumConfig::from_text("[api]\nauth_strategy = keystone\n", "m.conf").unwrap_err();
         assert!(error.to_string().contains("[keystone_authtoken] auth_url"));
     }
 
     #[test]
     fn unknown_options_are_reported() {
-        let config =
-            MagnumConfig::from_text("[api]\nprot = 1\n[heat]\nx = y\n", "m.conf").unwrap();
+        let config = MagnumConfig::from_text("[api]\nprot = 1\n[heat]\nx = y\n", "m.conf").unwrap();
         assert_eq!(config.unknown_options, vec!["[api] prot", "[heat] x"]);
     }
 
@@ -575,7 +594,11 @@ mod tests {
         for (section, options) in known_options() {
             assert!(sample.contains(&format!("[{section}]")));
             for option in options {
-                assert!(sample.contains(&format!("#{} = ", option.name)), "{}", option.name);
+                assert!(
+                    sample.contains(&format!("#{} = ", option.name)),
+                    "{}",
+                    option.name
+                );
             }
         }
         let reloaded = MagnumConfig::from_text(&sample, "sample").unwrap();

@@ -63,9 +63,15 @@ pub struct ClusterTemplate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
     /// A string of `min..=max` characters.
-    Text { min: usize, max: usize },
+    Text {
+        min: usize,
+        max: usize,
+    },
     /// An integer within optional bounds.
-    Integer { min: Option<i64>, max: Option<i64> },
+    Integer {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
     Boolean,
     Labels,
     Uuid,
@@ -153,7 +159,11 @@ pub const FIELDS: &[FieldSpec] = &[
         },
         Availability::Both,
     ),
-    optional("docker_storage_driver", STRING_255, Availability::CurrentOnly),
+    optional(
+        "docker_storage_driver",
+        STRING_255,
+        Availability::CurrentOnly,
+    ),
     optional(
         "ssh_authorized_key",
         FieldKind::Text { min: 1, max: 65535 },
@@ -169,8 +179,16 @@ pub const FIELDS: &[FieldSpec] = &[
     fixed("tls_disabled", FieldKind::Boolean, Availability::Both),
     fixed("public", FieldKind::Boolean, Availability::Both),
     fixed("server_type", STRING_255, Availability::Both),
-    optional("master_lb_enabled", FieldKind::Boolean, Availability::CurrentOnly),
-    optional("floating_ip_enabled", FieldKind::Boolean, Availability::CurrentOnly),
+    optional(
+        "master_lb_enabled",
+        FieldKind::Boolean,
+        Availability::CurrentOnly,
+    ),
+    optional(
+        "floating_ip_enabled",
+        FieldKind::Boolean,
+        Availability::CurrentOnly,
+    ),
     fixed("hidden", FieldKind::Boolean, Availability::CurrentOnly),
     optional(
         "tags",
@@ -484,7 +502,8 @@ impl ClusterTemplate {
         if let Some(volume_driver) = &self.volume_driver {
             check_volume_driver(self.coe, volume_driver)?;
         }
-        if generation == ApiGeneration::Current && !["vm", "bm"].contains(&self.server_type.as_str())
+        if generation == ApiGeneration::Current
+            && !["vm", "bm"].contains(&self.server_type.as_str())
         {
             return Err(DomainError::invalid_field(
                 "server_type",
@@ -590,7 +609,9 @@ impl ClusterTemplate {
         now: DateTime<Utc>,
     ) -> Result<ClusterTemplate, DomainError> {
         let Value::Object(object) = document else {
-            return Err(DomainError::invalid("The patched document is not an object."));
+            return Err(DomainError::invalid(
+                "The patched document is not an object.",
+            ));
         };
         let input = TemplateInput::decode_object(object, generation, false)?;
         let mut updated = self.clone();
@@ -716,10 +737,17 @@ mod tests {
             missing_image.message,
             "Invalid input for field/attribute image_id. Value: 'None'. Mandatory field missing."
         );
-        let seed_without_keypair =
-            create(json!({"coe": "swarm", "image_id": "i"}), ApiGeneration::Seed).unwrap_err();
+        let seed_without_keypair = create(
+            json!({"coe": "swarm", "image_id": "i"}),
+            ApiGeneration::Seed,
+        )
+        .unwrap_err();
         assert!(seed_without_keypair.message.contains("keypair_id"));
-        assert!(create(json!({"coe": "swarm", "image_id": "i"}), ApiGeneration::Current).is_ok());
+        assert!(create(
+            json!({"coe": "swarm", "image_id": "i"}),
+            ApiGeneration::Current
+        )
+        .is_ok());
     }
 
     #[test]
@@ -758,7 +786,10 @@ mod tests {
             ApiGeneration::Seed,
         )
         .unwrap_err();
-        assert_eq!(seed.message, "Unknown attribute for argument baymodel: hidden");
+        assert_eq!(
+            seed.message,
+            "Unknown attribute for argument baymodel: hidden"
+        );
     }
 
     #[test]
@@ -813,8 +844,7 @@ mod tests {
         let flannel_on_mesos =
             json!({"coe": "mesos", "image_id": "i", "network_driver": "flannel"});
         assert!(create(flannel_on_mesos, ApiGeneration::Current).is_err());
-        let flannel_on_swarm =
-            json!({"coe": "swarm", "image_id": "i", "network_driver": "flannel",
+        let flannel_on_swarm = json!({"coe": "swarm", "image_id": "i", "network_driver": "flannel",
                    "labels": {"flannel_backend": "vxlan"}});
         assert!(create(flannel_on_swarm, ApiGeneration::Current).is_ok());
     }
@@ -891,7 +921,12 @@ mod patch_tests {
             &TemplatePatchRules(generation),
             generation,
         )?;
-        template.with_patched_document(&document, generation, &TemplateRules::default(), owner().now)
+        template.with_patched_document(
+            &document,
+            generation,
+            &TemplateRules::default(),
+            owner().now,
+        )
     }
 
     #[test]
@@ -924,13 +959,26 @@ mod patch_tests {
     fn internal_and_mandatory_attributes_are_protected() {
         let template = swarm();
         for (operations, expected) in [
-            (json!([{"op": "replace", "path": "/uuid", "value": "x"}]), "internal"),
-            (json!([{"op": "replace", "path": "/project_id", "value": "x"}]), "internal"),
+            (
+                json!([{"op": "replace", "path": "/uuid", "value": "x"}]),
+                "internal",
+            ),
+            (
+                json!([{"op": "replace", "path": "/project_id", "value": "x"}]),
+                "internal",
+            ),
             (json!([{"op": "remove", "path": "/image_id"}]), "mandatory"),
-            (json!([{"op": "remove", "path": "/tls_disabled"}]), "mandatory"),
+            (
+                json!([{"op": "remove", "path": "/tls_disabled"}]),
+                "mandatory",
+            ),
         ] {
             let error = patch(&template, operations.clone(), ApiGeneration::Current).unwrap_err();
-            assert!(error.message.contains(expected), "{operations}: {}", error.message);
+            assert!(
+                error.message.contains(expected),
+                "{operations}: {}",
+                error.message
+            );
         }
     }
 

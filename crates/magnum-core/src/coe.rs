@@ -181,12 +181,24 @@ mod tests {
     fn network_driver_matrix_matches_the_user_guide() {
         let rules = TemplateRules::default();
         let seed = ApiGeneration::Seed;
-        assert!(rules.check_network_driver(Coe::Kubernetes, "flannel", seed).is_ok());
-        assert!(rules.check_network_driver(Coe::Kubernetes, "docker", seed).is_err());
-        assert!(rules.check_network_driver(Coe::Swarm, "flannel", seed).is_ok());
-        assert!(rules.check_network_driver(Coe::Swarm, "docker", seed).is_ok());
-        assert!(rules.check_network_driver(Coe::Mesos, "docker", seed).is_ok());
-        assert!(rules.check_network_driver(Coe::Mesos, "flannel", seed).is_err());
+        assert!(rules
+            .check_network_driver(Coe::Kubernetes, "flannel", seed)
+            .is_ok());
+        assert!(rules
+            .check_network_driver(Coe::Kubernetes, "docker", seed)
+            .is_err());
+        assert!(rules
+            .check_network_driver(Coe::Swarm, "flannel", seed)
+            .is_ok());
+        assert!(rules
+            .check_network_driver(Coe::Swarm, "docker", seed)
+            .is_ok());
+        assert!(rules
+            .check_network_driver(Coe::Mesos, "docker", seed)
+            .is_ok());
+        assert!(rules
+            .check_network_driver(Coe::Mesos, "flannel", seed)
+            .is_err());
     }
 
     #[test]
@@ -222,7 +234,9 @@ mod tests {
             Ok(Coe::SwarmMode)
         );
         assert_eq!(
-            Coe::parse_for("k8s", ApiGeneration::Seed).unwrap_err().message,
+            Coe::parse_for("k8s", ApiGeneration::Seed)
+                .unwrap_err()
+                .message,
             "Requested COE type k8s is not supported."
         );
     }

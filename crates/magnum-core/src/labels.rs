@@ -201,7 +201,11 @@ pub fn flannel_settings(labels: &Labels) -> Result<FlannelSettings, DomainError>
     let network_subnetlen = match labels.get("flannel_network_subnetlen") {
         None => DEFAULT_FLANNEL_NETWORK_SUBNETLEN,
         Some(text) => {
-            let length = text.trim().parse::<u8>().ok().filter(|length| *length <= 30);
+            let length = text
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|length| *length <= 30);
             let Some(length) = length else {
                 return Err(label_error(
                     "flannel_network_subnetlen",
@@ -225,7 +229,11 @@ pub fn flannel_settings(labels: &Labels) -> Result<FlannelSettings, DomainError>
     let backend_label = match labels.get("flannel_backend") {
         None => None,
         Some(text) => Some(FlannelBackend::parse(text).ok_or_else(|| {
-            label_error("flannel_backend", text, "expected one of udp, vxlan, host-gw")
+            label_error(
+                "flannel_backend",
+                text,
+                "expected one of udp, vxlan, host-gw",
+            )
         })?),
     };
     let use_vxlan = match labels.get("flannel_use_vxlan") {
@@ -296,7 +304,12 @@ pub fn validate_labels(labels: &Labels) -> Result<(), DomainError> {
     }
     let isolation: Vec<&str> = labels
         .get("mesos_slave_isolation")
-        .map(|text| text.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
+        .map(|text| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(unknown) = isolation
         .iter()
@@ -305,11 +318,18 @@ pub fn validate_labels(labels: &Labels) -> Result<(), DomainError> {
         return Err(label_error(
             "mesos_slave_isolation",
             unknown,
-            &format!("expected a comma list of {}", MESOS_ISOLATION_VALUES.join(", ")),
+            &format!(
+                "expected a comma list of {}",
+                MESOS_ISOLATION_VALUES.join(", ")
+            ),
         ));
     }
     if let Some(providers) = labels.get("mesos_slave_image_providers") {
-        for provider in providers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for provider in providers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             if !["docker", "appc"].contains(&provider) {
                 return Err(label_error(
                     "mesos_slave_image_providers",
@@ -403,11 +423,7 @@ mod tests {
     fn mesos_and_swarm_labels_are_checked() {
         assert!(validate_labels(&labels(&[("swarm_strategy", "spread")])).is_ok());
         assert!(validate_labels(&labels(&[("swarm_strategy", "fastest")])).is_err());
-        assert!(validate_labels(&labels(&[(
-            "mesos_slave_image_providers",
-            "docker"
-        )]))
-        .is_err());
+        assert!(validate_labels(&labels(&[("mesos_slave_image_providers", "docker")])).is_err());
         assert!(validate_labels(&labels(&[
             ("mesos_slave_image_providers", "docker"),
             ("mesos_slave_isolation", "docker/runtime,filesystem/linux")

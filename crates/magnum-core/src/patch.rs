@@ -96,7 +96,9 @@ pub fn decode_patch(body: &Value) -> Result<Vec<PatchOperation>, DomainError> {
             other => {
                 return Err(DomainError::invalid_field(
                     "path",
-                    other.map(display_value).unwrap_or_else(|| "None".to_string()),
+                    other
+                        .map(display_value)
+                        .unwrap_or_else(|| "None".to_string()),
                     "Mandatory field missing.",
                 ))
             }
@@ -196,7 +198,12 @@ fn apply_one(document: &mut Value, operation: &PatchOperation) -> Result<(), Dom
             Value::Object(map) => map
                 .get_mut(segment)
                 .ok_or_else(|| apply_failure(operation, &format!("{segment} does not exist")))?,
-            _ => return Err(apply_failure(operation, &format!("{segment} is not an object"))),
+            _ => {
+                return Err(apply_failure(
+                    operation,
+                    &format!("{segment} is not an object"),
+                ))
+            }
         };
     }
     if parent.is_null() && operation.op == PatchOp::Add && !parents.is_empty() {
@@ -300,14 +307,35 @@ mod tests {
     fn rules_are_enforced() {
         let cases = [
             (json!({"op": "replace"}), "Mandatory field missing"),
-            (json!([{"op": "move", "path": "/name"}]), "add, replace, remove"),
-            (json!([{"op": "replace", "path": "name", "value": 1}]), "Invalid patch path"),
-            (json!([{"op": "replace", "path": "/uuid", "value": "x"}]), "internal attribute"),
-            (json!([{"op": "remove", "path": "/coe"}]), "can not be removed"),
+            (
+                json!([{"op": "move", "path": "/name"}]),
+                "add, replace, remove",
+            ),
+            (
+                json!([{"op": "replace", "path": "name", "value": 1}]),
+                "Invalid patch path",
+            ),
+            (
+                json!([{"op": "replace", "path": "/uuid", "value": "x"}]),
+                "internal attribute",
+            ),
+            (
+                json!([{"op": "remove", "path": "/coe"}]),
+                "can not be removed",
+            ),
             (json!([{"op": "replace", "path": "/name"}]), "need a value"),
-            (json!([{"op": "add", "path": "/name", "value": "x"}]), "please use 'replace'"),
-            (json!([{"op": "add", "path": "/colour", "value": "x"}]), "not an attribute"),
-            (json!([{"op": "remove", "path": "/labels/missing"}]), "non-existent"),
+            (
+                json!([{"op": "add", "path": "/name", "value": "x"}]),
+                "please use 'replace'",
+            ),
+            (
+                json!([{"op": "add", "path": "/colour", "value": "x"}]),
+                "not an attribute",
+            ),
+            (
+                json!([{"op": "remove", "path": "/labels/missing"}]),
+                "non-existent",
+            ),
             (json!({"name": "x"}), "JSON list"),
         ];
         for (patch, expected) in cases {

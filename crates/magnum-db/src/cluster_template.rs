@@ -212,7 +212,8 @@ impl ClusterTemplates<'_> {
         arguments
             .add(template.updated_at.as_ref().map(time::encode))
             .map_err(argument_error)?;
-        let insert = "INSERT INTO cluster_template (uuid, name, project_id, user_id, coe, image_id, \
+        let insert =
+            "INSERT INTO cluster_template (uuid, name, project_id, user_id, coe, image_id, \
             flavor_id, master_flavor_id, keypair_id, dns_nameserver, external_network_id, \
             fixed_network, fixed_subnet, network_driver, volume_driver, apiserver_port, \
             docker_volume_size, docker_storage_driver, ssh_authorized_key, cluster_distro, \
@@ -228,10 +229,9 @@ impl ClusterTemplates<'_> {
 
     /// The template with this uuid, whoever owns it.
     pub async fn get_by_uuid(&self, uuid: &str) -> DbResult<ClusterTemplate> {
-        let query = self
-            .database
-            .dialect()
-            .sql(format!("SELECT {COLUMNS} FROM cluster_template WHERE uuid = ?"));
+        let query = self.database.dialect().sql(format!(
+            "SELECT {COLUMNS} FROM cluster_template WHERE uuid = ?"
+        ));
         let row = sqlx::query(query)
             .bind(uuid.to_string())
             .fetch_optional(self.database.pool())
@@ -248,7 +248,9 @@ impl ClusterTemplates<'_> {
         visibility: &TemplateVisibility,
     ) -> DbResult<ClusterTemplate> {
         let (condition, bind) = visibility.condition();
-        let sql = format!("SELECT {COLUMNS} FROM cluster_template WHERE name = ? AND {condition} LIMIT 2");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM cluster_template WHERE name = ? AND {condition} LIMIT 2"
+        );
         let mut query = sqlx::query(self.database.dialect().sql(sql)).bind(name.to_string());
         if let Some(Bind::Text(project_id)) = bind {
             query = query.bind(project_id);
@@ -367,10 +369,14 @@ impl ClusterTemplates<'_> {
 
     /// Deletes the template with this id.
     pub async fn delete(&self, id: i64) -> DbResult<()> {
-        let result = sqlx::query(self.database.dialect().sql("DELETE FROM cluster_template WHERE id = ?"))
-            .bind(id)
-            .execute(self.database.pool())
-            .await?;
+        let result = sqlx::query(
+            self.database
+                .dialect()
+                .sql("DELETE FROM cluster_template WHERE id = ?"),
+        )
+        .bind(id)
+        .execute(self.database.pool())
+        .await?;
         if result.rows_affected() == 0 {
             Err(DbError::NotFound)
         } else {
@@ -456,7 +462,10 @@ mod tests {
         let mut expected = original.clone();
         expected.id = stored.id;
         assert_eq!(stored, expected);
-        assert_eq!(repository.get_by_uuid(&original.uuid).await.unwrap(), expected);
+        assert_eq!(
+            repository.get_by_uuid(&original.uuid).await.unwrap(),
+            expected
+        );
     }
 
     #[tokio::test]
@@ -530,7 +539,10 @@ mod tests {
         let second = repository.list(&visibility, &page).await.unwrap();
         assert_eq!(names(&second), ["c", "d"]);
         page.marker = Some(second[1].uuid.clone());
-        assert_eq!(names(&repository.list(&visibility, &page).await.unwrap()), ["e"]);
+        assert_eq!(
+            names(&repository.list(&visibility, &page).await.unwrap()),
+            ["e"]
+        );
 
         // Descending by a nullable integer: NULL first, then 4, 3, 1, 0.
         let mut by_size = Page {
@@ -543,10 +555,16 @@ mod tests {
         assert_eq!(names(&all), ["b", "d", "e", "a", "c"]);
         by_size.limit = 2;
         by_size.marker = Some(all[0].uuid.clone());
-        assert_eq!(names(&repository.list(&visibility, &by_size).await.unwrap()), ["d", "e"]);
+        assert_eq!(
+            names(&repository.list(&visibility, &by_size).await.unwrap()),
+            ["d", "e"]
+        );
         by_size.sort_dir = SortDirection::Asc;
         by_size.marker = Some(all[1].uuid.clone());
-        assert_eq!(names(&repository.list(&visibility, &by_size).await.unwrap()), ["b"]);
+        assert_eq!(
+            names(&repository.list(&visibility, &by_size).await.unwrap()),
+            ["b"]
+        );
 
         let hidden_marker = Page {
             marker: Some(swarm(&unique_project(), "x").uuid),
@@ -562,7 +580,10 @@ mod tests {
     async fn updates_refuse_stale_revisions() {
         let test = database().await;
         let repository = test.database.cluster_templates();
-        let stored = repository.insert(&swarm(&unique_project(), "rev")).await.unwrap();
+        let stored = repository
+            .insert(&swarm(&unique_project(), "rev"))
+            .await
+            .unwrap();
         let mut first = stored.clone();
         first.flavor_id = Some("m1.large".to_string());
         let updated = repository.update(&first).await.unwrap();
@@ -570,9 +591,18 @@ mod tests {
         assert_eq!(updated.flavor_id.as_deref(), Some("m1.large"));
         let mut second = stored.clone();
         second.flavor_id = Some("m1.tiny".to_string());
-        assert!(matches!(repository.update(&second).await, Err(DbError::Stale)));
+        assert!(matches!(
+            repository.update(&second).await,
+            Err(DbError::Stale)
+        ));
         repository.delete(stored.id).await.unwrap();
-        assert!(matches!(repository.update(&updated).await, Err(DbError::NotFound)));
-        assert!(matches!(repository.delete(stored.id).await, Err(DbError::NotFound)));
+        assert!(matches!(
+            repository.update(&updated).await,
+            Err(DbError::NotFound)
+        ));
+        assert!(matches!(
+            repository.delete(stored.id).await,
+            Err(DbError::NotFound)
+        ));
     }
 }

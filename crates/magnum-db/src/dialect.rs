@@ -57,7 +57,9 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
             matches!(
                 database_error.code().as_deref(),
                 Some("23505") | Some("1062") | Some("23000") | Some("2067") | Some("1555")
-            ) || database_error.message().contains("UNIQUE constraint failed")
+            ) || database_error
+                .message()
+                .contains("UNIQUE constraint failed")
         }
         _ => false,
     }

@@ -95,11 +95,7 @@ impl Database {
 }
 
 impl Identity<'_> {
-    async fn fetch_optional(
-        &self,
-        sql: String,
-        binds: &[&str],
-    ) -> DbResult<Option<AnyRow>> {
+    async fn fetch_optional(&self, sql: String, binds: &[&str]) -> DbResult<Option<AnyRow>> {
         let mut query = sqlx::query(self.database.dialect().sql(sql));
         for bind in binds {
             query = query.bind(bind.to_string());
@@ -133,13 +129,17 @@ impl Identity<'_> {
 
     pub async fn project_by_id(&self, id: &str) -> DbResult<IdentityProject> {
         let sql = format!("SELECT {PROJECT_COLUMNS} FROM identity_project WHERE id = ?");
-        let row = self.fetch_optional(sql, &[id]).await?.ok_or(DbError::NotFound)?;
+        let row = self
+            .fetch_optional(sql, &[id])
+            .await?
+            .ok_or(DbError::NotFound)?;
         decode_project(&row)
     }
 
     pub async fn project_by_name(&self, domain_id: &str, name: &str) -> DbResult<IdentityProject> {
-        let sql =
-            format!("SELECT {PROJECT_COLUMNS} FROM identity_project WHERE domain_id = ? AND name = ?");
+        let sql = format!(
+            "SELECT {PROJECT_COLUMNS} FROM identity_project WHERE domain_id = ? AND name = ?"
+        );
         let row = self
             .fetch_optional(sql, &[domain_id, name])
             .await?
@@ -149,7 +149,11 @@ impl Identity<'_> {
 
     pub async fn list_projects(&self) -> DbResult<Vec<IdentityProject>> {
         let sql = format!("SELECT {PROJECT_COLUMNS} FROM identity_project ORDER BY name");
-        self.fetch_all(sql, &[]).await?.iter().map(decode_project).collect()
+        self.fetch_all(sql, &[])
+            .await?
+            .iter()
+            .map(decode_project)
+            .collect()
     }
 
     pub async fn create_user(&self, user: &IdentityUser) -> DbResult<()> {
@@ -171,12 +175,16 @@ impl Identity<'_> {
 
     pub async fn user_by_id(&self, id: &str) -> DbResult<IdentityUser> {
         let sql = format!("SELECT {USER_COLUMNS} FROM identity_user WHERE id = ?");
-        let row = self.fetch_optional(sql, &[id]).await?.ok_or(DbError::NotFound)?;
+        let row = self
+            .fetch_optional(sql, &[id])
+            .await?
+            .ok_or(DbError::NotFound)?;
         decode_user(&row)
     }
 
     pub async fn user_by_name(&self, domain_id: &str, name: &str) -> DbResult<IdentityUser> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM identity_user WHERE domain_id = ? AND name = ?");
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM identity_user WHERE domain_id = ? AND name = ?");
         let row = self
             .fetch_optional(sql, &[domain_id, name])
             .await?
@@ -186,7 +194,11 @@ impl Identity<'_> {
 
     pub async fn list_users(&self) -> DbResult<Vec<IdentityUser>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM identity_user ORDER BY name");
-        self.fetch_all(sql, &[]).await?.iter().map(decode_user).collect()
+        self.fetch_all(sql, &[])
+            .await?
+            .iter()
+            .map(decode_user)
+            .collect()
     }
 
     pub async fn count_users(&self) -> DbResult<i64> {
@@ -234,13 +246,21 @@ impl Identity<'_> {
 
     pub async fn role_by_name(&self, name: &str) -> DbResult<Option<IdentityRole>> {
         let row = self
-            .fetch_optional("SELECT id, name FROM identity_role WHERE name = ?".to_string(), &[name])
+            .fetch_optional(
+                "SELECT id, name FROM identity_role WHERE name = ?".to_string(),
+                &[name],
+            )
             .await?;
         row.as_ref().map(decode_role).transpose()
     }
 
     /// Grants `role_id` to `user_id` on `project_id`; granting twice is not an error.
-    pub async fn assign_role(&self, user_id: &str, project_id: &str, role_id: &str) -> DbResult<()> {
+    pub async fn assign_role(
+        &self,
+        user_id: &str,
+        project_id: &str,
+        role_id: &str,
+    ) -> DbResult<()> {
         let inserted = sqlx::query(self.database.dialect().sql(
             "INSERT INTO identity_role_assignment (user_id, project_id, role_id) VALUES (?, ?, ?)",
         ))
@@ -256,7 +276,12 @@ impl Identity<'_> {
     }
 
     /// Removes a grant; removing a missing one is [`DbError::NotFound`].
-    pub async fn unassign_role(&self, user_id: &str, project_id: &str, role_id: &str) -> DbResult<()> {
+    pub async fn unassign_role(
+        &self,
+        user_id: &str,
+        project_id: &str,
+        role_id: &str,
+    ) -> DbResult<()> {
         let result = sqlx::query(self.database.dialect().sql(
             "DELETE FROM identity_role_assignment WHERE user_id = ? AND project_id = ? AND role_id = ?",
         ))
@@ -272,7 +297,11 @@ impl Identity<'_> {
     }
 
     /// The roles `user_id` holds on `project_id`, by name.
-    pub async fn roles_on_project(&self, user_id: &str, project_id: &str) -> DbResult<Vec<IdentityRole>> {
+    pub async fn roles_on_project(
+        &self,
+        user_id: &str,
+        project_id: &str,
+    ) -> DbResult<Vec<IdentityRole>> {
         let rows = self
             .fetch_all(
                 "SELECT r.id AS id, r.name AS name FROM identity_role r \
@@ -302,9 +331,11 @@ impl Identity<'_> {
 
     /// Records a revoked token until it would have expired anyway.
     pub async fn revoke_token(&self, audit_id: &str, expires_at: DateTime<Utc>) -> DbResult<()> {
-        let inserted = sqlx::query(self.database.dialect().sql(
-            "INSERT INTO identity_revoked_token (audit_id, expires_at) VALUES (?, ?)",
-        ))
+        let inserted = sqlx::query(
+            self.database
+                .dialect()
+                .sql("INSERT INTO identity_revoked_token (audit_id, expires_at) VALUES (?, ?)"),
+        )
         .bind(audit_id.to_string())
         .bind(time::encode(&expires_at))
         .execute(self.database.pool())
@@ -343,7 +374,11 @@ mod tests {
     use chrono::SubsecRound;
 
     fn suffix() -> String {
-        format!("{}{}", std::process::id(), Utc::now().timestamp_nanos_opt().unwrap_or(0))
+        format!(
+            "{}{}",
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or(0)
+        )
     }
 
     #[tokio::test]
@@ -361,7 +396,12 @@ mod tests {
         };
         identity.create_project(&project).await.unwrap();
         assert!(matches!(
-            identity.create_project(&IdentityProject { id: format!("q{unique}"), ..project.clone() }).await,
+            identity
+                .create_project(&IdentityProject {
+                    id: format!("q{unique}"),
+                    ..project.clone()
+                })
+                .await,
             Err(DbError::Duplicate)
         ));
         let user = IdentityUser {
@@ -374,20 +414,55 @@ mod tests {
             created_at: Utc::now(),
         };
         identity.create_user(&user).await.unwrap();
-        assert_eq!(identity.user_by_name("default", &user.name).await.unwrap().id, user.id);
+        assert_eq!(
+            identity
+                .user_by_name("default", &user.name)
+                .await
+                .unwrap()
+                .id,
+            user.id
+        );
         assert!(!format!("{user:?}").contains("argon2"));
-        let member = identity.ensure_role("member", &format!("r{unique}")).await.unwrap();
+        let member = identity
+            .ensure_role("member", &format!("r{unique}"))
+            .await
+            .unwrap();
         let again = identity.ensure_role("member", "other-id").await.unwrap();
         assert_eq!(member, again);
-        identity.assign_role(&user.id, &project.id, &member.id).await.unwrap();
-        identity.assign_role(&user.id, &project.id, &member.id).await.unwrap();
-        let roles = identity.roles_on_project(&user.id, &project.id).await.unwrap();
+        identity
+            .assign_role(&user.id, &project.id, &member.id)
+            .await
+            .unwrap();
+        identity
+            .assign_role(&user.id, &project.id, &member.id)
+            .await
+            .unwrap();
+        let roles = identity
+            .roles_on_project(&user.id, &project.id)
+            .await
+            .unwrap();
         assert_eq!(roles, vec![member.clone()]);
-        assert_eq!(identity.projects_of_user(&user.id).await.unwrap(), vec![project.clone()]);
-        identity.unassign_role(&user.id, &project.id, &member.id).await.unwrap();
-        assert!(identity.roles_on_project(&user.id, &project.id).await.unwrap().is_empty());
-        identity.set_password_hash(&user.id, "$argon2id$new").await.unwrap();
-        assert_eq!(identity.user_by_id(&user.id).await.unwrap().password_hash, "$argon2id$new");
+        assert_eq!(
+            identity.projects_of_user(&user.id).await.unwrap(),
+            vec![project.clone()]
+        );
+        identity
+            .unassign_role(&user.id, &project.id, &member.id)
+            .await
+            .unwrap();
+        assert!(identity
+            .roles_on_project(&user.id, &project.id)
+            .await
+            .unwrap()
+            .is_empty());
+        identity
+            .set_password_hash(&user.id, "$argon2id$new")
+            .await
+            .unwrap();
+        assert_eq!(
+            identity.user_by_id(&user.id).await.unwrap().password_hash,
+            "$argon2id$new"
+        );
     }
 
     #[tokio::test]
@@ -396,10 +471,20 @@ mod tests {
         let identity = test.database.identity();
         let now = Utc::now();
         let audit = format!("a{}", suffix());
-        identity.revoke_token(&audit, now + chrono::Duration::hours(1)).await.unwrap();
-        identity.revoke_token(&audit, now + chrono::Duration::hours(1)).await.unwrap();
+        identity
+            .revoke_token(&audit, now + chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        identity
+            .revoke_token(&audit, now + chrono::Duration::hours(1))
+            .await
+            .unwrap();
         assert!(identity.revoked_tokens(now).await.unwrap().contains(&audit));
         let later = now + chrono::Duration::hours(2);
-        assert!(!identity.revoked_tokens(later).await.unwrap().contains(&audit));
+        assert!(!identity
+            .revoked_tokens(later)
+            .await
+            .unwrap()
+            .contains(&audit));
     }
 }

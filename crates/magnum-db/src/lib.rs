@@ -49,7 +49,10 @@ pub enum DbError {
     MarkerNotFound,
     /// A stored value cannot be decoded (a bug or a hand-edited database).
     #[error("stored value of {column} is invalid: {reason}")]
-    Corrupt { column: &'static str, reason: String },
+    Corrupt {
+        column: &'static str,
+        reason: String,
+    },
     #[error("database error: {0}")]
     Backend(#[source] sqlx::Error),
     #[error("schema migration failed: {0}")]
@@ -79,11 +82,17 @@ pub struct Database {
 
 impl Database {
     /// Connects (creating the SQLite file and its directory when needed).
-    pub async fn connect(connection: &DatabaseConnection, max_pool_size: u32) -> DbResult<Database> {
+    pub async fn connect(
+        connection: &DatabaseConnection,
+        max_pool_size: u32,
+    ) -> DbResult<Database> {
         sqlx::any::install_default_drivers();
         let backend = connection.backend();
         if let DatabaseConnection::Sqlite { path: Some(path) } = connection {
-            if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            if let Some(parent) = path
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty())
+            {
                 std::fs::create_dir_all(parent).map_err(|error| DbError::Backend(error.into()))?;
             }
         }
@@ -138,7 +147,11 @@ impl Database {
     /// migrator takes a database lock on PostgreSQL and MySQL, SQLite serialises writers.
     pub async fn upgrade(&self) -> DbResult<()> {
         if self.dialect.backend() != DatabaseBackend::MySql {
-            return self.migrator().run(&self.pool).await.map_err(DbError::Migration);
+            return self
+                .migrator()
+                .run(&self.pool)
+                .await
+                .map_err(DbError::Migration);
         }
         // sqlx locks MySQL with GET_LOCK(name, -1), which MariaDB does not treat as "wait
         // forever"; take our own lock with a real timeout on the connection that migrates.
@@ -175,12 +188,11 @@ impl Database {
         if !exists {
             return Ok((0, known));
         }
-        let applied: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .or_else(|_| Ok::<_, sqlx::Error>(None))?;
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await
+                .or_else(|_| Ok::<_, sqlx::Error>(None))?;
         Ok((applied.unwrap_or(0), known))
     }
 
@@ -218,10 +230,11 @@ pub(crate) mod row {
     use sqlx::Row;
 
     pub fn text(row: &AnyRow, column: &'static str) -> DbResult<String> {
-        row.try_get::<String, _>(column).map_err(|error| DbError::Corrupt {
-            column,
-            reason: error.to_string(),
-        })
+        row.try_get::<String, _>(column)
+            .map_err(|error| DbError::Corrupt {
+                column,
+                reason: error.to_string(),
+            })
     }
 
     pub fn optional_text(row: &AnyRow, column: &'static str) -> DbResult<Option<String>> {
@@ -233,10 +246,11 @@ pub(crate) mod row {
     }
 
     pub fn integer(row: &AnyRow, column: &'static str) -> DbResult<i64> {
-        row.try_get::<i64, _>(column).map_err(|error| DbError::Corrupt {
-            column,
-            reason: error.to_string(),
-        })
+        row.try_get::<i64, _>(column)
+            .map_err(|error| DbError::Corrupt {
+                column,
+                reason: error.to_string(),
+            })
     }
 
     pub fn optional_integer(row: &AnyRow, column: &'static str) -> DbResult<Option<i64>> {
@@ -272,14 +286,17 @@ pub(crate) mod testing {
         let directory = tempfile::tempdir().expect("temporary directory");
         let connection = match std::env::var("MAGNUM_TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => {
-                let server = DatabaseConnection::parse_option(&url).expect("MAGNUM_TEST_DATABASE_URL");
+                let server =
+                    DatabaseConnection::parse_option(&url).expect("MAGNUM_TEST_DATABASE_URL");
                 let name = format!(
                     "magnum_t_{}_{}_{}",
                     std::process::id(),
                     COUNTER.fetch_add(1, Ordering::SeqCst),
                     chrono::Utc::now().timestamp_micros()
                 );
-                let admin = Database::connect(&server, 1).await.expect("connect to test server");
+                let admin = Database::connect(&server, 1)
+                    .await
+                    .expect("connect to test server");
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(admin.pool())
                     .await

@@ -79,9 +79,7 @@ pub(crate) fn order_by(column: &str, direction: SortDirection) -> String {
     if column == "id" {
         return format!("ORDER BY id {dir}");
     }
-    format!(
-        "ORDER BY CASE WHEN {column} IS NULL THEN 1 ELSE 0 END {dir}, {column} {dir}, id {dir}"
-    )
+    format!("ORDER BY CASE WHEN {column} IS NULL THEN 1 ELSE 0 END {dir}, {column} {dir}, id {dir}")
 }
 
 /// The condition "strictly after the marker row" in (`column`, `id`) order.
@@ -115,9 +113,7 @@ pub(crate) fn after_marker(
             binds: vec![value.clone(), value, Bind::Integer(marker_id)],
         },
         (Some(value), SortDirection::Desc) => Fragment {
-            sql: format!(
-                "({column} IS NOT NULL AND ({column} < ? OR ({column} = ? AND id < ?)))"
-            ),
+            sql: format!("({column} IS NOT NULL AND ({column} < ? OR ({column} = ? AND id < ?)))"),
             binds: vec![value.clone(), value, Bind::Integer(marker_id)],
         },
     }

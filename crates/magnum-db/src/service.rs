@@ -43,7 +43,10 @@ fn decode(row: &AnyRow) -> DbResult<ServiceRecord> {
         disabled_reason: row::optional_text(row, "disabled_reason")?,
         forced_down: row::boolean(row, "forced_down")?,
         report_count: row::integer(row, "report_count")?,
-        last_seen_up: time::decode_optional("last_seen_up", row::optional_text(row, "last_seen_up")?)?,
+        last_seen_up: time::decode_optional(
+            "last_seen_up",
+            row::optional_text(row, "last_seen_up")?,
+        )?,
         created_at: time::decode("created_at", &row::text(row, "created_at")?)?,
         updated_at: time::decode_optional("updated_at", row::optional_text(row, "updated_at")?)?,
     })
@@ -67,7 +70,12 @@ impl Database {
 impl Services<'_> {
     /// Records one heartbeat of (`host`, `binary`), registering it on the first one.
     /// Returns the row after the heartbeat.
-    pub async fn heartbeat(&self, host: &str, binary: &str, now: DateTime<Utc>) -> DbResult<ServiceRecord> {
+    pub async fn heartbeat(
+        &self,
+        host: &str,
+        binary: &str,
+        now: DateTime<Utc>,
+    ) -> DbResult<ServiceRecord> {
         let dialect = self.database.dialect();
         let now_text = time::encode(&now);
         for _attempt in 0..3 {
@@ -106,7 +114,8 @@ impl Services<'_> {
     }
 
     async fn get(&self, host: &str, binary: &str) -> DbResult<ServiceRecord> {
-        let sql = format!("SELECT {COLUMNS} FROM magnum_service WHERE host = ? AND service_binary = ?");
+        let sql =
+            format!("SELECT {COLUMNS} FROM magnum_service WHERE host = ? AND service_binary = ?");
         let row = sqlx::query(self.database.dialect().sql(sql))
             .bind(host.to_string())
             .bind(binary.to_string())
@@ -138,10 +147,16 @@ mod tests {
         let services = test.database.services();
         let host = format!("host-{}", std::process::id());
         let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let first = services.heartbeat(&host, "magnum-conductor", start).await.unwrap();
+        let first = services
+            .heartbeat(&host, "magnum-conductor", start)
+            .await
+            .unwrap();
         assert_eq!(first.report_count, 1);
         let later = start + chrono::Duration::seconds(60);
-        let second = services.heartbeat(&host, "magnum-conductor", later).await.unwrap();
+        let second = services
+            .heartbeat(&host, "magnum-conductor", later)
+            .await
+            .unwrap();
         assert_eq!(second.id, first.id);
         assert_eq!(second.report_count, 2);
         assert_eq!(second.last_seen_up, Some(later));

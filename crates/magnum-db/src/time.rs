@@ -20,7 +20,10 @@ pub fn decode(column: &'static str, text: &str) -> DbResult<DateTime<Utc>> {
 }
 
 /// Decodes an optional stored timestamp.
-pub fn decode_optional(column: &'static str, text: Option<String>) -> DbResult<Option<DateTime<Utc>>> {
+pub fn decode_optional(
+    column: &'static str,
+    text: Option<String>,
+) -> DbResult<Option<DateTime<Utc>>> {
     text.map(|text| decode(column, &text)).transpose()
 }
 

@@ -190,7 +190,10 @@ mod tests {
     #[test]
     fn lookup_failures_use_upstream_wording_and_kinds() {
         let image = LookupError::NotFound.into_domain(LookupKind::Image, "nope");
-        assert_eq!((image.kind, image.message.as_str()), (DomainErrorKind::Invalid, "Image nope could not be found."));
+        assert_eq!(
+            (image.kind, image.message.as_str()),
+            (DomainErrorKind::Invalid, "Image nope could not be found.")
+        );
         let keypair = LookupError::NotFound.into_domain(LookupKind::Keypair, "kp");
         assert_eq!(keypair.kind, DomainErrorKind::NotFound);
         let ambiguous = LookupError::Ambiguous.into_domain(LookupKind::ExternalNetwork, "public");

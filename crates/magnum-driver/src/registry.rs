@@ -114,9 +114,9 @@ impl DriverRegistry {
         coe: Coe,
     ) -> Result<Option<&DriverInfo>, DomainError> {
         if let Some(name) = explicit_driver.or(image_driver) {
-            let driver = self
-                .by_name(name)
-                .ok_or_else(|| DomainError::invalid(format!("Cluster driver ({name}) not supported.")))?;
+            let driver = self.by_name(name).ok_or_else(|| {
+                DomainError::invalid(format!("Cluster driver ({name}) not supported."))
+            })?;
             if driver.coe != coe {
                 return Err(DomainError::invalid(format!(
                     "Cluster driver ({name}) does not support the {coe} engine."
@@ -130,7 +130,9 @@ impl DriverRegistry {
         self.drivers
             .iter()
             .find(|driver| {
-                driver.server_type == server_type && driver.os_distro == os_distro && driver.coe == coe
+                driver.server_type == server_type
+                    && driver.os_distro == os_distro
+                    && driver.coe == coe
             })
             .map(Some)
             .ok_or_else(|| {
@@ -154,9 +156,18 @@ mod tests {
                 .unwrap()
                 .map(|driver| driver.name)
         };
-        assert_eq!(select("vm", "fedora-atomic", Coe::Kubernetes), Some("k8s_fedora_atomic_v1"));
-        assert_eq!(select("vm", "coreos", Coe::Kubernetes), Some("k8s_coreos_v1"));
-        assert_eq!(select("vm", "fedora-atomic", Coe::Swarm), Some("swarm_fedora_atomic_v1"));
+        assert_eq!(
+            select("vm", "fedora-atomic", Coe::Kubernetes),
+            Some("k8s_fedora_atomic_v1")
+        );
+        assert_eq!(
+            select("vm", "coreos", Coe::Kubernetes),
+            Some("k8s_coreos_v1")
+        );
+        assert_eq!(
+            select("vm", "fedora-atomic", Coe::Swarm),
+            Some("swarm_fedora_atomic_v1")
+        );
         assert_eq!(select("vm", "ubuntu", Coe::Mesos), Some("mesos_ubuntu_v1"));
         assert_eq!(select("vm", "debian", Coe::Swarm), Some("swarm_docker_v1"));
     }
@@ -165,29 +176,54 @@ mod tests {
     fn unknown_tuples_and_names_are_refused() {
         let registry = DriverRegistry::default();
         assert_eq!(
-            registry.select(None, None, "vm", Some("windows"), Coe::Kubernetes).unwrap_err().message,
+            registry
+                .select(None, None, "vm", Some("windows"), Coe::Kubernetes)
+                .unwrap_err()
+                .message,
             "Cluster type (vm, windows, kubernetes) not supported."
         );
         assert_eq!(
-            registry.select(Some("nope"), None, "vm", None, Coe::Swarm).unwrap_err().message,
+            registry
+                .select(Some("nope"), None, "vm", None, Coe::Swarm)
+                .unwrap_err()
+                .message,
             "Cluster driver (nope) not supported."
         );
-        assert!(registry.select(Some("mesos_ubuntu_v1"), None, "vm", None, Coe::Swarm).is_err());
+        assert!(registry
+            .select(Some("mesos_ubuntu_v1"), None, "vm", None, Coe::Swarm)
+            .is_err());
     }
 
     #[test]
     fn explicit_driver_beats_image_property_beats_tuple() {
         let registry = DriverRegistry::default();
         let chosen = registry
-            .select(Some("k8s_coreos_v1"), Some("k8s_fedora_atomic_v1"), "vm", Some("fedora-atomic"), Coe::Kubernetes)
+            .select(
+                Some("k8s_coreos_v1"),
+                Some("k8s_fedora_atomic_v1"),
+                "vm",
+                Some("fedora-atomic"),
+                Coe::Kubernetes,
+            )
             .unwrap()
             .unwrap();
         assert_eq!(chosen.name, "k8s_coreos_v1");
         let from_image = registry
-            .select(None, Some("k8s_fedora_coreos_v1"), "vm", Some("fedora-atomic"), Coe::Kubernetes)
+            .select(
+                None,
+                Some("k8s_fedora_coreos_v1"),
+                "vm",
+                Some("fedora-atomic"),
+                Coe::Kubernetes,
+            )
             .unwrap()
             .unwrap();
         assert_eq!(from_image.name, "k8s_fedora_coreos_v1");
-        assert_eq!(registry.select(None, None, "vm", None, Coe::Kubernetes).unwrap(), None);
+        assert_eq!(
+            registry
+                .select(None, None, "vm", None, Coe::Kubernetes)
+                .unwrap(),
+            None
+        );
     }
 }

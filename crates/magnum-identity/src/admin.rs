@@ -52,7 +52,8 @@ pub fn load_token_signer(state_path: &Path) -> Result<TokenSigner, AdminError> {
         path: path.clone(),
         reason,
     };
-    let hex = read_or_create(&path, || random_hex(32)).map_err(|error| secret_error(error.to_string()))?;
+    let hex = read_or_create(&path, || random_hex(32))
+        .map_err(|error| secret_error(error.to_string()))?;
     let key = (0..hex.len())
         .step_by(2)
         .map(|index| u8::from_str_radix(hex.get(index..index + 2).unwrap_or("zz"), 16))
@@ -108,7 +109,9 @@ pub async fn create_user(
 ) -> Result<IdentityUser, AdminError> {
     check_name("user", name)?;
     if password.is_empty() {
-        return Err(AdminError::Invalid("the password must not be empty".to_string()));
+        return Err(AdminError::Invalid(
+            "the password must not be empty".to_string(),
+        ));
     }
     let default_project_id = match default_project {
         Some(project) => Some(find_project(database, project).await?.id),
@@ -131,43 +134,66 @@ pub async fn create_user(
 }
 
 /// A project by name or id.
-pub async fn find_project(database: &Database, project: &str) -> Result<IdentityProject, AdminError> {
-    match database.identity().project_by_name(DEFAULT_DOMAIN_ID, project).await {
+pub async fn find_project(
+    database: &Database,
+    project: &str,
+) -> Result<IdentityProject, AdminError> {
+    match database
+        .identity()
+        .project_by_name(DEFAULT_DOMAIN_ID, project)
+        .await
+    {
         Ok(found) => Ok(found),
-        Err(DbError::NotFound) => database
-            .identity()
-            .project_by_id(project)
-            .await
-            .map_err(|error| match error {
-                DbError::NotFound => AdminError::NotFound(format!("project {project}")),
-                other => other.into(),
-            }),
+        Err(DbError::NotFound) => {
+            database
+                .identity()
+                .project_by_id(project)
+                .await
+                .map_err(|error| match error {
+                    DbError::NotFound => AdminError::NotFound(format!("project {project}")),
+                    other => other.into(),
+                })
+        }
         Err(other) => Err(other.into()),
     }
 }
 
 /// A user by name or id.
 pub async fn find_user(database: &Database, user: &str) -> Result<IdentityUser, AdminError> {
-    match database.identity().user_by_name(DEFAULT_DOMAIN_ID, user).await {
+    match database
+        .identity()
+        .user_by_name(DEFAULT_DOMAIN_ID, user)
+        .await
+    {
         Ok(found) => Ok(found),
-        Err(DbError::NotFound) => database
-            .identity()
-            .user_by_id(user)
-            .await
-            .map_err(|error| match error {
-                DbError::NotFound => AdminError::NotFound(format!("user {user}")),
-                other => other.into(),
-            }),
+        Err(DbError::NotFound) => {
+            database
+                .identity()
+                .user_by_id(user)
+                .await
+                .map_err(|error| match error {
+                    DbError::NotFound => AdminError::NotFound(format!("user {user}")),
+                    other => other.into(),
+                })
+        }
         Err(other) => Err(other.into()),
     }
 }
 
 /// Grants a role (created if it is new) to a user on a project.
-pub async fn add_role(database: &Database, user: &str, project: &str, role: &str) -> Result<(), AdminError> {
+pub async fn add_role(
+    database: &Database,
+    user: &str,
+    project: &str,
+    role: &str,
+) -> Result<(), AdminError> {
     check_name("role", role)?;
     let user = find_user(database, user).await?;
     let project = find_project(database, project).await?;
-    let role = database.identity().ensure_role(role, &random_hex(16)).await?;
+    let role = database
+        .identity()
+        .ensure_role(role, &random_hex(16))
+        .await?;
     database
         .identity()
         .assign_role(&user.id, &project.id, &role.id)
@@ -176,7 +202,12 @@ pub async fn add_role(database: &Database, user: &str, project: &str, role: &str
 }
 
 /// Withdraws a role from a user on a project.
-pub async fn remove_role(database: &Database, user: &str, project: &str, role: &str) -> Result<(), AdminError> {
+pub async fn remove_role(
+    database: &Database,
+    user: &str,
+    project: &str,
+    role: &str,
+) -> Result<(), AdminError> {
     let user = find_user(database, user).await?;
     let project = find_project(database, project).await?;
     let role = database
@@ -195,13 +226,22 @@ pub async fn remove_role(database: &Database, user: &str, project: &str, role: &
 }
 
 /// Sets a user's password.
-pub async fn set_password(database: &Database, user: &str, password: &str) -> Result<(), AdminError> {
+pub async fn set_password(
+    database: &Database,
+    user: &str,
+    password: &str,
+) -> Result<(), AdminError> {
     if password.is_empty() {
-        return Err(AdminError::Invalid("the password must not be empty".to_string()));
+        return Err(AdminError::Invalid(
+            "the password must not be empty".to_string(),
+        ));
     }
     let user = find_user(database, user).await?;
     let hash = hash_off_thread(password.to_string()).await?;
-    database.identity().set_password_hash(&user.id, &hash).await?;
+    database
+        .identity()
+        .set_password_hash(&user.id, &hash)
+        .await?;
     Ok(())
 }
 
@@ -227,27 +267,51 @@ pub async fn bootstrap(
         return Ok(outcome);
     }
     for role in STANDARD_ROLES {
-        database.identity().ensure_role(role, &random_hex(16)).await?;
+        database
+            .identity()
+            .ensure_role(role, &random_hex(16))
+            .await?;
     }
-    match create_project(database, &settings.admin_project, Some("Bootstrap project for the admin user")).await {
+    match create_project(
+        database,
+        &settings.admin_project,
+        Some("Bootstrap project for the admin user"),
+    )
+    .await
+    {
         Ok(_) | Err(AdminError::AlreadyExists(_)) => {}
         Err(other) => return Err(other),
     }
     let password = match &settings.admin_password {
         Some(secret) => secret.expose().to_string(),
-        None => read_or_create(&password_file, random_password).map_err(|error| AdminError::Secret {
-            path: password_file.clone(),
-            reason: error.to_string(),
-        })?,
+        None => {
+            read_or_create(&password_file, random_password).map_err(|error| AdminError::Secret {
+                path: password_file.clone(),
+                reason: error.to_string(),
+            })?
+        }
     };
-    match create_user(database, &settings.admin_user, &password, Some(&settings.admin_project)).await {
+    match create_user(
+        database,
+        &settings.admin_user,
+        &password,
+        Some(&settings.admin_project),
+    )
+    .await
+    {
         Ok(_) => outcome.created = true,
         // Another process bootstrapped at the same moment.
         Err(AdminError::AlreadyExists(_)) => return Ok(outcome),
         Err(other) => return Err(other),
     }
     for role in STANDARD_ROLES {
-        add_role(database, &settings.admin_user, &settings.admin_project, role).await?;
+        add_role(
+            database,
+            &settings.admin_user,
+            &settings.admin_project,
+            role,
+        )
+        .await?;
     }
     Ok(outcome)
 }

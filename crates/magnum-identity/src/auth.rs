@@ -37,7 +37,7 @@ pub enum Authenticator {
         revocations: RevocationList,
     },
     /// Tokens validated by a real Keystone.
-    Keystone(KeystoneValidator),
+    Keystone(Box<KeystoneValidator>),
     /// Identity headers trusted as sent. Development only.
     Noauth(NoauthDefaults),
 }
@@ -59,10 +59,14 @@ impl Authenticator {
                 revocations,
             } => {
                 let token = header(headers, "X-Auth-Token").ok_or(AuthError::MissingToken)?;
-                let claims = signer.verify(token, Utc::now()).map_err(|error| match error {
-                    TokenError::Expired => AuthError::InvalidToken("the token has expired".to_string()),
-                    other => AuthError::InvalidToken(other.to_string()),
-                })?;
+                let claims = signer
+                    .verify(token, Utc::now())
+                    .map_err(|error| match error {
+                        TokenError::Expired => {
+                            AuthError::InvalidToken("the token has expired".to_string())
+                        }
+                        other => AuthError::InvalidToken(other.to_string()),
+                    })?;
                 if revocations.is_revoked(&claims.audit_id) {
                     return Err(AuthError::InvalidToken(TokenError::Revoked.to_string()));
                 }
@@ -82,13 +86,16 @@ impl Authenticator {
             }
             Authenticator::Keystone(validator) => {
                 let token = header(headers, "X-Auth-Token").ok_or(AuthError::MissingToken)?;
-                validator.validate(token).await.map_err(|error| match error {
-                    KeystoneError::InvalidToken => {
-                        AuthError::InvalidToken("the token is not valid".to_string())
-                    }
-                    KeystoneError::Unscoped => AuthError::Unscoped,
-                    KeystoneError::Unavailable(reason) => AuthError::Unavailable(reason),
-                })
+                validator
+                    .validate(token)
+                    .await
+                    .map_err(|error| match error {
+                        KeystoneError::InvalidToken => {
+                            AuthError::InvalidToken("the token is not valid".to_string())
+                        }
+                        KeystoneError::Unscoped => AuthError::Unscoped,
+                        KeystoneError::Unavailable(reason) => AuthError::Unavailable(reason),
+                    })
             }
             Authenticator::Noauth(defaults) => {
                 let roles = header(headers, "X-Roles")

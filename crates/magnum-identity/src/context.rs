@@ -14,6 +14,8 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|held| held.eq_ignore_ascii_case(role))
+        self.roles
+            .iter()
+            .any(|held| held.eq_ignore_ascii_case(role))
     }
 }

@@ -59,9 +59,16 @@ fn parse_timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
 }
 
 /// Builds a request context from a Keystone token body.
-pub fn context_from_token_body(body: &Value) -> Result<(RequestContext, DateTime<Utc>), KeystoneError> {
+pub fn context_from_token_body(
+    body: &Value,
+) -> Result<(RequestContext, DateTime<Utc>), KeystoneError> {
     let token = body.get("token").ok_or(KeystoneError::InvalidToken)?;
-    let text = |pointer: &str| token.pointer(pointer).and_then(Value::as_str).map(str::to_string);
+    let text = |pointer: &str| {
+        token
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let project_id = text("/project/id").ok_or(KeystoneError::Unscoped)?;
     let user_id = text("/user/id").ok_or(KeystoneError::InvalidToken)?;
     let roles = token
@@ -148,7 +155,9 @@ impl KeystoneValidator {
             .get("X-Subject-Token")
             .and_then(|value| value.to_str().ok())
             .map(str::to_string)
-            .ok_or_else(|| KeystoneError::Unavailable("no X-Subject-Token in the answer".to_string()))?;
+            .ok_or_else(|| {
+                KeystoneError::Unavailable("no X-Subject-Token in the answer".to_string())
+            })?;
         let body: Value = response
             .json()
             .await
@@ -216,7 +225,13 @@ impl KeystoneValidator {
         }
     }
 
-    fn remember(&self, key: [u8; 32], context: RequestContext, valid_until: DateTime<Utc>, now: DateTime<Utc>) {
+    fn remember(
+        &self,
+        key: [u8; 32],
+        context: RequestContext,
+        valid_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= self.settings.token_cache_size.max(1) {
                 cache.retain(|_, cached| cached.valid_until > now);
@@ -224,7 +239,13 @@ impl KeystoneValidator {
                     cache.clear();
                 }
             }
-            cache.insert(key, CachedToken { context, valid_until });
+            cache.insert(
+                key,
+                CachedToken {
+                    context,
+                    valid_until,
+                },
+            );
         }
     }
 }
@@ -249,7 +270,11 @@ mod tests {
         assert_eq!(context.project_id, "p");
         assert_eq!(context.roles, vec!["member"]);
         assert_eq!(expires_at.to_rfc3339(), "2030-01-01T00:00:00+00:00");
-        let unscoped = json!({"token": {"user": {"id": "u"}, "expires_at": "2030-01-01T00:00:00Z"}});
-        assert_eq!(context_from_token_body(&unscoped).unwrap_err(), KeystoneError::Unscoped);
+        let unscoped =
+            json!({"token": {"user": {"id": "u"}, "expires_at": "2030-01-01T00:00:00Z"}});
+        assert_eq!(
+            context_from_token_body(&unscoped).unwrap_err(),
+            KeystoneError::Unscoped
+        );
     }
 }

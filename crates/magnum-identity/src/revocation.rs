@@ -24,8 +24,16 @@ impl RevocationList {
     }
 
     /// Revokes a token here and in the database.
-    pub async fn revoke(&self, database: &Database, audit_id: &str, expires_at: DateTime<Utc>) -> DbResult<()> {
-        database.identity().revoke_token(audit_id, expires_at).await?;
+    pub async fn revoke(
+        &self,
+        database: &Database,
+        audit_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> DbResult<()> {
+        database
+            .identity()
+            .revoke_token(audit_id, expires_at)
+            .await?;
         if let Ok(mut set) = self.revoked.write() {
             set.insert(audit_id.to_string());
         }

@@ -37,7 +37,9 @@ impl IntoResponse for IdentityError {
             IdentityError::Unauthorized => {
                 keystone_error(StatusCode::UNAUTHORIZED, &self.to_string())
             }
-            IdentityError::TokenNotFound(_) => keystone_error(StatusCode::NOT_FOUND, &self.to_string()),
+            IdentityError::TokenNotFound(_) => {
+                keystone_error(StatusCode::NOT_FOUND, &self.to_string())
+            }
             IdentityError::Database(error) => {
                 tracing::error!(%error, "identity request failed");
                 keystone_error(
@@ -66,12 +68,18 @@ pub fn router(service: Arc<IdentityService>) -> Router {
         )
         .route("/v3/auth/catalog", get(catalog))
         .route("/v3/auth/projects", get(projects))
-        .fallback(|| async { keystone_error(StatusCode::NOT_FOUND, "The resource could not be found.") })
+        .fallback(|| async {
+            keystone_error(StatusCode::NOT_FOUND, "The resource could not be found.")
+        })
         .with_state(service)
 }
 
 fn version_document(service: &IdentityService) -> Value {
-    let mut href = service.catalog().identity_url.trim_end_matches('/').to_string();
+    let mut href = service
+        .catalog()
+        .identity_url
+        .trim_end_matches('/')
+        .to_string();
     href.push('/');
     json!({
         "id": "v3.14",
@@ -100,7 +108,8 @@ fn bad_request(message: &str) -> IdentityError {
 }
 
 fn domain_reference(value: Option<&Value>) -> Result<DomainReference, IdentityError> {
-    let domain = value.ok_or_else(|| bad_request("Expecting to find domain in user or project."))?;
+    let domain =
+        value.ok_or_else(|| bad_request("Expecting to find domain in user or project."))?;
     if let Some(id) = domain.get("id").and_then(Value::as_str) {
         Ok(DomainReference::Id(id.to_string()))
     } else if let Some(name) = domain.get("name").and_then(Value::as_str) {
@@ -182,7 +191,10 @@ async fn issue_token(
                     domain: domain_reference(user.get("domain"))?,
                 }
             };
-            (service.authenticate_password(&reference, password).await?, None)
+            (
+                service.authenticate_password(&reference, password).await?,
+                None,
+            )
         }
         Some("token") => {
             let token = identity
@@ -203,7 +215,8 @@ async fn issue_token(
         .issue(&user, scope.as_ref(), methods, expires_cap, now)
         .await?;
     tracing::info!(user = %claims.user_name, project = ?claims.project_name, "issued token");
-    let mut response = (StatusCode::CREATED, Json(service.token_body(&claims, true))).into_response();
+    let mut response =
+        (StatusCode::CREATED, Json(service.token_body(&claims, true))).into_response();
     if let Ok(value) = HeaderValue::from_str(&token) {
         response.headers_mut().insert("X-Subject-Token", value);
     }
@@ -236,7 +249,8 @@ async fn validate_token(
     let mut response = if method == Method::HEAD {
         StatusCode::OK.into_response()
     } else {
-        Json(service.token_body(&subject_claims, !headers.contains_key("nocatalog"))).into_response()
+        Json(service.token_body(&subject_claims, !headers.contains_key("nocatalog")))
+            .into_response()
     };
     if let Ok(value) = HeaderValue::from_str(subject) {
         response.headers_mut().insert("X-Subject-Token", value);
@@ -276,7 +290,10 @@ async fn catalog(
         .check(caller, Utc::now())
         .map_err(|_| IdentityError::Unauthorized)?;
     let self_link = format!("{}/auth/catalog", service.catalog().identity_url);
-    Ok(Json(json!({"catalog": service.catalog().to_json(), "links": {"self": self_link}})).into_response())
+    Ok(
+        Json(json!({"catalog": service.catalog().to_json(), "links": {"self": self_link}}))
+            .into_response(),
+    )
 }
 
 async fn projects(
@@ -340,9 +357,15 @@ mod tests {
             .await
             .unwrap();
         assert!(outcome.created);
-        admin::create_project(&database, "demo", None).await.unwrap();
-        admin::create_user(&database, "demo", "demopw", Some("demo")).await.unwrap();
-        admin::add_role(&database, "demo", "demo", "member").await.unwrap();
+        admin::create_project(&database, "demo", None)
+            .await
+            .unwrap();
+        admin::create_user(&database, "demo", "demopw", Some("demo"))
+            .await
+            .unwrap();
+        admin::add_role(&database, "demo", "demo", "member")
+            .await
+            .unwrap();
         let signer = admin::load_token_signer(directory.path()).unwrap();
         let service = IdentityService::new(
             database,
@@ -365,7 +388,9 @@ mod tests {
         let response = router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, headers, body)
     }
@@ -383,42 +408,83 @@ mod tests {
     #[tokio::test]
     async fn version_discovery_answers_300_at_the_root() {
         let fixture = fixture().await;
-        let (status, _, body) = call(&fixture.router, Request::get("/").body(Body::empty()).unwrap()).await;
+        let (status, _, body) = call(
+            &fixture.router,
+            Request::get("/").body(Body::empty()).unwrap(),
+        )
+        .await;
         assert_eq!(status, StatusCode::MULTIPLE_CHOICES);
         assert_eq!(body["versions"]["values"][0]["id"], "v3.14");
-        let (status, _, body) = call(&fixture.router, Request::get("/v3").body(Body::empty()).unwrap()).await;
+        let (status, _, body) = call(
+            &fixture.router,
+            Request::get("/v3").body(Body::empty()).unwrap(),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["version"]["links"][0]["href"], "http://127.0.0.1:5000/v3/");
+        assert_eq!(
+            body["version"]["links"][0]["href"],
+            "http://127.0.0.1:5000/v3/"
+        );
     }
 
     #[tokio::test]
     async fn password_auth_issues_a_scoped_token_with_catalog() {
         let fixture = fixture().await;
-        let (status, headers, body) = call(&fixture.router, password_request("admin", "s3cret", "admin")).await;
+        let (status, headers, body) = call(
+            &fixture.router,
+            password_request("admin", "s3cret", "admin"),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED);
         assert!(headers.get("X-Subject-Token").is_some());
         let token = &body["token"];
         assert_eq!(token["user"]["name"], "admin");
         assert_eq!(token["project"]["name"], "admin");
         assert_eq!(token["project"]["domain"]["name"], "Default");
-        let roles: Vec<&str> = token["roles"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let roles: Vec<&str> = token["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         for role in ["admin", "member", "reader"] {
             assert!(roles.contains(&role), "{roles:?}");
         }
         let expires = token["expires_at"].as_str().unwrap();
-        assert!(chrono::NaiveDateTime::parse_from_str(expires, "%Y-%m-%dT%H:%M:%S%.6fZ").is_ok(), "{expires}");
-        let magnum = token["catalog"].as_array().unwrap().iter().find(|s| s["type"] == "container-infra").unwrap();
-        assert!(magnum["endpoints"].as_array().unwrap().iter().any(|e| e["interface"] == "public"
-            && e["url"] == "http://127.0.0.1:9511/v1" && e["region"] == "RegionOne"));
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(expires, "%Y-%m-%dT%H:%M:%S%.6fZ").is_ok(),
+            "{expires}"
+        );
+        let magnum = token["catalog"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["type"] == "container-infra")
+            .unwrap();
+        assert!(magnum["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["interface"] == "public"
+                && e["url"] == "http://127.0.0.1:9511/v1"
+                && e["region"] == "RegionOne"));
     }
 
     #[tokio::test]
     async fn member_roles_imply_reader() {
         let fixture = fixture().await;
-        let (status, _, body) = call(&fixture.router, password_request("demo", "demopw", "demo")).await;
+        let (status, _, body) =
+            call(&fixture.router, password_request("demo", "demopw", "demo")).await;
         assert_eq!(status, StatusCode::CREATED);
-        let roles: Vec<&str> = body["token"]["roles"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert!(roles.contains(&"member") && roles.contains(&"reader") && !roles.contains(&"admin"));
+        let roles: Vec<&str> = body["token"]["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            roles.contains(&"member") && roles.contains(&"reader") && !roles.contains(&"admin")
+        );
     }
 
     #[tokio::test]
@@ -437,7 +503,9 @@ mod tests {
         }
         let (status, _, body) = call(
             &fixture.router,
-            Request::post("/v3/auth/tokens").body(Body::from("{not json")).unwrap(),
+            Request::post("/v3/auth/tokens")
+                .body(Body::from("{not json"))
+                .unwrap(),
         )
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -447,9 +515,14 @@ mod tests {
     #[tokio::test]
     async fn tokens_validate_and_revoke() {
         let fixture = fixture().await;
-        let (_, headers, _) = call(&fixture.router, password_request("admin", "s3cret", "admin")).await;
+        let (_, headers, _) = call(
+            &fixture.router,
+            password_request("admin", "s3cret", "admin"),
+        )
+        .await;
         let admin_token = headers["X-Subject-Token"].to_str().unwrap().to_string();
-        let (_, headers, _) = call(&fixture.router, password_request("demo", "demopw", "demo")).await;
+        let (_, headers, _) =
+            call(&fixture.router, password_request("demo", "demopw", "demo")).await;
         let demo_token = headers["X-Subject-Token"].to_str().unwrap().to_string();
         let validate = |caller: &str, subject: &str, method: &str| {
             Request::builder()
@@ -460,33 +533,47 @@ mod tests {
                 .body(Body::empty())
                 .unwrap()
         };
-        let (status, headers, body) = call(&fixture.router, validate(&admin_token, &demo_token, "GET")).await;
+        let (status, headers, body) =
+            call(&fixture.router, validate(&admin_token, &demo_token, "GET")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers["X-Subject-Token"], demo_token.as_str());
         assert_eq!(body["token"]["user"]["name"], "demo");
-        let (status, _, _) = call(&fixture.router, validate(&admin_token, &demo_token, "HEAD")).await;
+        let (status, _, _) =
+            call(&fixture.router, validate(&admin_token, &demo_token, "HEAD")).await;
         assert_eq!(status, StatusCode::OK);
         // A member may not inspect the admin's token.
-        let (status, _, _) = call(&fixture.router, validate(&demo_token, &admin_token, "GET")).await;
+        let (status, _, _) =
+            call(&fixture.router, validate(&demo_token, &admin_token, "GET")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         let (status, _, _) = call(&fixture.router, validate(&admin_token, "garbage", "GET")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        let (status, _, _) = call(&fixture.router, validate(&demo_token, &demo_token, "DELETE")).await;
+        let (status, _, _) = call(
+            &fixture.router,
+            validate(&demo_token, &demo_token, "DELETE"),
+        )
+        .await;
         assert_eq!(status, StatusCode::NO_CONTENT);
-        let (status, _, _) = call(&fixture.router, validate(&admin_token, &demo_token, "GET")).await;
+        let (status, _, _) =
+            call(&fixture.router, validate(&admin_token, &demo_token, "GET")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
     async fn token_method_rescopes_without_extending() {
         let fixture = fixture().await;
-        let (_, headers, first) = call(&fixture.router, password_request("admin", "s3cret", "admin")).await;
+        let (_, headers, first) = call(
+            &fixture.router,
+            password_request("admin", "s3cret", "admin"),
+        )
+        .await;
         let token = headers["X-Subject-Token"].to_str().unwrap().to_string();
         let body = json!({"auth": {"identity": {"methods": ["token"], "token": {"id": token}},
                                     "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}});
         let (status, _, second) = call(
             &fixture.router,
-            Request::post("/v3/auth/tokens").body(Body::from(body.to_string())).unwrap(),
+            Request::post("/v3/auth/tokens")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
         )
         .await;
         assert_eq!(status, StatusCode::CREATED);
@@ -496,13 +583,23 @@ mod tests {
     #[tokio::test]
     async fn catalog_and_projects_need_a_token() {
         let fixture = fixture().await;
-        let (status, _, _) = call(&fixture.router, Request::get("/v3/auth/catalog").body(Body::empty()).unwrap()).await;
+        let (status, _, _) = call(
+            &fixture.router,
+            Request::get("/v3/auth/catalog")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        let (_, headers, _) = call(&fixture.router, password_request("demo", "demopw", "demo")).await;
+        let (_, headers, _) =
+            call(&fixture.router, password_request("demo", "demopw", "demo")).await;
         let token = headers["X-Subject-Token"].to_str().unwrap().to_string();
         let (status, _, body) = call(
             &fixture.router,
-            Request::get("/v3/auth/projects").header("X-Auth-Token", &token).body(Body::empty()).unwrap(),
+            Request::get("/v3/auth/projects")
+                .header("X-Auth-Token", &token)
+                .body(Body::empty())
+                .unwrap(),
         )
         .await;
         assert_eq!(status, StatusCode::OK);

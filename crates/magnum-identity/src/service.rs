@@ -68,7 +68,10 @@ pub enum IdentityError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserReference {
     Id(String),
-    Name { name: String, domain: DomainReference },
+    Name {
+        name: String,
+        domain: DomainReference,
+    },
 }
 
 /// How a domain is named: by id (`default`) or by name (`Default`).
@@ -93,7 +96,10 @@ impl DomainReference {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProjectReference {
     Id(String),
-    Name { name: String, domain: DomainReference },
+    Name {
+        name: String,
+        domain: DomainReference,
+    },
 }
 
 /// The built-in identity service.
@@ -111,7 +117,9 @@ pub struct IdentityService {
 fn dummy_hash() -> String {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY
-        .get_or_init(|| crate::password::hash_password(&crate::secrets::random_password()).unwrap_or_default())
+        .get_or_init(|| {
+            crate::password::hash_password(&crate::secrets::random_password()).unwrap_or_default()
+        })
         .clone()
 }
 
@@ -180,7 +188,10 @@ impl IdentityService {
             ProjectReference::Id(id) => self.database.identity().project_by_id(id).await,
             ProjectReference::Name { name, domain } => match domain.resolve() {
                 Some(domain_id) => {
-                    self.database.identity().project_by_name(domain_id, name).await
+                    self.database
+                        .identity()
+                        .project_by_name(domain_id, name)
+                        .await
                 }
                 None => Err(DbError::NotFound),
             },

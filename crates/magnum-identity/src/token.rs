@@ -176,13 +176,22 @@ mod tests {
         let signer = TokenSigner::new(&[7u8; 32]).unwrap();
         let token = signer.sign(&claims(60));
         let other = TokenSigner::new(&[8u8; 32]).unwrap();
-        assert_eq!(other.verify(&token, Utc::now()), Err(TokenError::BadSignature));
+        assert_eq!(
+            other.verify(&token, Utc::now()),
+            Err(TokenError::BadSignature)
+        );
         let mut tampered = token.clone();
         tampered.insert(6, 'x');
         assert!(signer.verify(&tampered, Utc::now()).is_err());
         let expired = signer.sign(&claims(-1));
-        assert_eq!(signer.verify(&expired, Utc::now()), Err(TokenError::Expired));
-        assert_eq!(signer.verify("notused", Utc::now()), Err(TokenError::Malformed));
+        assert_eq!(
+            signer.verify(&expired, Utc::now()),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            signer.verify("notused", Utc::now()),
+            Err(TokenError::Malformed)
+        );
         assert!(TokenSigner::new(&[1u8; 8]).is_err());
     }
 }

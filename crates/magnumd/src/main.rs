@@ -15,7 +15,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "magnumd", version, about = "Magnum container infrastructure service")]
+#[command(
+    name = "magnumd",
+    version,
+    about = "Magnum container infrastructure service"
+)]
 struct Cli {
     /// The magnum.conf to read; built-in defaults apply when none is given.
     #[arg(long = "config-file", global = true, env = "MAGNUM_CONFIG_FILE")]
@@ -66,7 +70,11 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<MagnumConfig> {
 }
 
 fn init_tracing(config: &MagnumConfig) {
-    let default_level = if config.default.debug { "debug" } else { "info" };
+    let default_level = if config.default.debug {
+        "debug"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{default_level},sqlx=warn,hyper=warn"))
     });

@@ -9,7 +9,9 @@ use magnum_config::{AuthStrategy, MagnumConfig};
 use magnum_core::coe::{NetworkDriverSettings, TemplateRules};
 use magnum_db::Database;
 use magnum_driver::{DriverRegistry, UnverifiedProvider};
-use magnum_identity::{admin, Authenticator, Catalog, IdentityService, NoauthDefaults, RevocationList};
+use magnum_identity::{
+    admin, Authenticator, Catalog, IdentityService, NoauthDefaults, RevocationList,
+};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,13 +29,22 @@ pub struct Roles {
 
 impl Roles {
     pub fn all() -> Self {
-        Self { api: true, conductor: true }
+        Self {
+            api: true,
+            conductor: true,
+        }
     }
     pub fn api_only() -> Self {
-        Self { api: true, conductor: false }
+        Self {
+            api: true,
+            conductor: false,
+        }
     }
     pub fn conductor_only() -> Self {
-        Self { api: false, conductor: true }
+        Self {
+            api: false,
+            conductor: true,
+        }
     }
 }
 
@@ -56,9 +67,18 @@ fn template_rules(config: &MagnumConfig) -> TemplateRules {
     };
     let section = &config.cluster_template;
     TemplateRules {
-        kubernetes: settings(&section.kubernetes_allowed_network_drivers, &section.kubernetes_default_network_driver),
-        swarm: settings(&section.swarm_allowed_network_drivers, &section.swarm_default_network_driver),
-        mesos: settings(&section.mesos_allowed_network_drivers, &section.mesos_default_network_driver),
+        kubernetes: settings(
+            &section.kubernetes_allowed_network_drivers,
+            &section.kubernetes_default_network_driver,
+        ),
+        swarm: settings(
+            &section.swarm_allowed_network_drivers,
+            &section.swarm_default_network_driver,
+        ),
+        mesos: settings(
+            &section.mesos_allowed_network_drivers,
+            &section.mesos_default_network_driver,
+        ),
     }
 }
 
@@ -78,25 +98,35 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
         .with_context(|| format!("cannot listen for the {what} on {host}:{port}"))
 }
 
-/// Waits for SIGTERM or SIGINT.
-async fn termination_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGTERM and SIGINT, registered before the process announces it is ready so that a signal
+/// arriving right after start-up still shuts down gracefully.
+struct TerminationSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl TerminationSignals {
+    fn register() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    /// Waits for the next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {},
+            _ = self.interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = terminate => {},
     }
 }
 
 /// Runs the chosen roles until a termination signal, then shuts down gracefully within
 /// `[DEFAULT] graceful_shutdown_timeout` (a second signal exits at once).
 pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
+    let mut signals = TerminationSignals::register()?;
     let state_path = config.state_path();
     std::fs::create_dir_all(&state_path)
         .with_context(|| format!("cannot create the state directory {}", state_path.display()))?;
@@ -124,19 +154,26 @@ pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
             heartbeat_interval: Duration::from_secs(config.default.periodic_interval_max),
         };
         tracing::info!(host = %settings.host, "launching the conductor");
-        tasks.spawn(magnum_conductor::run(database.clone(), settings, shutdown.child_token()));
+        magnum_conductor::register(&database, &settings)
+            .await
+            .context("the conductor cannot register in the database")?;
+        tasks.spawn(magnum_conductor::run(
+            database.clone(),
+            settings,
+            shutdown.child_token(),
+        ));
         say(&format!("Conductor running as {}", config.default.host));
     }
     tasks.close();
 
-    termination_signal().await;
+    signals.next().await;
     tracing::info!("shutting down; a second signal stops at once");
     shutdown.cancel();
     let deadline = Duration::from_secs(config.default.graceful_shutdown_timeout);
     tokio::select! {
         _ = tasks.wait() => tracing::info!("all tasks finished"),
         _ = tokio::time::sleep(deadline) => tracing::warn!(?deadline, "shutdown deadline passed; exiting"),
-        _ = termination_signal() => tracing::warn!("second signal; exiting"),
+        _ = signals.next() => tracing::warn!("second signal; exiting"),
     }
     database.close().await;
     Ok(())
@@ -155,16 +192,21 @@ async fn start_api(
         .public_url
         .clone()
         .unwrap_or_else(|| url_of(api_address, "/v1"));
-    let public_base_url = config
-        .api
-        .public_url
-        .as_ref()
-        .map(|url| url.trim_end_matches('/').trim_end_matches("/v1").to_string());
+    let public_base_url = config.api.public_url.as_ref().map(|url| {
+        url.trim_end_matches('/')
+            .trim_end_matches("/v1")
+            .to_string()
+    });
 
     let mut identity_url = None;
     let authenticator = match config.api.auth_strategy {
         AuthStrategy::Builtin => {
-            let identity_listener = bind(&config.identity.host, config.identity.port, "identity endpoint").await?;
+            let identity_listener = bind(
+                &config.identity.host,
+                config.identity.port,
+                "identity endpoint",
+            )
+            .await?;
             let identity_address = identity_listener.local_addr()?;
             let url = config
                 .identity
@@ -181,7 +223,10 @@ async fn start_api(
                     outcome.user_name, outcome.project_name
                 ));
                 match &outcome.password_file {
-                    Some(file) => say(&format!("Its password is in {} (mode 0600).", file.display())),
+                    Some(file) => say(&format!(
+                        "Its password is in {} (mode 0600).",
+                        file.display()
+                    )),
                     None => say("Its password is the one set in [identity] admin_password."),
                 }
             }
@@ -197,7 +242,9 @@ async fn start_api(
                     magnum_url: magnum_url.clone(),
                     region: config.identity.region_name.clone(),
                 },
-                chrono::Duration::seconds(i64::try_from(config.identity.token_expiration).unwrap_or(3600)),
+                chrono::Duration::seconds(
+                    i64::try_from(config.identity.token_expiration).unwrap_or(3600),
+                ),
             );
             let identity_router = magnum_identity::server::router(Arc::new(service));
             let identity_shutdown = shutdown.child_token();
@@ -211,7 +258,8 @@ async fn start_api(
             });
             let refresh_database = database.clone();
             let refresh_list = revocations.clone();
-            let refresh_interval = Duration::from_secs(config.identity.revocation_refresh_interval.max(1));
+            let refresh_interval =
+                Duration::from_secs(config.identity.revocation_refresh_interval.max(1));
             let refresh_shutdown = shutdown.child_token();
             tasks.spawn(async move {
                 let mut ticker = tokio::time::interval(refresh_interval);
@@ -227,12 +275,15 @@ async fn start_api(
                 }
             });
             say(&format!("Identity (Keystone v3) listening on {url}"));
-            Authenticator::Builtin { signer, revocations }
+            Authenticator::Builtin {
+                signer,
+                revocations,
+            }
         }
-        AuthStrategy::Keystone => Authenticator::Keystone(
+        AuthStrategy::Keystone => Authenticator::Keystone(Box::new(
             magnum_identity::keystone::KeystoneValidator::new(config.keystone_authtoken.clone())
                 .map_err(anyhow::Error::msg)?,
-        ),
+        )),
         AuthStrategy::Noauth => {
             tracing::warn!("[api] auth_strategy = noauth: requests are trusted without authentication; never use this in production");
             Authenticator::Noauth(NoauthDefaults {
@@ -266,8 +317,8 @@ async fn start_api(
             api_listener,
             axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
         )
-            .with_graceful_shutdown(api_shutdown.cancelled_owned())
-            .await;
+        .with_graceful_shutdown(api_shutdown.cancelled_owned())
+        .await;
         if let Err(error) = served {
             tracing::error!(%error, "API stopped");
         }

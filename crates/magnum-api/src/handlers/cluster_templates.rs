@@ -14,7 +14,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::{SubsecRound, Utc};
-use magnum_core::cluster_template::{ClusterTemplate, Ownership, TemplateInput, TemplatePatchRules};
+use magnum_core::cluster_template::{
+    ClusterTemplate, Ownership, TemplateInput, TemplatePatchRules,
+};
 use magnum_core::patch::{apply_patch, decode_patch};
 use magnum_core::{is_uuid_like, ApiGeneration};
 use magnum_db::cluster_template::{is_sortable, TemplateVisibility};
@@ -25,11 +27,16 @@ use std::collections::HashMap;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
-        .route("/v1/clustertemplates", get(list_current).post(create_current))
+        .route(
+            "/v1/clustertemplates",
+            get(list_current).post(create_current),
+        )
         .route("/v1/clustertemplates/detail", get(detail_current))
         .route(
             "/v1/clustertemplates/{ident}",
-            get(show_current).patch(patch_current).delete(delete_current),
+            get(show_current)
+                .patch(patch_current)
+                .delete(delete_current),
         )
         .route("/v1/baymodels", get(list_seed).post(create_seed))
         .route("/v1/baymodels/detail", get(detail_seed))
@@ -82,12 +89,19 @@ impl Vocabulary {
             ApiGeneration::Current => ApiError::forbidden(
                 "Not authorized to set public or hidden flag for cluster template.",
             ),
-            ApiGeneration::Seed => ApiError::forbidden("Not authorized to set public flag for baymodel."),
+            ApiGeneration::Seed => {
+                ApiError::forbidden("Not authorized to set public flag for baymodel.")
+            }
         }
     }
 }
 
-fn enforce(state: &SharedState, rule: &str, caller: &Caller, target: &PolicyTarget) -> Result<(), ApiError> {
+fn enforce(
+    state: &SharedState,
+    rule: &str,
+    caller: &Caller,
+    target: &PolicyTarget,
+) -> Result<(), ApiError> {
     if state.policy.allows(rule, &caller.context, target) {
         Ok(())
     } else {
@@ -290,7 +304,12 @@ async fn show(
             &PolicyTarget::of(&template.project_id, &template.user_id),
         )?;
     }
-    Ok(Json(views::cluster_template(&template, vocabulary.generation, &base, false)))
+    Ok(Json(views::cluster_template(
+        &template,
+        vocabulary.generation,
+        &base,
+        false,
+    )))
 }
 
 fn duplicate_error(vocabulary: &Vocabulary, template: &ClusterTemplate) -> ApiError {
@@ -311,7 +330,12 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let body = json_body(&headers, &body)?;
     let input = TemplateInput::decode(&body, vocabulary.generation)?;
-    enforce(&state, &vocabulary.rule("create"), &caller, &PolicyTarget::own(&caller.context))?;
+    enforce(
+        &state,
+        &vocabulary.rule("create"),
+        &caller,
+        &PolicyTarget::own(&caller.context),
+    )?;
     let mut template = ClusterTemplate::from_input(
         &input,
         vocabulary.generation,
@@ -332,7 +356,14 @@ async fn create(
         return Err(vocabulary.publish_denied());
     }
     let driver_is_explicit = input.has_value("driver");
-    check_references(&state, &caller, &mut template, driver_is_explicit, vocabulary).await?;
+    check_references(
+        &state,
+        &caller,
+        &mut template,
+        driver_is_explicit,
+        vocabulary,
+    )
+    .await?;
     let stored = match state.database.cluster_templates().insert(&template).await {
         Ok(stored) => stored,
         Err(DbError::Duplicate) => {
@@ -357,7 +388,12 @@ async fn create(
     let location = format!("{base}/v1/{}/{}", vocabulary.collection, stored.uuid);
     let mut response = (
         StatusCode::CREATED,
-        Json(views::cluster_template(&stored, vocabulary.generation, &base, false)),
+        Json(views::cluster_template(
+            &stored,
+            vocabulary.generation,
+            &base,
+            false,
+        )),
     )
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -403,7 +439,8 @@ async fn patch(
             &state.template_rules,
             Utc::now().trunc_subsecs(0),
         )?;
-        let publishing_changed = updated.public != current.public || updated.hidden != current.hidden;
+        let publishing_changed =
+            updated.public != current.public || updated.hidden != current.hidden;
         if publishing_changed
             && !state.policy.allows(
                 &vocabulary.rule("publish"),
@@ -413,14 +450,31 @@ async fn patch(
         {
             return Err(vocabulary.publish_denied());
         }
-        check_references(&state, &caller, &mut updated, driver_is_explicit, vocabulary).await?;
+        check_references(
+            &state,
+            &caller,
+            &mut updated,
+            driver_is_explicit,
+            vocabulary,
+        )
+        .await?;
         if current.changed_fields(&updated).is_empty() {
-            return Ok(Json(views::cluster_template(&current, vocabulary.generation, &base, false)));
+            return Ok(Json(views::cluster_template(
+                &current,
+                vocabulary.generation,
+                &base,
+                false,
+            )));
         }
         match state.database.cluster_templates().update(&updated).await {
             Ok(stored) => {
                 tracing::info!(uuid = %stored.uuid, changed = ?current.changed_fields(&stored), "updated cluster template");
-                return Ok(Json(views::cluster_template(&stored, vocabulary.generation, &base, false)));
+                return Ok(Json(views::cluster_template(
+                    &stored,
+                    vocabulary.generation,
+                    &base,
+                    false,
+                )));
             }
             Err(DbError::Stale) => continue,
             Err(DbError::NotFound) => return Err(vocabulary.not_found(&ident)),
@@ -457,39 +511,103 @@ async fn delete(
 
 type ListQuery = Query<HashMap<String, String>>;
 
-async fn list_current(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Query(q): ListQuery) -> Result<Json<Value>, ApiError> {
+async fn list_current(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    Query(q): ListQuery,
+) -> Result<Json<Value>, ApiError> {
     list(s, c, b, q, &CURRENT, false).await
 }
-async fn detail_current(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Query(q): ListQuery) -> Result<Json<Value>, ApiError> {
+async fn detail_current(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    Query(q): ListQuery,
+) -> Result<Json<Value>, ApiError> {
     list(s, c, b, q, &CURRENT, true).await
 }
-async fn show_current(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Path(i): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn show_current(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    Path(i): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     show(s, c, b, i, &CURRENT).await
 }
-async fn create_current(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, h: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn create_current(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     create(s, c, b, h, body, &CURRENT).await
 }
-async fn patch_current(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Path(i): Path<String>, h: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn patch_current(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    Path(i): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     patch(s, c, b, i, h, body, &CURRENT).await
 }
-async fn delete_current(State(s): State<SharedState>, c: Caller, Path(i): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_current(
+    State(s): State<SharedState>,
+    c: Caller,
+    Path(i): Path<String>,
+) -> Result<StatusCode, ApiError> {
     delete(s, c, i, &CURRENT).await
 }
-async fn list_seed(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Query(q): ListQuery) -> Result<Json<Value>, ApiError> {
+async fn list_seed(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    Query(q): ListQuery,
+) -> Result<Json<Value>, ApiError> {
     list(s, c, b, q, &SEED, false).await
 }
-async fn detail_seed(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Query(q): ListQuery) -> Result<Json<Value>, ApiError> {
+async fn detail_seed(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    Query(q): ListQuery,
+) -> Result<Json<Value>, ApiError> {
     list(s, c, b, q, &SEED, true).await
 }
-async fn show_seed(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Path(i): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn show_seed(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    Path(i): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     show(s, c, b, i, &SEED).await
 }
-async fn create_seed(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, h: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn create_seed(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     create(s, c, b, h, body, &SEED).await
 }
-async fn patch_seed(State(s): State<SharedState>, c: Caller, BaseUrl(b): BaseUrl, Path(i): Path<String>, h: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn patch_seed(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    Path(i): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     patch(s, c, b, i, h, body, &SEED).await
 }
-async fn delete_seed(State(s): State<SharedState>, c: Caller, Path(i): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_seed(
+    State(s): State<SharedState>,
+    c: Caller,
+    Path(i): Path<String>,
+) -> Result<StatusCode, ApiError> {
     delete(s, c, i, &SEED).await
 }

@@ -10,7 +10,10 @@ use chrono::Utc;
 use magnum_core::cluster_template::format_timestamp;
 use serde_json::{json, Value};
 
-pub async fn list(State(state): State<SharedState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<SharedState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     let rule = "magnum-service:get_all";
     if !state
         .policy

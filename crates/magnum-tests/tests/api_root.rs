@@ -1,0 +1,187 @@
+//! Version documents, microversion negotiation, routing and error formats.
+
+use crate::common::{Api, Magnumd};
+use serde_json::json;
+
+#[tokio::test]
+async fn version_documents_are_public_and_complete() {
+    let magnumd = Magnumd::start().await;
+    let anonymous = Api::anonymous(&magnumd.base_url());
+    let root = anonymous.get("/").await;
+    assert_eq!(root.status, 200);
+    assert_eq!(root.body["versions"][0]["id"], "v1");
+    assert_eq!(root.body["versions"][0]["status"], "CURRENT");
+    assert_eq!(root.body["versions"][0]["min_version"], "1.1");
+    assert_eq!(root.body["versions"][0]["max_version"], "1.14");
+    assert_eq!(
+        root.body["versions"][0]["links"][0]["href"],
+        format!("{}/v1/", magnumd.base_url())
+    );
+    let v1 = anonymous.get("/v1").await;
+    assert_eq!(v1.status, 200);
+    assert_eq!(v1.body["id"], "v1");
+    assert_eq!(
+        v1.body["media_types"][0]["type"],
+        "application/vnd.openstack.magnum.v1+json"
+    );
+    for collection in [
+        "clustertemplates",
+        "clusters",
+        "mservices",
+        "baymodels",
+        "bays",
+        "quotas",
+    ] {
+        assert_eq!(v1.body[collection][1]["rel"], "bookmark", "{collection}");
+    }
+}
+
+#[tokio::test]
+async fn microversions_are_negotiated_as_the_spec_says() {
+    let magnumd = Magnumd::start().await;
+    let admin = magnumd.admin().await;
+    let missing = admin.get("/v1/clustertemplates").await;
+    assert_eq!(missing.status, 200);
+    assert_eq!(
+        missing.header("openstack-api-version"),
+        Some("container-infrastructure-management 1.1")
+    );
+    assert_eq!(
+        missing.header("openstack-api-minimum-version"),
+        Some("container-infrastructure-management 1.1")
+    );
+    assert_eq!(
+        missing.header("openstack-api-maximum-version"),
+        Some("container-infrastructure-management 1.14")
+    );
+    assert_eq!(missing.header("vary"), Some("OpenStack-API-Version"));
+    assert!(missing
+        .header("x-openstack-request-id")
+        .is_some_and(|id| id.starts_with("req-")));
+    for service in [
+        "container-infra",
+        "container-infrastructure",
+        "container-infrastructure-management",
+    ] {
+        let reply = admin
+            .with_header("OpenStack-API-Version", &format!("{service} latest"))
+            .get("/v1/clustertemplates")
+            .await;
+        assert_eq!(reply.status, 200, "{service}");
+        assert_eq!(
+            reply.header("openstack-api-version"),
+            Some("container-infrastructure-management 1.14")
+        );
+    }
+    let ten = admin
+        .with_header("OpenStack-API-Version", "container-infra 1.10")
+        .get("/v1/mservices")
+        .await;
+    assert_eq!(
+        ten.header("openstack-api-version"),
+        Some("container-infrastructure-management 1.10")
+    );
+
+    let too_new = admin
+        .with_header("OpenStack-API-Version", "container-infra 1.15")
+        .get("/v1/clustertemplates")
+        .await;
+    assert_eq!(too_new.status, 406);
+    assert_eq!(
+        too_new.body["errors"][0]["code"],
+        "magnum.microversion-unsupported"
+    );
+    assert_eq!(too_new.body["errors"][0]["min_version"], "1.1");
+    assert_eq!(too_new.body["errors"][0]["max_version"], "1.14");
+    assert!(too_new.header("openstack-api-maximum-version").is_some());
+    let old_major = admin
+        .with_header("OpenStack-API-Version", "container-infra 2.0")
+        .get("/v1")
+        .await;
+    assert_eq!(old_major.status, 406);
+    let wrong_service = admin
+        .with_header("OpenStack-API-Version", "compute 2.1")
+        .get("/v1/clustertemplates")
+        .await;
+    assert_eq!(wrong_service.status, 406);
+    assert_eq!(
+        wrong_service.body["errors"][0]["title"],
+        "Invalid service type for OpenStack-API-Version header"
+    );
+    let garbage = admin
+        .with_header("OpenStack-API-Version", "container-infra one")
+        .get("/v1/clustertemplates")
+        .await;
+    assert_eq!(garbage.status, 406);
+    assert_eq!(
+        garbage.body["errors"][0]["title"],
+        "Invalid value for OpenStack-API-Version header"
+    );
+    let legacy = admin
+        .with_header("X-OpenStack-Magnum-API-Version", "1.1")
+        .get("/v1/baymodels")
+        .await;
+    assert_eq!(legacy.status, 200);
+    assert_eq!(legacy.header("x-openstack-magnum-api-version"), Some("1.1"));
+}
+
+#[tokio::test]
+async fn routing_errors_use_the_error_format() {
+    let magnumd = Magnumd::start().await;
+    let admin = magnumd.admin().await;
+    let unknown = admin.get("/v1/widgets").await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.header("content-type"), Some("application/json"));
+    assert_eq!(unknown.body["errors"][0]["status"], 404);
+    assert_eq!(unknown.body["errors"][0]["code"], "");
+    let wrong_method = admin
+        .raw(reqwest::Method::PUT, "/v1/clustertemplates", None)
+        .await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.body["errors"][0]["status"], 405);
+    // Paths without /v1 are routed as if they had it.
+    let unprefixed = admin.get("/clustertemplates").await;
+    assert_eq!(unprefixed.status, 200);
+    assert!(unprefixed.body["clustertemplates"].is_array());
+}
+
+#[tokio::test]
+async fn collections_not_built_yet_say_so_with_501() {
+    let magnumd = Magnumd::start().await;
+    let admin = magnumd.admin().await;
+    for path in [
+        "/v1/clusters",
+        "/v1/clusters/x/nodegroups",
+        "/v1/quotas",
+        "/v1/stats",
+        "/v1/bays",
+        "/v1/certificates/x",
+        "/v1/federations",
+    ] {
+        let reply = admin.get(path).await;
+        assert_eq!(reply.status, 501, "{path}");
+        assert!(
+            reply.text.contains("not implemented"),
+            "{path}: {}",
+            reply.text
+        );
+    }
+    let post = admin.post("/v1/clusters", json!({"name": "c"})).await;
+    assert_eq!(post.status, 501);
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_401() {
+    let magnumd = Magnumd::start().await;
+    let anonymous = Api::anonymous(&magnumd.base_url());
+    let reply = anonymous.get("/v1/clustertemplates").await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.body["errors"][0]["status"], 401);
+    assert!(reply
+        .header("www-authenticate")
+        .is_some_and(|value| value.contains("/v3")));
+    let forged = Api::new(&magnumd.base_url(), Some("mr1.e30.AAAA".to_string()));
+    assert_eq!(forged.get("/v1/clustertemplates").await.status, 401);
+    let notused = Api::new(&magnumd.base_url(), Some("notused".to_string()));
+    assert_eq!(notused.get("/v1/mservices").await.status, 401);
+}

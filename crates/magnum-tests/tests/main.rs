@@ -1,0 +1,14 @@
+//! End-to-end tests: one binary for every suite (see `src/lib.rs` for the environment).
+
+// Test code may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+mod api_root;
+mod baymodels;
+mod cluster_templates;
+mod identity;
+mod operations;
+mod services;
+mod tenancy;

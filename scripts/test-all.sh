@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean checkout on Debian 12 as root.
+#
+# Installs what the tests need when it is missing (MariaDB, PostgreSQL, a Python venv with
+# python-openstackclient and python-magnumclient from PyPI), starts the database servers on
+# loopback if they are not running, runs formatting and lint checks, the unit tests, and the
+# integration tests on SQLite, PostgreSQL and MariaDB, then stops only what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE_DIR="${MAGNUM_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/magnum-rs}"
+OPENSTACKCLIENT_VERSION=10.5.0
+MAGNUMCLIENT_VERSION=5.0.0
+STARTED_POSTGRES=0
+STARTED_MARIADB=0
+
+log() { printf '\n==> %s\n' "$*"; }
+
+cleanup() {
+    set +e
+    if [ -n "${PG_ADMIN_URL:-}" ]; then
+        for db in $(su postgres -c "psql -Atc \"SELECT datname FROM pg_database WHERE datname LIKE 'magnum\\_t\\_%'\"" 2>/dev/null); do
+            su postgres -c "psql -qc 'DROP DATABASE IF EXISTS $db'" >/dev/null 2>&1
+        done
+    fi
+    if [ -n "${MARIADB_ADMIN_URL:-}" ]; then
+        for db in $(mariadb -N -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'magnum\\_t\\_%'" 2>/dev/null); do
+            mariadb -e "DROP DATABASE IF EXISTS \`$db\`" >/dev/null 2>&1
+        done
+    fi
+    if [ "$STARTED_POSTGRES" = 1 ]; then
+        log "stopping the PostgreSQL server this run started"
+        pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main stop
+    fi
+    if [ "$STARTED_MARIADB" = 1 ]; then
+        log "stopping the MariaDB server this run started"
+        mariadb-admin shutdown
+    fi
+}
+trap cleanup EXIT
+
+install_packages() {
+    local missing=()
+    command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+    command -v pg_ctlcluster >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    fi
+}
+
+start_postgres() {
+    PG_VERSION=$(ls /usr/lib/postgresql | sort -n | tail -1)
+    if ! pg_lsclusters -h 2>/dev/null | grep -q " main "; then
+        pg_createcluster "$PG_VERSION" main >/dev/null
+    fi
+    if ! pg_lsclusters -h | awk '$2 == "main" {print $4}' | grep -q online; then
+        log "starting PostgreSQL $PG_VERSION"
+        pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main start
+        STARTED_POSTGRES=1
+    fi
+    for _ in $(seq 1 30); do
+        su postgres -c "psql -qAtc 'SELECT 1'" >/dev/null 2>&1 && break
+        sleep 1
+    done
+    su postgres -c "psql -qAtc \"SELECT 1 FROM pg_roles WHERE rolname = 'magnum_test'\"" | grep -q 1 ||
+        su postgres -c "psql -qc \"CREATE ROLE magnum_test LOGIN PASSWORD 'magnum_test' CREATEDB\""
+    PG_ADMIN_URL="postgresql://magnum_test:magnum_test@127.0.0.1:5432/postgres"
+}
+
+start_mariadb() {
+    if ! mariadb -e 'SELECT 1' >/dev/null 2>&1; then
+        log "starting MariaDB"
+        mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+        start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- \
+            --user=mysql --bind-address=127.0.0.1
+        STARTED_MARIADB=1
+        for _ in $(seq 1 30); do
+            mariadb -e 'SELECT 1' >/dev/null 2>&1 && break
+            sleep 1
+        done
+    fi
+    mariadb -e "CREATE USER IF NOT EXISTS 'magnum_test'@'127.0.0.1' IDENTIFIED BY 'magnum_test';
+                CREATE USER IF NOT EXISTS 'magnum_test'@'localhost' IDENTIFIED BY 'magnum_test';
+                GRANT ALL ON \`magnum\\_%\`.* TO 'magnum_test'@'127.0.0.1';
+                GRANT ALL ON \`magnum\\_%\`.* TO 'magnum_test'@'localhost';
+                CREATE DATABASE IF NOT EXISTS magnum_admin;"
+    MARIADB_ADMIN_URL="mysql+pymysql://magnum_test:magnum_test@127.0.0.1:3306/magnum_admin"
+}
+
+prepare_venv() {
+    VENV="$CACHE_DIR/venv-osc${OPENSTACKCLIENT_VERSION}-magnum${MAGNUMCLIENT_VERSION}"
+    if [ ! -x "$VENV/bin/openstack" ]; then
+        log "creating a Python venv with the OpenStack clients in $VENV"
+        rm -rf "$VENV"
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q "python-openstackclient==$OPENSTACKCLIENT_VERSION" \
+            "python-magnumclient==$MAGNUMCLIENT_VERSION"
+    fi
+}
+
+install_packages
+start_postgres
+start_mariadb
+prepare_venv
+
+log "checking formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "building"
+cargo build --workspace --bins --locked
+
+export MAGNUM_TEST_VENV="$VENV"
+export MAGNUM_TEST_REQUIRE_ALL=1
+
+log "unit and integration tests on SQLite"
+cargo test --workspace --locked
+
+log "database and API tests on PostgreSQL"
+MAGNUM_TEST_DATABASE_URL="$PG_ADMIN_URL" cargo test --locked -p magnum-db -p magnum-tests -- --skip clients::
+
+log "database and API tests on MariaDB"
+MAGNUM_TEST_DATABASE_URL="$MARIADB_ADMIN_URL" cargo test --locked -p magnum-db -p magnum-tests -- --skip clients::
+
+log "all tests passed"
