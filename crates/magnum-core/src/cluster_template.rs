@@ -519,7 +519,7 @@ impl ClusterTemplate {
             let size = self.docker_volume_size.unwrap_or(0);
             if size < 3 {
                 return Err(DomainError::invalid(format!(
-                    "Docker volume size {} GB is not valid, expecting minimum value 3GB for devicemapper storage driver.",
+                    "docker volume size {} GB is not valid, expecting minimum value 3GB for devicemapper storage driver.",
                     self.docker_volume_size
                         .map(|size| size.to_string())
                         .unwrap_or_else(|| "None".to_string())

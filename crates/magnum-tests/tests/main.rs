@@ -7,6 +7,7 @@ mod common;
 
 mod api_root;
 mod baymodels;
+mod clients;
 mod cluster_templates;
 mod identity;
 mod operations;
