@@ -122,7 +122,7 @@ impl AuthOptions {
             .os_endpoint_type
             .trim_end_matches("URL")
             .to_ascii_lowercase();
-        Ok(Credentials::Password(PasswordAuth {
+        Ok(Credentials::Password(Box::new(PasswordAuth {
             auth_url,
             username: self.os_username.clone(),
             user_id: self.os_user_id.clone(),
@@ -136,7 +136,7 @@ impl AuthOptions {
             region_name: self.os_region_name.clone(),
             interface,
             endpoint_override: self.endpoint(),
-        }))
+        })))
     }
 }
 

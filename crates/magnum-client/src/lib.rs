@@ -33,7 +33,7 @@ pub type ClientResult<T> = Result<T, ClientError>;
 #[derive(Debug, Clone)]
 pub enum Credentials {
     /// Keystone v3 password authentication.
-    Password(PasswordAuth),
+    Password(Box<PasswordAuth>),
     /// A token and the API endpoint.
     Token { endpoint: String, token: String },
     /// The API endpoint only (for a service running with `auth_strategy = noauth`).
