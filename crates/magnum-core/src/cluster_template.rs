@@ -529,19 +529,16 @@ impl ClusterTemplate {
         Ok(())
     }
 
-    /// The value of one attribute as JSON, as the views and the patch document show it.
-    pub fn field_json(&self, name: &str) -> Value {
-        fn text(value: &Option<String>) -> Value {
-            value.clone().map(Value::String).unwrap_or(Value::Null)
-        }
-        fn integer(value: Option<i64>) -> Value {
-            value.map(Value::from).unwrap_or(Value::Null)
+    /// One attribute's value by reference (`Text(None)` for names that are not attributes).
+    pub fn field_ref(&self, name: &str) -> FieldRef<'_> {
+        fn text(value: &Option<String>) -> FieldRef<'_> {
+            FieldRef::Text(value.as_deref())
         }
         match name {
-            "uuid" => Value::String(self.uuid.clone()),
+            "uuid" => FieldRef::Text(Some(&self.uuid)),
             "name" => text(&self.name),
-            "coe" => Value::String(self.coe.as_str().to_string()),
-            "image_id" => Value::String(self.image_id.clone()),
+            "coe" => FieldRef::Text(Some(self.coe.as_str())),
+            "image_id" => FieldRef::Text(Some(&self.image_id)),
             "flavor_id" => text(&self.flavor_id),
             "master_flavor_id" => text(&self.master_flavor_id),
             "keypair_id" => text(&self.keypair_id),
@@ -551,40 +548,36 @@ impl ClusterTemplate {
             "fixed_subnet" => text(&self.fixed_subnet),
             "network_driver" => text(&self.network_driver),
             "volume_driver" => text(&self.volume_driver),
-            "apiserver_port" => integer(self.apiserver_port),
-            "docker_volume_size" => integer(self.docker_volume_size),
+            "apiserver_port" => FieldRef::Integer(self.apiserver_port),
+            "docker_volume_size" => FieldRef::Integer(self.docker_volume_size),
             "docker_storage_driver" => text(&self.docker_storage_driver),
             "ssh_authorized_key" => text(&self.ssh_authorized_key),
             "cluster_distro" => text(&self.cluster_distro),
             "http_proxy" => text(&self.http_proxy),
             "https_proxy" => text(&self.https_proxy),
             "no_proxy" => text(&self.no_proxy),
-            "registry_enabled" => Value::Bool(self.registry_enabled),
+            "registry_enabled" => FieldRef::Boolean(self.registry_enabled),
             "insecure_registry" => text(&self.insecure_registry),
-            "labels" => Value::Object(
-                self.labels
-                    .iter()
-                    .map(|(key, value)| (key.clone(), Value::String(value.clone())))
-                    .collect(),
-            ),
-            "tls_disabled" => Value::Bool(self.tls_disabled),
-            "public" => Value::Bool(self.public),
-            "server_type" => Value::String(self.server_type.clone()),
-            "master_lb_enabled" => Value::Bool(self.master_lb_enabled),
-            "floating_ip_enabled" => Value::Bool(self.floating_ip_enabled),
-            "hidden" => Value::Bool(self.hidden),
+            "labels" => FieldRef::Labels(&self.labels),
+            "tls_disabled" => FieldRef::Boolean(self.tls_disabled),
+            "public" => FieldRef::Boolean(self.public),
+            "server_type" => FieldRef::Text(Some(&self.server_type)),
+            "master_lb_enabled" => FieldRef::Boolean(self.master_lb_enabled),
+            "floating_ip_enabled" => FieldRef::Boolean(self.floating_ip_enabled),
+            "hidden" => FieldRef::Boolean(self.hidden),
             "tags" => text(&self.tags),
             "driver" => text(&self.driver),
-            "project_id" => Value::String(self.project_id.clone()),
-            "user_id" => Value::String(self.user_id.clone()),
-            "created_at" => Value::String(format_timestamp(&self.created_at)),
-            "updated_at" => self
-                .updated_at
-                .as_ref()
-                .map(|at| Value::String(format_timestamp(at)))
-                .unwrap_or(Value::Null),
-            _ => Value::Null,
+            "project_id" => FieldRef::Text(Some(&self.project_id)),
+            "user_id" => FieldRef::Text(Some(&self.user_id)),
+            "created_at" => FieldRef::Timestamp(Some(&self.created_at)),
+            "updated_at" => FieldRef::Timestamp(self.updated_at.as_ref()),
+            _ => FieldRef::Text(None),
         }
+    }
+
+    /// The value of one attribute as JSON, as the patch document shows it.
+    pub fn field_json(&self, name: &str) -> Value {
+        serde_json::to_value(self.field_ref(name)).unwrap_or(Value::Null)
     }
 
     /// The document a patch is applied to: every non-internal attribute of the generation.
@@ -640,7 +633,41 @@ impl ClusterTemplate {
 
 /// Formats a timestamp as the API shows it: `2016-08-29T06:51:31+00:00`.
 pub fn format_timestamp(at: &DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+/// One attribute's value, borrowed from a template, for serializing views without copying.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldRef<'a> {
+    Text(Option<&'a str>),
+    Integer(Option<i64>),
+    Boolean(bool),
+    Labels(&'a Labels),
+    Timestamp(Option<&'a DateTime<Utc>>),
+}
+
+impl serde::Serialize for FieldRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FieldRef::Text(Some(text)) => serializer.serialize_str(text),
+            FieldRef::Integer(Some(number)) => serializer.serialize_i64(*number),
+            FieldRef::Boolean(flag) => serializer.serialize_bool(*flag),
+            FieldRef::Labels(labels) => labels.serialize(serializer),
+            FieldRef::Timestamp(Some(at)) => serializer.serialize_str(&format_timestamp(at)),
+            FieldRef::Text(None) | FieldRef::Integer(None) | FieldRef::Timestamp(None) => {
+                serializer.serialize_none()
+            }
+        }
+    }
 }
 
 fn check_dns_nameserver(value: &str, generation: ApiGeneration) -> Result<(), DomainError> {
@@ -702,6 +729,27 @@ mod tests {
     use super::fixtures::*;
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn field_values_serialize_as_the_api_shows_them() {
+        let mut template = swarm();
+        template.labels.insert("a".to_string(), "b".to_string());
+        template.docker_volume_size = Some(3);
+        template.updated_at = Some(owner().now);
+        assert_eq!(
+            template.field_json("created_at"),
+            "2026-01-02T03:04:05+00:00"
+        );
+        assert_eq!(
+            template.field_json("updated_at"),
+            "2026-01-02T03:04:05+00:00"
+        );
+        assert_eq!(template.field_json("labels"), serde_json::json!({"a": "b"}));
+        assert_eq!(template.field_json("docker_volume_size"), 3);
+        assert_eq!(template.field_json("flavor_id"), Value::Null);
+        assert_eq!(template.field_json("public"), false);
+        assert_eq!(template.field_json("coe"), "swarm");
+    }
 
     #[test]
     fn defaults_are_applied_on_create() {

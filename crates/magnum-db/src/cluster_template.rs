@@ -6,6 +6,7 @@ use magnum_core::cluster_template::ClusterTemplate;
 use magnum_core::coe::Coe;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Arguments, Row};
+use std::sync::Arc;
 
 /// Every column, in table order.
 const COLUMNS: &str = "id, uuid, name, project_id, user_id, coe, image_id, flavor_id, \
@@ -202,7 +203,7 @@ impl Database {
 impl ClusterTemplates<'_> {
     /// Stores a new template and returns it with its id. A duplicate uuid, or a name the
     /// project already uses, is [`DbError::Duplicate`].
-    pub async fn insert(&self, template: &ClusterTemplate) -> DbResult<ClusterTemplate> {
+    pub async fn insert(&self, template: &ClusterTemplate) -> DbResult<Arc<ClusterTemplate>> {
         let mut arguments = AnyArguments::default();
         bind_attributes(&mut arguments, template).map_err(argument_error)?;
         arguments.add(0_i64).map_err(argument_error)?;
@@ -228,16 +229,62 @@ impl ClusterTemplates<'_> {
     }
 
     /// The template with this uuid, whoever owns it.
-    pub async fn get_by_uuid(&self, uuid: &str) -> DbResult<ClusterTemplate> {
-        let query = self.database.dialect().sql(format!(
-            "SELECT {COLUMNS} FROM cluster_template WHERE uuid = ?"
-        ));
-        let row = sqlx::query(query)
-            .bind(uuid.to_string())
-            .fetch_optional(self.database.pool())
-            .await?
-            .ok_or(DbError::NotFound)?;
-        decode(&row)
+    pub async fn get_by_uuid(&self, uuid: &str) -> DbResult<Arc<ClusterTemplate>> {
+        let row = sqlx::query(
+            self.database
+                .dialect()
+                .sql("SELECT id, version FROM cluster_template WHERE uuid = ?"),
+        )
+        .bind(uuid.to_string())
+        .fetch_optional(self.database.pool())
+        .await?
+        .ok_or(DbError::NotFound)?;
+        let key = (row::integer(&row, "id")?, row::integer(&row, "version")?);
+        self.load(&[key]).await?.pop().ok_or(DbError::NotFound)
+    }
+
+    /// The rows with these (id, version) keys, in the same order, from the cache when it
+    /// holds that revision and from one query for the rest. A row deleted in between is
+    /// left out; a row changed in between comes back at its newer revision.
+    async fn load(&self, keys: &[(i64, i64)]) -> DbResult<Vec<Arc<ClusterTemplate>>> {
+        let cache = &self.database.template_cache;
+        let mut found: Vec<Option<Arc<ClusterTemplate>>> = keys
+            .iter()
+            .map(|(id, version)| cache.get(*id, *version))
+            .collect();
+        let missing: Vec<i64> = keys
+            .iter()
+            .zip(&found)
+            .filter(|(_, cached)| cached.is_none())
+            .map(|((id, _), _)| *id)
+            .collect();
+        if !missing.is_empty() {
+            let placeholders = vec!["?"; missing.len()].join(", ");
+            let sql =
+                format!("SELECT {COLUMNS} FROM cluster_template WHERE id IN ({placeholders})");
+            let mut query = sqlx::query(self.database.dialect().sql(sql));
+            for id in &missing {
+                query = query.bind(*id);
+            }
+            let rows = query.fetch_all(self.database.pool()).await?;
+            for row in &rows {
+                let template = Arc::new(decode(row)?);
+                cache.put(template.id, template.revision, template.clone());
+                for (slot, (id, _)) in found.iter_mut().zip(keys) {
+                    if *id == template.id {
+                        *slot = Some(template.clone());
+                    }
+                }
+            }
+        }
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// (id, version) of the rows a query matches.
+    fn keys(rows: &[AnyRow]) -> DbResult<Vec<(i64, i64)>> {
+        rows.iter()
+            .map(|row| Ok((row::integer(row, "id")?, row::integer(row, "version")?)))
+            .collect()
     }
 
     /// The one template with this name among those visible; [`DbError::Ambiguous`] when more
@@ -246,19 +293,19 @@ impl ClusterTemplates<'_> {
         &self,
         name: &str,
         visibility: &TemplateVisibility,
-    ) -> DbResult<ClusterTemplate> {
+    ) -> DbResult<Arc<ClusterTemplate>> {
         let (condition, bind) = visibility.condition();
         let sql = format!(
-            "SELECT {COLUMNS} FROM cluster_template WHERE name = ? AND {condition} LIMIT 2"
+            "SELECT id, version FROM cluster_template WHERE name = ? AND {condition} LIMIT 2"
         );
         let mut query = sqlx::query(self.database.dialect().sql(sql)).bind(name.to_string());
         if let Some(Bind::Text(project_id)) = bind {
             query = query.bind(project_id);
         }
         let rows = query.fetch_all(self.database.pool()).await?;
-        match rows.as_slice() {
+        match Self::keys(&rows)?.as_slice() {
             [] => Err(DbError::NotFound),
-            [only] => decode(only),
+            [only] => self.load(&[*only]).await?.pop().ok_or(DbError::NotFound),
             _ => Err(DbError::Ambiguous),
         }
     }
@@ -268,7 +315,7 @@ impl ClusterTemplates<'_> {
         &self,
         visibility: &TemplateVisibility,
         page: &Page,
-    ) -> DbResult<Vec<ClusterTemplate>> {
+    ) -> DbResult<Vec<Arc<ClusterTemplate>>> {
         let sort_column = SORTABLE_COLUMNS
             .iter()
             .find(|(name, _)| *name == page.sort_key)
@@ -281,7 +328,7 @@ impl ClusterTemplates<'_> {
         if let Some(bind) = &visibility_bind {
             bind.add_to(&mut arguments).map_err(argument_error)?;
         }
-        let mut sql = format!("SELECT {COLUMNS} FROM cluster_template WHERE {condition}");
+        let mut sql = format!("SELECT id, version FROM cluster_template WHERE {condition}");
         if let Some(marker) = &page.marker {
             let marker_row = self.marker(marker, visibility, sort_column).await?;
             let fragment = after_marker(sort_column.0, page.sort_dir, &marker_row.0, marker_row.1);
@@ -300,7 +347,7 @@ impl ClusterTemplates<'_> {
         let rows = sqlx::query_with(self.database.dialect().sql(sql), arguments)
             .fetch_all(self.database.pool())
             .await?;
-        rows.iter().map(decode).collect()
+        self.load(&Self::keys(&rows)?).await
     }
 
     async fn marker(
@@ -337,7 +384,7 @@ impl ClusterTemplates<'_> {
 
     /// Stores every attribute of `template` if its revision is still the stored one, and
     /// returns the stored result. A concurrent change in between is [`DbError::Stale`].
-    pub async fn update(&self, template: &ClusterTemplate) -> DbResult<ClusterTemplate> {
+    pub async fn update(&self, template: &ClusterTemplate) -> DbResult<Arc<ClusterTemplate>> {
         let mut arguments = AnyArguments::default();
         bind_attributes(&mut arguments, template).map_err(argument_error)?;
         arguments
@@ -377,6 +424,7 @@ impl ClusterTemplates<'_> {
         .bind(id)
         .execute(self.database.pool())
         .await?;
+        self.database.template_cache.forget(id);
         if result.rows_affected() == 0 {
             Err(DbError::NotFound)
         } else {
@@ -461,9 +509,9 @@ mod tests {
         assert!(stored.id > 0);
         let mut expected = original.clone();
         expected.id = stored.id;
-        assert_eq!(stored, expected);
+        assert_eq!(*stored, expected);
         assert_eq!(
-            repository.get_by_uuid(&original.uuid).await.unwrap(),
+            *repository.get_by_uuid(&original.uuid).await.unwrap(),
             expected
         );
     }
@@ -519,9 +567,9 @@ mod tests {
             let mut template = swarm(&project, name);
             template.docker_volume_size = if index == 2 { None } else { Some(index as i64) };
             let stored = repository.insert(&template).await.unwrap();
-            uuids_by_name.push((name.to_string(), stored.uuid));
+            uuids_by_name.push((name.to_string(), stored.uuid.clone()));
         }
-        let names = |templates: &[ClusterTemplate]| {
+        let names = |templates: &[Arc<ClusterTemplate>]| {
             templates
                 .iter()
                 .map(|t| t.name.clone().unwrap())
@@ -576,6 +624,66 @@ mod tests {
         ));
     }
 
+    /// Two pools on one database stand for two magnumd processes: a change made through one
+    /// is seen through the other even though the other has the old revision cached.
+    #[tokio::test]
+    async fn cached_rows_never_hide_a_change_made_elsewhere() {
+        let directory = tempfile::tempdir().unwrap();
+        let connection = magnum_config::DatabaseConnection::Sqlite {
+            path: Some(directory.path().join("shared.sqlite")),
+        };
+        let first = Database::connect(&connection, 2).await.unwrap();
+        first.upgrade().await.unwrap();
+        let second = Database::connect(&connection, 2).await.unwrap();
+        let stored = first
+            .cluster_templates()
+            .insert(&swarm("p", "cached"))
+            .await
+            .unwrap();
+        let visibility = TemplateVisibility::All;
+        let page = Page {
+            limit: 10,
+            marker: None,
+            sort_key: "id".to_string(),
+            sort_dir: SortDirection::Asc,
+        };
+        assert_eq!(
+            second
+                .cluster_templates()
+                .list(&visibility, &page)
+                .await
+                .unwrap()[0]
+                .flavor_id,
+            None
+        );
+        let mut changed = (*stored).clone();
+        changed.flavor_id = Some("m1.large".to_string());
+        first.cluster_templates().update(&changed).await.unwrap();
+        let seen = second
+            .cluster_templates()
+            .list(&visibility, &page)
+            .await
+            .unwrap();
+        assert_eq!(seen[0].flavor_id.as_deref(), Some("m1.large"));
+        let by_uuid = second
+            .cluster_templates()
+            .get_by_uuid(&stored.uuid)
+            .await
+            .unwrap();
+        assert_eq!(by_uuid.flavor_id.as_deref(), Some("m1.large"));
+        first.cluster_templates().delete(stored.id).await.unwrap();
+        assert!(second
+            .cluster_templates()
+            .list(&visibility, &page)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(matches!(
+            second.cluster_templates().get_by_uuid(&stored.uuid).await,
+            Err(DbError::NotFound)
+        ));
+    }
+
     #[tokio::test]
     async fn updates_refuse_stale_revisions() {
         let test = database().await;
@@ -584,12 +692,12 @@ mod tests {
             .insert(&swarm(&unique_project(), "rev"))
             .await
             .unwrap();
-        let mut first = stored.clone();
+        let mut first = (*stored).clone();
         first.flavor_id = Some("m1.large".to_string());
         let updated = repository.update(&first).await.unwrap();
         assert_eq!(updated.revision, stored.revision + 1);
         assert_eq!(updated.flavor_id.as_deref(), Some("m1.large"));
-        let mut second = stored.clone();
+        let mut second = (*stored).clone();
         second.flavor_id = Some("m1.tiny".to_string());
         assert!(matches!(
             repository.update(&second).await,

@@ -13,6 +13,7 @@ pub mod cluster_template;
 pub mod dialect;
 pub mod identity;
 pub mod page;
+pub mod row_cache;
 pub mod service;
 pub mod time;
 
@@ -73,11 +74,22 @@ impl From<sqlx::Error> for DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// Rows of `cluster_template` kept decoded in memory (see [`row_cache`]).
+const TEMPLATE_CACHE_CAPACITY: usize = 4096;
+
+/// SQLite page cache per connection, in KiB (SQLite's default is 2 MiB).
+const SQLITE_CACHE_KIB: u32 = 1024;
+
+/// More SQLite connections than this do not help: writers are serialised anyway.
+const SQLITE_MAX_CONNECTIONS: u32 = 8;
+
 /// A connection pool to one of the three supported databases.
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: AnyPool,
     dialect: Dialect,
+    template_cache:
+        std::sync::Arc<row_cache::RowCache<magnum_core::cluster_template::ClusterTemplate>>,
 }
 
 impl Database {
@@ -97,22 +109,34 @@ impl Database {
             }
         }
         let is_memory = matches!(connection, DatabaseConnection::Sqlite { path: None });
-        let pool_size = if is_memory { 1 } else { max_pool_size.max(1) };
+        let pool_size = match backend {
+            _ if is_memory => 1,
+            DatabaseBackend::Sqlite => max_pool_size.clamp(1, SQLITE_MAX_CONNECTIONS),
+            DatabaseBackend::Postgres | DatabaseBackend::MySql => max_pool_size.max(1),
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(pool_size)
             .min_connections(if is_memory { 1 } else { 0 })
-            .idle_timeout(if is_memory { None } else { Some(Duration::from_secs(600)) })
-            .max_lifetime(if is_memory { None } else { Some(Duration::from_secs(1800)) })
+            .idle_timeout(if is_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if is_memory {
+                None
+            } else {
+                Some(Duration::from_secs(1800))
+            })
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |connection, _meta| {
                 Box::pin(async move {
                     match backend {
                         DatabaseBackend::Sqlite => {
-                            connection
-                                .execute(
-                                    "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                                )
-                                .await?;
+                            let pragmas = format!(
+                                "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA cache_size = -{SQLITE_CACHE_KIB};"
+                            );
+                            connection.execute(sqlx::AssertSqlSafe(pragmas)).await?;
                         }
                         DatabaseBackend::MySql | DatabaseBackend::Postgres => {}
                     }
@@ -124,6 +148,7 @@ impl Database {
         Ok(Database {
             pool,
             dialect: Dialect::new(backend),
+            template_cache: std::sync::Arc::new(row_cache::RowCache::new(TEMPLATE_CACHE_CAPACITY)),
         })
     }
 

@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::pagination::{next_link, page_from_query};
 use crate::policy::PolicyTarget;
 use crate::request::{json_body, BaseUrl, Caller};
-use crate::views;
+use crate::views::{Collection, TemplateView};
 use crate::SharedState;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -22,8 +22,8 @@ use magnum_core::{is_uuid_like, ApiGeneration};
 use magnum_db::cluster_template::{is_sortable, TemplateVisibility};
 use magnum_db::DbError;
 use magnum_driver::provider::LookupKind;
-use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -96,6 +96,17 @@ impl Vocabulary {
     }
 }
 
+/// A template as JSON in the generation's view.
+fn template_response(template: &ClusterTemplate, vocabulary: &Vocabulary, base: &str) -> Response {
+    Json(TemplateView {
+        template,
+        generation: vocabulary.generation,
+        base,
+        summary: false,
+    })
+    .into_response()
+}
+
 fn enforce(
     state: &SharedState,
     rule: &str,
@@ -125,7 +136,7 @@ async fn find_template(
     caller: &Caller,
     ident: &str,
     vocabulary: &Vocabulary,
-) -> Result<ClusterTemplate, ApiError> {
+) -> Result<Arc<ClusterTemplate>, ApiError> {
     let visibility = visibility(caller);
     if let Some(uuid) = magnum_core::normalize_uuid(ident).filter(|_| is_uuid_like(ident)) {
         let template = match state.database.cluster_templates().get_by_uuid(&uuid).await {
@@ -248,7 +259,7 @@ async fn list(
     query: HashMap<String, String>,
     vocabulary: &Vocabulary,
     detail: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let rule = vocabulary.rule(if detail { "detail" } else { "get_all" });
     enforce(&state, &rule, &caller, &PolicyTarget::own(&caller.context))?;
     let page = page_from_query(&query, state.max_limit, is_sortable)?;
@@ -265,26 +276,33 @@ async fn list(
         Err(other) => return Err(other.into()),
     };
     let summary = vocabulary.generation == ApiGeneration::Seed && !detail;
-    let items: Vec<Value> = templates
+    let items: Vec<TemplateView<'_>> = templates
         .iter()
-        .map(|template| views::cluster_template(template, vocabulary.generation, &base, summary))
+        .map(|template| TemplateView {
+            template,
+            generation: vocabulary.generation,
+            base: &base,
+            summary,
+        })
         .collect();
     let path = if detail {
         format!("{}/detail", vocabulary.collection)
     } else {
         vocabulary.collection.to_string()
     };
-    let mut body = json!({ vocabulary.collection: items });
-    if let Some(next) = next_link(
+    let next = next_link(
         &base,
         &path,
         &page,
         templates.len(),
         templates.last().map(|template| template.uuid.as_str()),
-    ) {
-        body["next"] = json!(next);
-    }
-    Ok(Json(body))
+    );
+    Ok(Json(Collection {
+        key: vocabulary.collection,
+        items: &items,
+        next,
+    })
+    .into_response())
 }
 
 async fn show(
@@ -293,7 +311,7 @@ async fn show(
     base: String,
     ident: String,
     vocabulary: &Vocabulary,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let template = find_template(&state, &caller, &ident, vocabulary).await?;
     let shared_with_caller = template.public && !template.hidden;
     if !shared_with_caller {
@@ -304,12 +322,7 @@ async fn show(
             &PolicyTarget::of(&template.project_id, &template.user_id),
         )?;
     }
-    Ok(Json(views::cluster_template(
-        &template,
-        vocabulary.generation,
-        &base,
-        false,
-    )))
+    Ok(template_response(&template, vocabulary, &base))
 }
 
 fn duplicate_error(vocabulary: &Vocabulary, template: &ClusterTemplate) -> ApiError {
@@ -388,12 +401,7 @@ async fn create(
     let location = format!("{base}/v1/{}/{}", vocabulary.collection, stored.uuid);
     let mut response = (
         StatusCode::CREATED,
-        Json(views::cluster_template(
-            &stored,
-            vocabulary.generation,
-            &base,
-            false,
-        )),
+        template_response(&stored, vocabulary, &base),
     )
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -413,7 +421,7 @@ async fn patch(
     headers: HeaderMap,
     body: Bytes,
     vocabulary: &Vocabulary,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let body = json_body(&headers, &body)?;
     let operations = decode_patch(&body)?;
     let driver_is_explicit = operations
@@ -459,22 +467,12 @@ async fn patch(
         )
         .await?;
         if current.changed_fields(&updated).is_empty() {
-            return Ok(Json(views::cluster_template(
-                &current,
-                vocabulary.generation,
-                &base,
-                false,
-            )));
+            return Ok(template_response(&current, vocabulary, &base));
         }
         match state.database.cluster_templates().update(&updated).await {
             Ok(stored) => {
                 tracing::info!(uuid = %stored.uuid, changed = ?current.changed_fields(&stored), "updated cluster template");
-                return Ok(Json(views::cluster_template(
-                    &stored,
-                    vocabulary.generation,
-                    &base,
-                    false,
-                )));
+                return Ok(template_response(&stored, vocabulary, &base));
             }
             Err(DbError::Stale) => continue,
             Err(DbError::NotFound) => return Err(vocabulary.not_found(&ident)),
@@ -516,7 +514,7 @@ async fn list_current(
     c: Caller,
     BaseUrl(b): BaseUrl,
     Query(q): ListQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     list(s, c, b, q, &CURRENT, false).await
 }
 async fn detail_current(
@@ -524,7 +522,7 @@ async fn detail_current(
     c: Caller,
     BaseUrl(b): BaseUrl,
     Query(q): ListQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     list(s, c, b, q, &CURRENT, true).await
 }
 async fn show_current(
@@ -532,7 +530,7 @@ async fn show_current(
     c: Caller,
     BaseUrl(b): BaseUrl,
     Path(i): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     show(s, c, b, i, &CURRENT).await
 }
 async fn create_current(
@@ -551,7 +549,7 @@ async fn patch_current(
     Path(i): Path<String>,
     h: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     patch(s, c, b, i, h, body, &CURRENT).await
 }
 async fn delete_current(
@@ -566,7 +564,7 @@ async fn list_seed(
     c: Caller,
     BaseUrl(b): BaseUrl,
     Query(q): ListQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     list(s, c, b, q, &SEED, false).await
 }
 async fn detail_seed(
@@ -574,7 +572,7 @@ async fn detail_seed(
     c: Caller,
     BaseUrl(b): BaseUrl,
     Query(q): ListQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     list(s, c, b, q, &SEED, true).await
 }
 async fn show_seed(
@@ -582,7 +580,7 @@ async fn show_seed(
     c: Caller,
     BaseUrl(b): BaseUrl,
     Path(i): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     show(s, c, b, i, &SEED).await
 }
 async fn create_seed(
@@ -601,7 +599,7 @@ async fn patch_seed(
     Path(i): Path<String>,
     h: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     patch(s, c, b, i, h, body, &SEED).await
 }
 async fn delete_seed(
