@@ -58,12 +58,18 @@ done
 ONE_UUID=$(curl -sf "http://127.0.0.1:$API_PORT/v1/clustertemplates/seed-50" -H "X-Auth-Token: $TOKEN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["uuid"])')
 IDLE_RSS=$(rss_kib "$MAGNUMD_PID")
 
+# Every POST creates a template with a name no other request uses: threads get distinct ids
+# in setup(), runs get a distinct prefix.
 cat > "$WORK/post.lua" <<LUA
+local thread_count = 0
+function setup(thread)
+  thread_count = thread_count + 1
+  thread:set("thread_id", thread_count)
+end
 local counter = 0
-local thread_tag = tostring(math.random(1, 1000000000))
 request = function()
   counter = counter + 1
-  local body = '{"name":"bench-' .. thread_tag .. '-' .. counter .. '","coe":"swarm","image_id":"fedora","external_network_id":"public"}'
+  local body = '{"name":"bench-' .. RUN_TAG .. '-' .. thread_id .. '-' .. counter .. '","coe":"swarm","image_id":"fedora","external_network_id":"public"}'
   return wrk.format("POST", "/v1/clustertemplates", {["X-Auth-Token"] = "$TOKEN", ["Content-Type"] = "application/json"}, body)
 end
 LUA
@@ -75,12 +81,13 @@ LUA
 run_wrk() {
   local connections=$1 script=$2 path=$3
   local threads=$(( connections < 2 ? 1 : 2 ))
-  wrk -t"$threads" -c"$connections" -d"$DURATION" --latency -s "$script" "http://127.0.0.1:$API_PORT$path" > "$WORK/wrk.out"
+  sed "s/RUN_TAG/'c$connections'/" "$script" > "$WORK/run.lua"
+  wrk -t"$threads" -c"$connections" -d"$DURATION" --latency -s "$WORK/run.lua" "http://127.0.0.1:$API_PORT$path" > "$WORK/wrk.out"
   local rps p50 p99 errors
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
   p50=$(awk '$1 == "50%" {print $2}' "$WORK/wrk.out")
   p99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk.out")
-  errors=$(awk '/Non-2xx/ {print $4}' "$WORK/wrk.out")
+  errors=$(awk '/Non-2xx/ {print $NF}' "$WORK/wrk.out")
   echo "$rps | $p50 | $p99 | ${errors:-0}"
 }
 

@@ -188,6 +188,24 @@ fn argument_error(error: sqlx::error::BoxDynError) -> DbError {
     DbError::Backend(sqlx::Error::Encode(error))
 }
 
+/// Parses `id:version,id:version,…` as the SQLite key aggregate produces it.
+fn parse_keys(text: &str) -> DbResult<Vec<(i64, i64)>> {
+    let corrupt = || DbError::Corrupt {
+        column: "page_keys",
+        reason: format!("'{text}' is not a list of id:version pairs"),
+    };
+    text.split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (id, version) = pair.split_once(':').ok_or_else(corrupt)?;
+            Ok((
+                id.parse().map_err(|_| corrupt())?,
+                version.parse().map_err(|_| corrupt())?,
+            ))
+        })
+        .collect()
+}
+
 /// Repository of cluster templates.
 #[derive(Debug, Clone, Copy)]
 pub struct ClusterTemplates<'a> {
@@ -222,9 +240,12 @@ impl ClusterTemplates<'_> {
             tls_disabled, public, server_type, master_lb_enabled, floating_ip_enabled, hidden, \
             tags, driver, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
             ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-        sqlx::query_with(self.database.dialect().sql(insert), arguments)
-            .execute(self.database.pool())
-            .await?;
+        {
+            let _turn = self.database.write_turn().await;
+            sqlx::query_with(self.database.dialect().sql(insert), arguments)
+                .execute(self.database.pool())
+                .await?;
+        }
         self.get_by_uuid(&template.uuid).await
     }
 
@@ -328,26 +349,44 @@ impl ClusterTemplates<'_> {
         if let Some(bind) = &visibility_bind {
             bind.add_to(&mut arguments).map_err(argument_error)?;
         }
-        let mut sql = format!("SELECT id, version FROM cluster_template WHERE {condition}");
+        let mut filter = format!("WHERE {condition}");
         if let Some(marker) = &page.marker {
             let marker_row = self.marker(marker, visibility, sort_column).await?;
             let fragment = after_marker(sort_column.0, page.sort_dir, &marker_row.0, marker_row.1);
-            sql.push_str(" AND ");
-            sql.push_str(&fragment.sql);
+            filter.push_str(" AND ");
+            filter.push_str(&fragment.sql);
             for bind in &fragment.binds {
                 bind.add_to(&mut arguments).map_err(argument_error)?;
             }
         }
-        sql.push(' ');
-        sql.push_str(&order_by(sort_column.0, page.sort_dir));
-        sql.push_str(" LIMIT ?");
+        let order = order_by(sort_column.0, page.sort_dir);
         arguments
             .add(i64::try_from(page.limit).unwrap_or(i64::MAX))
             .map_err(argument_error)?;
-        let rows = sqlx::query_with(self.database.dialect().sql(sql), arguments)
-            .fetch_all(self.database.pool())
-            .await?;
-        self.load(&Self::keys(&rows)?).await
+        let keys = if self.database.dialect().backend() == magnum_config::DatabaseBackend::Sqlite {
+            // sqlx hands every SQLite result row from the connection's thread to ours; one
+            // aggregated row instead of one row per key saves a thread switch per item.
+            let sql = format!(
+                "SELECT group_concat(id || ':' || version, ',' ORDER BY position) AS page_keys FROM \
+                 (SELECT id, version, ROW_NUMBER() OVER ({order}) AS position \
+                 FROM cluster_template {filter} {order} LIMIT ?)"
+            );
+            let row = sqlx::query_with(self.database.dialect().sql(sql), arguments)
+                .fetch_one(self.database.pool())
+                .await?;
+            parse_keys(
+                row::optional_text(&row, "page_keys")?
+                    .as_deref()
+                    .unwrap_or(""),
+            )?
+        } else {
+            let sql = format!("SELECT id, version FROM cluster_template {filter} {order} LIMIT ?");
+            let rows = sqlx::query_with(self.database.dialect().sql(sql), arguments)
+                .fetch_all(self.database.pool())
+                .await?;
+            Self::keys(&rows)?
+        };
+        self.load(&keys).await
     }
 
     async fn marker(
@@ -401,9 +440,12 @@ impl ClusterTemplates<'_> {
             tls_disabled = ?, public = ?, server_type = ?, master_lb_enabled = ?, \
             floating_ip_enabled = ?, hidden = ?, tags = ?, driver = ?, updated_at = ?, \
             version = version + 1 WHERE id = ? AND version = ?";
-        let result = sqlx::query_with(self.database.dialect().sql(update), arguments)
-            .execute(self.database.pool())
-            .await?;
+        let result = {
+            let _turn = self.database.write_turn().await;
+            sqlx::query_with(self.database.dialect().sql(update), arguments)
+                .execute(self.database.pool())
+                .await?
+        };
         if result.rows_affected() == 0 {
             return match self.get_by_uuid(&template.uuid).await {
                 Ok(_) => Err(DbError::Stale),
@@ -416,6 +458,7 @@ impl ClusterTemplates<'_> {
 
     /// Deletes the template with this id.
     pub async fn delete(&self, id: i64) -> DbResult<()> {
+        let _turn = self.database.write_turn().await;
         let result = sqlx::query(
             self.database
                 .dialect()

@@ -90,6 +90,9 @@ pub struct Database {
     dialect: Dialect,
     template_cache:
         std::sync::Arc<row_cache::RowCache<magnum_core::cluster_template::ClusterTemplate>>,
+    /// SQLite allows one writer at a time and makes others sleep and retry; queueing this
+    /// process's writers here keeps their latency fair. None on server databases.
+    sqlite_write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Database {
@@ -149,7 +152,18 @@ impl Database {
             pool,
             dialect: Dialect::new(backend),
             template_cache: std::sync::Arc::new(row_cache::RowCache::new(TEMPLATE_CACHE_CAPACITY)),
+            sqlite_write_gate: (backend == DatabaseBackend::Sqlite)
+                .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
         })
+    }
+
+    /// Waits for this process's turn to write (SQLite only; a no-op on servers). Hold the
+    /// guard for the duration of one write statement or transaction.
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.sqlite_write_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -79,6 +79,7 @@ impl Services<'_> {
         let dialect = self.database.dialect();
         let now_text = time::encode(&now);
         for _attempt in 0..3 {
+            let _turn = self.database.write_turn().await;
             let updated = sqlx::query(dialect.sql(
                 "UPDATE magnum_service SET report_count = report_count + 1, last_seen_up = ?, \
                  updated_at = ? WHERE host = ? AND service_binary = ?",
@@ -108,6 +109,7 @@ impl Services<'_> {
                     Err(error) => return Err(error.into()),
                 }
             }
+            drop(_turn);
             return self.get(host, binary).await;
         }
         Err(DbError::Stale)
