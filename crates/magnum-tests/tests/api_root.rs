@@ -185,3 +185,49 @@ async fn requests_without_a_valid_token_are_401() {
     let notused = Api::new(&magnumd.base_url(), Some("notused".to_string()));
     assert_eq!(notused.get("/v1/mservices").await.status, 401);
 }
+
+#[tokio::test]
+async fn public_urls_shape_links_and_the_catalog() {
+    let magnumd = crate::common::Magnumd::start_with(crate::common::Options {
+        extra_config: "[api]\npublic_url = https://magnum.example.org:9511/v1\n".to_string(),
+        ..crate::common::Options::default()
+    })
+    .await;
+    assert!(magnumd
+        .stdout_lines
+        .contains(&"Magnum API published at https://magnum.example.org:9511/v1".to_string()));
+    let reply = magnumd
+        .password_auth("admin", crate::common::ADMIN_PASSWORD, "admin")
+        .await;
+    let catalog = reply.body["token"]["catalog"].as_array().unwrap().clone();
+    let magnum = catalog
+        .iter()
+        .find(|service| service["type"] == "container-infra")
+        .unwrap();
+    assert_eq!(
+        magnum["endpoints"][0]["url"],
+        "https://magnum.example.org:9511/v1"
+    );
+    assert_eq!(magnum["endpoints"][0]["region"], "RegionOne");
+    let admin = magnumd.admin().await;
+    let created = admin
+        .post(
+            "/v1/clustertemplates",
+            json!({"name": "linked", "coe": "swarm", "image_id": "i"}),
+        )
+        .await;
+    let uuid = created.body["uuid"].as_str().unwrap();
+    assert_eq!(
+        created.body["links"][0]["href"],
+        format!("https://magnum.example.org:9511/v1/clustertemplates/{uuid}")
+    );
+    assert_eq!(
+        created.header("location"),
+        Some(format!("https://magnum.example.org:9511/v1/clustertemplates/{uuid}").as_str())
+    );
+    let root = admin.get("/").await;
+    assert_eq!(
+        root.body["versions"][0]["links"][0]["href"],
+        "https://magnum.example.org:9511/v1/"
+    );
+}

@@ -221,3 +221,56 @@ async fn ambiguous_names_are_409() {
     assert_eq!(reply.status, 409);
     assert_eq!(reply.error_detail(), "Multiple cluster templates exist with same name. Please use the cluster template uuid instead.");
 }
+
+#[tokio::test]
+async fn a_policy_file_next_to_magnum_conf_overrides_defaults() {
+    let magnumd = Magnumd::start_with(crate::common::Options {
+        policy_yaml: Some(
+            "# Readers may list services; members may publish.\n\
+             \"magnum-service:get_all\": \"role:reader\"\n\
+             \"clustertemplate:publish\": \"role:member\"\n"
+                .to_string(),
+        ),
+        ..crate::common::Options::default()
+    })
+    .await;
+    magnumd.add_user("rita", "project-a", &["reader"]);
+    magnumd.add_user("alice", "project-a", &["member"]);
+    let rita = magnumd.user("rita", "project-a").await;
+    let alice = magnumd.user("alice", "project-a").await;
+    assert_eq!(rita.get("/v1/mservices").await.status, 200);
+    let mut public = template("published-by-member");
+    public["public"] = json!(true);
+    let created = alice.post("/v1/clustertemplates", public).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.body["public"], true);
+}
+
+#[tokio::test]
+async fn a_broken_policy_file_stops_startup() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("policy.yaml"),
+        "\"clustertemplate:create\": \"(role:member\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        directory.path().join("magnum.conf"),
+        format!(
+            "[DEFAULT]\nstate_path = {}\n[api]\nport = 0\n[identity]\nport = 0\n",
+            directory.path().display()
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(crate::common::binary("magnumd"))
+        .arg("--config-file")
+        .arg(directory.path().join("magnum.conf"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("policy.yaml") && stderr.contains("clustertemplate:create"),
+        "{stderr}"
+    );
+}

@@ -274,7 +274,13 @@ async fn start_api(
                     }
                 }
             });
-            say(&format!("Identity (Keystone v3) listening on {url}"));
+            say(&format!(
+                "Identity (Keystone v3) listening on {}",
+                url_of(identity_address, "/v3")
+            ));
+            if config.identity.public_url.is_some() {
+                say(&format!("Identity (Keystone v3) published at {url}"));
+            }
             Authenticator::Builtin {
                 signer,
                 revocations,
@@ -323,6 +329,12 @@ async fn start_api(
             tracing::error!(%error, "API stopped");
         }
     });
-    say(&format!("Magnum API listening on {magnum_url}"));
+    say(&format!(
+        "Magnum API listening on {}",
+        url_of(api_address, "/v1")
+    ));
+    if config.api.public_url.is_some() {
+        say(&format!("Magnum API published at {magnum_url}"));
+    }
     Ok(())
 }

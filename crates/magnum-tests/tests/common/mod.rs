@@ -91,6 +91,8 @@ pub struct Options {
     pub database_url: Option<String>,
     /// The magnumd role: `serve`, `api` or `conductor`.
     pub role: &'static str,
+    /// A policy.yaml written next to magnum.conf before start.
+    pub policy_yaml: Option<String>,
 }
 
 impl Default for Options {
@@ -101,6 +103,7 @@ impl Default for Options {
             configured_admin_password: true,
             database_url: None,
             role: "serve",
+            policy_yaml: None,
         }
     }
 }
@@ -144,6 +147,10 @@ impl Magnumd {
         config.push('\n');
         let config_path = state_dir.path().join("magnum.conf");
         std::fs::write(&config_path, config).expect("write magnum.conf");
+        if let Some(policy) = &options.policy_yaml {
+            std::fs::write(state_dir.path().join("policy.yaml"), policy)
+                .expect("write policy.yaml");
+        }
         let mut child = Command::new(binary("magnumd"))
             .arg("--config-file")
             .arg(&config_path)
