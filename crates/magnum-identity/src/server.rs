@@ -4,6 +4,7 @@
 use crate::service::{
     DomainReference, IdentityError, IdentityService, ProjectReference, UserReference,
 };
+use crate::token::TokenClaims;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -227,17 +228,18 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
-async fn validate_token(
-    State(service): State<SharedService>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Response, IdentityError> {
+/// The token named by `X-Subject-Token` and its claims, once the caller's `X-Auth-Token` is
+/// valid and may look at it (its own token, or any token for an administrator).
+fn subject_of_request<'h>(
+    service: &IdentityService,
+    headers: &'h HeaderMap,
+) -> Result<(&'h str, TokenClaims), IdentityError> {
     let now = Utc::now();
-    let caller = header(&headers, "X-Auth-Token").ok_or(IdentityError::Unauthorized)?;
+    let caller = header(headers, "X-Auth-Token").ok_or(IdentityError::Unauthorized)?;
     let caller_claims = service
         .check(caller, now)
         .map_err(|_| IdentityError::Unauthorized)?;
-    let subject = header(&headers, "X-Subject-Token")
+    let subject = header(headers, "X-Subject-Token")
         .ok_or_else(|| bad_request("Expecting to find X-Subject-Token in the request headers."))?;
     let subject_claims = service
         .check(subject, now)
@@ -246,6 +248,15 @@ async fn validate_token(
     if !is_admin && caller_claims.user_id != subject_claims.user_id {
         return Err(IdentityError::Unauthorized);
     }
+    Ok((subject, subject_claims))
+}
+
+async fn validate_token(
+    State(service): State<SharedService>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, IdentityError> {
+    let (subject, subject_claims) = subject_of_request(&service, &headers)?;
     let mut response = if method == Method::HEAD {
         StatusCode::OK.into_response()
     } else {
@@ -262,20 +273,7 @@ async fn revoke_token(
     State(service): State<SharedService>,
     headers: HeaderMap,
 ) -> Result<Response, IdentityError> {
-    let now = Utc::now();
-    let caller = header(&headers, "X-Auth-Token").ok_or(IdentityError::Unauthorized)?;
-    let caller_claims = service
-        .check(caller, now)
-        .map_err(|_| IdentityError::Unauthorized)?;
-    let subject = header(&headers, "X-Subject-Token")
-        .ok_or_else(|| bad_request("Expecting to find X-Subject-Token in the request headers."))?;
-    let subject_claims = service
-        .check(subject, now)
-        .map_err(|_| IdentityError::TokenNotFound(subject.chars().take(12).collect()))?;
-    let is_admin = caller_claims.roles.iter().any(|(_, name)| name == "admin");
-    if !is_admin && caller_claims.user_id != subject_claims.user_id {
-        return Err(IdentityError::Unauthorized);
-    }
+    let (_, subject_claims) = subject_of_request(&service, &headers)?;
     service.revoke(&subject_claims).await?;
     tracing::info!(user = %subject_claims.user_name, "revoked token");
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -27,22 +27,19 @@ use std::sync::Arc;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
+        .merge(generation_routes::<Current>("/v1/clustertemplates"))
+        .merge(generation_routes::<Seed>("/v1/baymodels"))
+}
+
+fn generation_routes<G: Generation>(collection: &str) -> Router<SharedState> {
+    Router::new()
+        .route(collection, get(list_route::<G>).post(create_route::<G>))
+        .route(&format!("{collection}/detail"), get(detail_route::<G>))
         .route(
-            "/v1/clustertemplates",
-            get(list_current).post(create_current),
-        )
-        .route("/v1/clustertemplates/detail", get(detail_current))
-        .route(
-            "/v1/clustertemplates/{ident}",
-            get(show_current)
-                .patch(patch_current)
-                .delete(delete_current),
-        )
-        .route("/v1/baymodels", get(list_seed).post(create_seed))
-        .route("/v1/baymodels/detail", get(detail_seed))
-        .route(
-            "/v1/baymodels/{ident}",
-            get(show_seed).patch(patch_seed).delete(delete_seed),
+            &format!("{collection}/{{ident}}"),
+            get(show_route::<G>)
+                .patch(patch_route::<G>)
+                .delete(delete_route::<G>),
         )
 }
 
@@ -507,105 +504,78 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The generation a route serves, as a type so one generic handler serves both routes.
+trait Generation: Send + Sync + 'static {
+    const VOCABULARY: &'static Vocabulary;
+}
+
+/// `/v1/clustertemplates`.
+struct Current;
+/// `/v1/baymodels`.
+struct Seed;
+
+impl Generation for Current {
+    const VOCABULARY: &'static Vocabulary = &CURRENT;
+}
+
+impl Generation for Seed {
+    const VOCABULARY: &'static Vocabulary = &SEED;
+}
+
 type ListQuery = Query<HashMap<String, String>>;
 
-async fn list_current(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    Query(q): ListQuery,
+async fn list_route<G: Generation>(
+    State(state): State<SharedState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Query(query): ListQuery,
 ) -> Result<Response, ApiError> {
-    list(s, c, b, q, &CURRENT, false).await
+    list(state, caller, base, query, G::VOCABULARY, false).await
 }
-async fn detail_current(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    Query(q): ListQuery,
+
+async fn detail_route<G: Generation>(
+    State(state): State<SharedState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Query(query): ListQuery,
 ) -> Result<Response, ApiError> {
-    list(s, c, b, q, &CURRENT, true).await
+    list(state, caller, base, query, G::VOCABULARY, true).await
 }
-async fn show_current(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    Path(i): Path<String>,
+
+async fn show_route<G: Generation>(
+    State(state): State<SharedState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path(ident): Path<String>,
 ) -> Result<Response, ApiError> {
-    show(s, c, b, i, &CURRENT).await
+    show(state, caller, base, ident, G::VOCABULARY).await
 }
-async fn create_current(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    h: HeaderMap,
+
+async fn create_route<G: Generation>(
+    State(state): State<SharedState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    create(s, c, b, h, body, &CURRENT).await
+    create(state, caller, base, headers, body, G::VOCABULARY).await
 }
-async fn patch_current(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    Path(i): Path<String>,
-    h: HeaderMap,
+
+async fn patch_route<G: Generation>(
+    State(state): State<SharedState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    Path(ident): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    patch(s, c, b, i, h, body, &CURRENT).await
+    patch(state, caller, base, ident, headers, body, G::VOCABULARY).await
 }
-async fn delete_current(
-    State(s): State<SharedState>,
-    c: Caller,
-    Path(i): Path<String>,
+
+async fn delete_route<G: Generation>(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(ident): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    delete(s, c, i, &CURRENT).await
-}
-async fn list_seed(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    Query(q): ListQuery,
-) -> Result<Response, ApiError> {
-    list(s, c, b, q, &SEED, false).await
-}
-async fn detail_seed(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    Query(q): ListQuery,
-) -> Result<Response, ApiError> {
-    list(s, c, b, q, &SEED, true).await
-}
-async fn show_seed(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    Path(i): Path<String>,
-) -> Result<Response, ApiError> {
-    show(s, c, b, i, &SEED).await
-}
-async fn create_seed(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    h: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    create(s, c, b, h, body, &SEED).await
-}
-async fn patch_seed(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    Path(i): Path<String>,
-    h: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    patch(s, c, b, i, h, body, &SEED).await
-}
-async fn delete_seed(
-    State(s): State<SharedState>,
-    c: Caller,
-    Path(i): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    delete(s, c, i, &SEED).await
+    delete(state, caller, ident, G::VOCABULARY).await
 }
