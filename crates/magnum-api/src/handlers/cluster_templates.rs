@@ -408,7 +408,16 @@ async fn create(
 }
 
 /// How many times a patch is re-applied when another writer changed the row in between.
-const PATCH_ATTEMPTS: usize = 5;
+const PATCH_ATTEMPTS: u32 = 20;
+
+/// A short random pause before re-applying a patch that lost a race, growing with the
+/// number of losses so that contending writers spread out.
+async fn backoff(attempt: u32) {
+    use rand::Rng;
+    let ceiling_ms = u64::from(attempt.min(10)) * 2 + 1;
+    let pause = rand::thread_rng().gen_range(0..ceiling_ms);
+    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+}
 
 async fn patch(
     state: SharedState,
@@ -424,7 +433,10 @@ async fn patch(
     let driver_is_explicit = operations
         .iter()
         .any(|operation| operation.segments.first().map(String::as_str) == Some("driver"));
-    for _attempt in 0..PATCH_ATTEMPTS {
+    for attempt in 0..PATCH_ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
         let current = find_template(&state, &caller, &ident, vocabulary).await?;
         enforce(
             &state,
