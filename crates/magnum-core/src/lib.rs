@@ -12,6 +12,7 @@
 //! - [`fields`]: decoding of JSON attributes (strings with bounds, integers, lenient booleans).
 //! - [`cluster_template`]: the cluster template (2016: baymodel), its input decoding and validation.
 //! - [`patch`]: RFC 6902 patch application with Magnum's rules for internal attributes.
+//! - [`lifecycle`]: cluster statuses, operations and the one table of allowed transitions.
 //! - [`names`]: generated names such as `zeta-22-template`.
 
 pub mod cluster_template;
@@ -19,6 +20,7 @@ pub mod coe;
 pub mod error;
 pub mod fields;
 pub mod labels;
+pub mod lifecycle;
 pub mod names;
 pub mod patch;
 
