@@ -10,11 +10,13 @@
 //! - [`coe`]: container orchestration engines and their network/volume driver matrix.
 //! - [`labels`]: label values and the rules for the labels the drivers understand.
 //! - [`fields`]: decoding of JSON attributes (strings with bounds, integers, lenient booleans).
+//! - [`cluster`]: clusters (2016: bays): create defaults, label merging, patch rules.
 //! - [`cluster_template`]: the cluster template (2016: baymodel), its input decoding and validation.
 //! - [`patch`]: RFC 6902 patch application with Magnum's rules for internal attributes.
 //! - [`lifecycle`]: cluster statuses, operations and the one table of allowed transitions.
 //! - [`names`]: generated names such as `zeta-22-template`.
 
+pub mod cluster;
 pub mod cluster_template;
 pub mod coe;
 pub mod error;
