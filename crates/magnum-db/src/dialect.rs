@@ -46,6 +46,19 @@ impl Dialect {
     }
 }
 
+impl Dialect {
+    /// `expression` as a 64-bit integer (MySQL's SUM gives DECIMAL, and spells the cast
+    /// differently).
+    pub fn as_bigint(self, expression: &str) -> String {
+        match self.backend {
+            DatabaseBackend::MySql => format!("CAST({expression} AS SIGNED)"),
+            DatabaseBackend::Sqlite | DatabaseBackend::Postgres => {
+                format!("CAST({expression} AS BIGINT)")
+            }
+        }
+    }
+}
+
 /// Whether the error is a unique-constraint violation on any backend.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     match error {

@@ -9,10 +9,13 @@
 //! Layout: [`Database`] (pool, migrations), [`cluster_template`], [`service`], [`identity`],
 //! [`page`] (keyset pagination shared by list queries), [`time`] (timestamp encoding).
 
+pub mod certificate;
+pub mod cluster;
 pub mod cluster_template;
 pub mod dialect;
 pub mod identity;
 pub mod page;
+pub mod quota;
 pub mod row_cache;
 pub mod service;
 pub mod time;

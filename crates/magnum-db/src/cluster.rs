@@ -1,0 +1,1164 @@
+//! The `cluster` and `nodegroup` tables, and the conductor's work queue on them.
+//!
+//! A cluster row holds the desired shape, the observed state, the pending `operation` and a
+//! lease (`lease_owner`, `lease_expires_at`). A conductor claims work with one conditional
+//! UPDATE, so two conductors can never both win; a crashed conductor's lease expires and
+//! another (or its restart, which reuses its host name) takes the work over.
+
+use crate::page::{after_marker, order_by, Bind, Page, SortValue};
+use crate::{row, time, Database, DbError, DbResult};
+use chrono::{DateTime, Utc};
+use magnum_core::cluster::{Cluster, HealthStatus};
+
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Arguments, Row};
+
+const COLUMNS: &str = "id, uuid, name, project_id, user_id, cluster_template_id, keypair, \
+    docker_volume_size, labels, master_flavor_id, flavor_id, fixed_network, fixed_subnet, \
+    floating_ip_enabled, master_lb_enabled, create_timeout, discovery_url, master_count, \
+    node_count, stack_id, status, status_reason, health_status, health_status_reason, \
+    api_address, master_addresses, node_addresses, coe_version, container_version, operation, \
+    operation_generation, nodes_to_remove, create_deadline, version, created_at, updated_at";
+
+/// Columns a cluster list may be sorted by, with whether they hold integers.
+const SORTABLE_COLUMNS: &[(&str, bool)] = &[
+    ("id", true),
+    ("uuid", false),
+    ("name", false),
+    ("project_id", false),
+    ("user_id", false),
+    ("cluster_template_id", false),
+    ("keypair", false),
+    ("docker_volume_size", true),
+    ("master_flavor_id", false),
+    ("flavor_id", false),
+    ("create_timeout", true),
+    ("discovery_url", false),
+    ("master_count", true),
+    ("node_count", true),
+    ("stack_id", false),
+    ("status", false),
+    ("status_reason", false),
+    ("health_status", false),
+    ("api_address", false),
+    ("coe_version", false),
+    ("container_version", false),
+    ("created_at", false),
+    ("updated_at", false),
+];
+
+/// Whether `column` can be used as a cluster sort key.
+pub fn is_sortable(column: &str) -> bool {
+    SORTABLE_COLUMNS.iter().any(|(name, _)| *name == column)
+}
+
+/// Which clusters a caller may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterVisibility {
+    All,
+    Project(String),
+}
+
+impl ClusterVisibility {
+    fn condition(&self) -> (&'static str, Option<String>) {
+        match self {
+            ClusterVisibility::All => ("1 = 1", None),
+            ClusterVisibility::Project(project_id) => ("project_id = ?", Some(project_id.clone())),
+        }
+    }
+}
+
+fn corrupt(column: &'static str, reason: impl ToString) -> DbError {
+    DbError::Corrupt {
+        column,
+        reason: reason.to_string(),
+    }
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &'static str) -> DbResult<T> {
+    let text = row::text(row, column)?;
+    serde_json::from_str(&text).map_err(|error| corrupt(column, error))
+}
+
+fn decode(row: &AnyRow) -> DbResult<Cluster> {
+    let status_text = row::text(row, "status")?;
+    let health = row::optional_text(row, "health_status")?;
+    let operation = row::optional_text(row, "operation")?;
+    Ok(Cluster {
+        id: row::integer(row, "id")?,
+        revision: row::integer(row, "version")?,
+        uuid: row::text(row, "uuid")?,
+        name: row::optional_text(row, "name")?,
+        project_id: row::text(row, "project_id")?,
+        user_id: row::text(row, "user_id")?,
+        cluster_template_id: row::text(row, "cluster_template_id")?,
+        keypair: row::optional_text(row, "keypair")?,
+        docker_volume_size: row::optional_integer(row, "docker_volume_size")?,
+        labels: json_column(row, "labels")?,
+        master_flavor_id: row::optional_text(row, "master_flavor_id")?,
+        flavor_id: row::optional_text(row, "flavor_id")?,
+        fixed_network: row::optional_text(row, "fixed_network")?,
+        fixed_subnet: row::optional_text(row, "fixed_subnet")?,
+        floating_ip_enabled: row::boolean(row, "floating_ip_enabled")?,
+        master_lb_enabled: row::boolean(row, "master_lb_enabled")?,
+        create_timeout: row::integer(row, "create_timeout")?,
+        discovery_url: row::optional_text(row, "discovery_url")?,
+        master_count: row::integer(row, "master_count")?,
+        node_count: row::integer(row, "node_count")?,
+        stack_id: row::optional_text(row, "stack_id")?,
+        status: status_text
+            .parse()
+            .map_err(|error: String| corrupt("status", error))?,
+        status_reason: row::optional_text(row, "status_reason")?,
+        health_status: match health {
+            None => None,
+            Some(text) => {
+                Some(HealthStatus::parse(&text).ok_or_else(|| corrupt("health_status", text))?)
+            }
+        },
+        health_status_reason: json_column(row, "health_status_reason")?,
+        api_address: row::optional_text(row, "api_address")?,
+        master_addresses: json_column(row, "master_addresses")?,
+        node_addresses: json_column(row, "node_addresses")?,
+        coe_version: row::optional_text(row, "coe_version")?,
+        container_version: row::optional_text(row, "container_version")?,
+        operation: match operation {
+            None => None,
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|error: String| corrupt("operation", error))?,
+            ),
+        },
+        operation_generation: row::integer(row, "operation_generation")?,
+        nodes_to_remove: json_column(row, "nodes_to_remove")?,
+        create_deadline: time::decode_optional(
+            "create_deadline",
+            row::optional_text(row, "create_deadline")?,
+        )?,
+        created_at: time::decode("created_at", &row::text(row, "created_at")?)?,
+        updated_at: time::decode_optional("updated_at", row::optional_text(row, "updated_at")?)?,
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
+}
+
+fn argument_error(error: sqlx::error::BoxDynError) -> DbError {
+    DbError::Backend(sqlx::Error::Encode(error))
+}
+
+/// Binds every stored attribute except `id`, lease and revision, in insert order.
+fn bind_attributes(
+    arguments: &mut AnyArguments,
+    cluster: &Cluster,
+) -> Result<(), sqlx::error::BoxDynError> {
+    arguments.add(cluster.uuid.clone())?;
+    arguments.add(cluster.name.clone())?;
+    arguments.add(cluster.project_id.clone())?;
+    arguments.add(cluster.user_id.clone())?;
+    arguments.add(cluster.cluster_template_id.clone())?;
+    arguments.add(cluster.keypair.clone())?;
+    arguments.add(cluster.docker_volume_size)?;
+    arguments.add(to_json(&cluster.labels))?;
+    arguments.add(cluster.master_flavor_id.clone())?;
+    arguments.add(cluster.flavor_id.clone())?;
+    arguments.add(cluster.fixed_network.clone())?;
+    arguments.add(cluster.fixed_subnet.clone())?;
+    arguments.add(i16::from(cluster.floating_ip_enabled))?;
+    arguments.add(i16::from(cluster.master_lb_enabled))?;
+    arguments.add(cluster.create_timeout)?;
+    arguments.add(cluster.discovery_url.clone())?;
+    arguments.add(cluster.master_count)?;
+    arguments.add(cluster.node_count)?;
+    arguments.add(cluster.stack_id.clone())?;
+    arguments.add(cluster.status.as_str().to_string())?;
+    arguments.add(cluster.status_reason.clone())?;
+    arguments.add(
+        cluster
+            .health_status
+            .map(|status| status.as_str().to_string()),
+    )?;
+    arguments.add(to_json(&cluster.health_status_reason))?;
+    arguments.add(cluster.api_address.clone())?;
+    arguments.add(to_json(&cluster.master_addresses))?;
+    arguments.add(to_json(&cluster.node_addresses))?;
+    arguments.add(cluster.coe_version.clone())?;
+    arguments.add(cluster.container_version.clone())?;
+    arguments.add(
+        cluster
+            .operation
+            .map(|operation| operation.as_str().to_string()),
+    )?;
+    arguments.add(cluster.operation_generation)?;
+    arguments.add(to_json(&cluster.nodes_to_remove))?;
+    arguments.add(cluster.create_deadline.as_ref().map(time::encode))?;
+    Ok(())
+}
+
+const ATTRIBUTE_ASSIGNMENTS: &str = "uuid = ?, name = ?, project_id = ?, user_id = ?, \
+    cluster_template_id = ?, keypair = ?, docker_volume_size = ?, labels = ?, master_flavor_id = ?, \
+    flavor_id = ?, fixed_network = ?, fixed_subnet = ?, floating_ip_enabled = ?, \
+    master_lb_enabled = ?, create_timeout = ?, discovery_url = ?, master_count = ?, node_count = ?, \
+    stack_id = ?, status = ?, status_reason = ?, health_status = ?, health_status_reason = ?, \
+    api_address = ?, master_addresses = ?, node_addresses = ?, coe_version = ?, \
+    container_version = ?, operation = ?, operation_generation = ?, nodes_to_remove = ?, \
+    create_deadline = ?";
+
+/// A nodegroup row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeGroup {
+    pub id: i64,
+    pub uuid: String,
+    pub name: String,
+    pub cluster_id: String,
+    pub project_id: String,
+    pub docker_volume_size: Option<i64>,
+    pub labels: magnum_core::labels::Labels,
+    pub flavor_id: Option<String>,
+    pub image_id: Option<String>,
+    pub node_addresses: Vec<String>,
+    pub node_count: i64,
+    pub role: String,
+    pub max_node_count: Option<i64>,
+    pub min_node_count: i64,
+    pub is_default: bool,
+    pub stack_id: Option<String>,
+    pub status: Option<String>,
+    pub status_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+const NODEGROUP_COLUMNS: &str = "id, uuid, name, cluster_id, project_id, docker_volume_size, \
+    labels, flavor_id, image_id, node_addresses, node_count, role, max_node_count, \
+    min_node_count, is_default, stack_id, status, status_reason, created_at, updated_at";
+
+fn decode_nodegroup(row: &AnyRow) -> DbResult<NodeGroup> {
+    Ok(NodeGroup {
+        id: row::integer(row, "id")?,
+        uuid: row::text(row, "uuid")?,
+        name: row::text(row, "name")?,
+        cluster_id: row::text(row, "cluster_id")?,
+        project_id: row::text(row, "project_id")?,
+        docker_volume_size: row::optional_integer(row, "docker_volume_size")?,
+        labels: json_column(row, "labels")?,
+        flavor_id: row::optional_text(row, "flavor_id")?,
+        image_id: row::optional_text(row, "image_id")?,
+        node_addresses: json_column(row, "node_addresses")?,
+        node_count: row::integer(row, "node_count")?,
+        role: row::text(row, "role")?,
+        max_node_count: row::optional_integer(row, "max_node_count")?,
+        min_node_count: row::integer(row, "min_node_count")?,
+        is_default: row::boolean(row, "is_default")?,
+        stack_id: row::optional_text(row, "stack_id")?,
+        status: row::optional_text(row, "status")?,
+        status_reason: row::optional_text(row, "status_reason")?,
+        created_at: time::decode("created_at", &row::text(row, "created_at")?)?,
+        updated_at: time::decode_optional("updated_at", row::optional_text(row, "updated_at")?)?,
+    })
+}
+
+/// What the default nodegroups are made from when a cluster is created.
+#[derive(Debug, Clone)]
+pub struct DefaultNodeGroups {
+    pub image_id: String,
+    pub master_flavor_id: Option<String>,
+    pub worker_flavor_id: Option<String>,
+    pub min_node_count: i64,
+}
+
+/// Repository of clusters and their nodegroups.
+#[derive(Debug, Clone, Copy)]
+pub struct Clusters<'a> {
+    database: &'a Database,
+}
+
+impl Database {
+    pub fn clusters(&self) -> Clusters<'_> {
+        Clusters { database: self }
+    }
+}
+
+impl Clusters<'_> {
+    /// Stores a new cluster with its default nodegroups (`default-master`, `default-worker`)
+    /// in one transaction. A duplicate uuid or a name its project already uses is
+    /// [`DbError::Duplicate`].
+    pub async fn insert(
+        &self,
+        cluster: &Cluster,
+        defaults: &DefaultNodeGroups,
+    ) -> DbResult<Cluster> {
+        let dialect = self.database.dialect();
+        let mut arguments = AnyArguments::default();
+        bind_attributes(&mut arguments, cluster).map_err(argument_error)?;
+        arguments.add(0_i64).map_err(argument_error)?;
+        arguments
+            .add(time::encode(&cluster.created_at))
+            .map_err(argument_error)?;
+        let columns = COLUMNS
+            .trim_start_matches("id, ")
+            .trim_end_matches(", version, created_at, updated_at");
+        let n_columns = columns.split(',').count() + 2;
+        let insert = format!(
+            "INSERT INTO cluster ({columns}, version, created_at) VALUES ({placeholders})",
+            placeholders = vec!["?"; n_columns].join(", ")
+        );
+        let _turn = self.database.write_turn().await;
+        let mut transaction = self.database.pool().begin().await?;
+        sqlx::query_with(dialect.sql(insert), arguments)
+            .execute(&mut *transaction)
+            .await?;
+        for (name, role, count, flavor, min_count) in [
+            (
+                "default-master",
+                "master",
+                cluster.master_count,
+                &defaults.master_flavor_id,
+                0,
+            ),
+            (
+                "default-worker",
+                "worker",
+                cluster.node_count,
+                &defaults.worker_flavor_id,
+                defaults.min_node_count,
+            ),
+        ] {
+            sqlx::query(dialect.sql(
+                "INSERT INTO nodegroup (uuid, name, cluster_id, project_id, docker_volume_size, labels, \
+                 flavor_id, image_id, node_addresses, node_count, role, max_node_count, min_node_count, \
+                 is_default, stack_id, status, status_reason, version, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?, NULL, ?, 1, NULL, ?, NULL, 0, ?)",
+            ))
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(name.to_string())
+            .bind(cluster.uuid.clone())
+            .bind(cluster.project_id.clone())
+            .bind(cluster.docker_volume_size)
+            .bind(to_json(&cluster.labels))
+            .bind(flavor.clone())
+            .bind(defaults.image_id.clone())
+            .bind(count)
+            .bind(role.to_string())
+            .bind(min_count)
+            .bind(cluster.status.as_str().to_string())
+            .bind(time::encode(&cluster.created_at))
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        drop(_turn);
+        self.get_by_uuid(&cluster.uuid).await
+    }
+
+    pub async fn get_by_uuid(&self, uuid: &str) -> DbResult<Cluster> {
+        let sql = format!("SELECT {COLUMNS} FROM cluster WHERE uuid = ?");
+        let row = sqlx::query(self.database.dialect().sql(sql))
+            .bind(uuid.to_string())
+            .fetch_optional(self.database.pool())
+            .await?
+            .ok_or(DbError::NotFound)?;
+        decode(&row)
+    }
+
+    /// The one visible cluster with this name; [`DbError::Ambiguous`] when several match.
+    pub async fn find_by_name(
+        &self,
+        name: &str,
+        visibility: &ClusterVisibility,
+    ) -> DbResult<Cluster> {
+        let (condition, bind) = visibility.condition();
+        let sql = format!("SELECT {COLUMNS} FROM cluster WHERE name = ? AND {condition} LIMIT 2");
+        let mut query = sqlx::query(self.database.dialect().sql(sql)).bind(name.to_string());
+        if let Some(project_id) = bind {
+            query = query.bind(project_id);
+        }
+        let rows = query.fetch_all(self.database.pool()).await?;
+        match rows.as_slice() {
+            [] => Err(DbError::NotFound),
+            [only] => decode(only),
+            _ => Err(DbError::Ambiguous),
+        }
+    }
+
+    /// One page of the visible clusters.
+    pub async fn list(
+        &self,
+        visibility: &ClusterVisibility,
+        page: &Page,
+    ) -> DbResult<Vec<Cluster>> {
+        let sort_column = SORTABLE_COLUMNS
+            .iter()
+            .find(|(name, _)| *name == page.sort_key)
+            .ok_or_else(|| corrupt("sort_key", format!("{} is not sortable", page.sort_key)))?;
+        let (condition, visibility_bind) = visibility.condition();
+        let mut arguments = AnyArguments::default();
+        if let Some(project_id) = &visibility_bind {
+            arguments.add(project_id.clone()).map_err(argument_error)?;
+        }
+        let mut sql = format!("SELECT {COLUMNS} FROM cluster WHERE {condition}");
+        if let Some(marker) = &page.marker {
+            let marker_sql = format!(
+                "SELECT id, {column} AS sort_value FROM cluster WHERE uuid = ? AND {condition}",
+                column = sort_column.0
+            );
+            let mut query =
+                sqlx::query(self.database.dialect().sql(marker_sql)).bind(marker.clone());
+            if let Some(project_id) = &visibility_bind {
+                query = query.bind(project_id.clone());
+            }
+            let marker_row = query
+                .fetch_optional(self.database.pool())
+                .await?
+                .ok_or(DbError::MarkerNotFound)?;
+            let marker_value = if sort_column.1 {
+                marker_row
+                    .try_get::<Option<i64>, _>("sort_value")?
+                    .map(SortValue::Integer)
+            } else {
+                marker_row
+                    .try_get::<Option<String>, _>("sort_value")?
+                    .map(SortValue::Text)
+            };
+            let fragment = after_marker(
+                sort_column.0,
+                page.sort_dir,
+                &marker_value.unwrap_or(SortValue::Null),
+                row::integer(&marker_row, "id")?,
+            );
+            sql.push_str(" AND ");
+            sql.push_str(&fragment.sql);
+            for bind in &fragment.binds {
+                bind.add_to(&mut arguments).map_err(argument_error)?;
+            }
+        }
+        sql.push(' ');
+        sql.push_str(&order_by(sort_column.0, page.sort_dir));
+        sql.push_str(" LIMIT ?");
+        arguments
+            .add(i64::try_from(page.limit).unwrap_or(i64::MAX))
+            .map_err(argument_error)?;
+        let rows = sqlx::query_with(self.database.dialect().sql(sql), arguments)
+            .fetch_all(self.database.pool())
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// How many clusters a project has (every status), for quotas.
+    pub async fn count_in_project(&self, project_id: &str) -> DbResult<i64> {
+        Ok(sqlx::query_scalar(
+            self.database
+                .dialect()
+                .sql("SELECT COUNT(*) FROM cluster WHERE project_id = ?"),
+        )
+        .bind(project_id.to_string())
+        .fetch_one(self.database.pool())
+        .await?)
+    }
+
+    /// How many clusters use a template.
+    pub async fn count_using_template(&self, template_uuid: &str) -> DbResult<i64> {
+        Ok(sqlx::query_scalar(
+            self.database
+                .dialect()
+                .sql("SELECT COUNT(*) FROM cluster WHERE cluster_template_id = ?"),
+        )
+        .bind(template_uuid.to_string())
+        .fetch_one(self.database.pool())
+        .await?)
+    }
+
+    /// (clusters, nodes over every nodegroup) in a project or everywhere, for `/v1/stats`.
+    pub async fn stats(&self, project_id: Option<&str>) -> DbResult<(i64, i64)> {
+        let dialect = self.database.dialect();
+        let filter = if project_id.is_some() {
+            " WHERE c.project_id = ?"
+        } else {
+            ""
+        };
+        let clusters_sql = format!("SELECT COUNT(*) FROM cluster c{filter}");
+        let nodes_sql = format!(
+            "SELECT {} FROM nodegroup n JOIN cluster c ON c.uuid = n.cluster_id{filter}",
+            dialect.as_bigint("COALESCE(SUM(n.node_count), 0)")
+        );
+        let mut clusters = sqlx::query_scalar::<_, i64>(dialect.sql(clusters_sql));
+        let mut nodes = sqlx::query_scalar::<_, i64>(dialect.sql(nodes_sql));
+        if let Some(project_id) = project_id {
+            clusters = clusters.bind(project_id.to_string());
+            nodes = nodes.bind(project_id.to_string());
+        }
+        Ok((
+            clusters.fetch_one(self.database.pool()).await?,
+            nodes.fetch_one(self.database.pool()).await?,
+        ))
+    }
+
+    /// Stores every attribute of `cluster` if its revision is unchanged (the API's way of
+    /// recording a new desired state and operation). [`DbError::Stale`] when it changed.
+    pub async fn update(&self, cluster: &Cluster) -> DbResult<Cluster> {
+        let mut arguments = AnyArguments::default();
+        bind_attributes(&mut arguments, cluster).map_err(argument_error)?;
+        arguments
+            .add(time::encode(&Utc::now()))
+            .map_err(argument_error)?;
+        arguments.add(cluster.id).map_err(argument_error)?;
+        arguments.add(cluster.revision).map_err(argument_error)?;
+        let sql = format!(
+            "UPDATE cluster SET {ATTRIBUTE_ASSIGNMENTS}, updated_at = ?, version = version + 1 \
+             WHERE id = ? AND version = ?"
+        );
+        let result = {
+            let _turn = self.database.write_turn().await;
+            sqlx::query_with(self.database.dialect().sql(sql), arguments)
+                .execute(self.database.pool())
+                .await?
+        };
+        if result.rows_affected() == 0 {
+            return match self.get_by_uuid(&cluster.uuid).await {
+                Ok(_) => Err(DbError::Stale),
+                Err(error) => Err(error),
+            };
+        }
+        self.sync_nodegroups(cluster).await?;
+        self.get_by_uuid(&cluster.uuid).await
+    }
+
+    /// Keeps the default nodegroups' counts, addresses and status in line with the cluster.
+    async fn sync_nodegroups(&self, cluster: &Cluster) -> DbResult<()> {
+        let _turn = self.database.write_turn().await;
+        for (role, count, addresses) in [
+            ("master", cluster.master_count, &cluster.master_addresses),
+            ("worker", cluster.node_count, &cluster.node_addresses),
+        ] {
+            sqlx::query(self.database.dialect().sql(
+                "UPDATE nodegroup SET node_count = ?, node_addresses = ?, status = ?, status_reason = ?, \
+                 stack_id = ?, updated_at = ?, version = version + 1 \
+                 WHERE cluster_id = ? AND role = ? AND is_default = 1",
+            ))
+            .bind(count)
+            .bind(to_json(addresses))
+            .bind(cluster.status.as_str().to_string())
+            .bind(cluster.status_reason.clone())
+            .bind(cluster.stack_id.clone())
+            .bind(time::encode(&Utc::now()))
+            .bind(cluster.uuid.clone())
+            .bind(role.to_string())
+            .execute(self.database.pool())
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Claims the next cluster with a pending operation whose lease is free or expired (or
+    /// already ours), for `lease_for`. Returns the claimed row.
+    pub async fn claim_next(
+        &self,
+        owner: &str,
+        lease_for: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> DbResult<Option<Cluster>> {
+        let now_text = time::encode(&now);
+        let candidates: Vec<i64> = sqlx::query_scalar(self.database.dialect().sql(
+            "SELECT id FROM cluster WHERE operation IS NOT NULL AND \
+             (lease_owner IS NULL OR lease_expires_at < ? OR lease_owner = ?) ORDER BY id LIMIT 20",
+        ))
+        .bind(now_text.clone())
+        .bind(owner.to_string())
+        .fetch_all(self.database.pool())
+        .await?;
+        for id in candidates {
+            let claimed = {
+                let _turn = self.database.write_turn().await;
+                sqlx::query(self.database.dialect().sql(
+                    "UPDATE cluster SET lease_owner = ?, lease_expires_at = ? WHERE id = ? \
+                     AND operation IS NOT NULL AND (lease_owner IS NULL OR lease_expires_at < ? OR lease_owner = ?)",
+                ))
+                .bind(owner.to_string())
+                .bind(time::encode(&(now + lease_for)))
+                .bind(id)
+                .bind(now_text.clone())
+                .bind(owner.to_string())
+                .execute(self.database.pool())
+                .await?
+                .rows_affected()
+            };
+            if claimed == 1 {
+                let sql = format!("SELECT {COLUMNS} FROM cluster WHERE id = ?");
+                let row = sqlx::query(self.database.dialect().sql(sql))
+                    .bind(id)
+                    .fetch_optional(self.database.pool())
+                    .await?;
+                if let Some(row) = row {
+                    return Ok(Some(decode(&row)?));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Extends our lease; false when we no longer hold it.
+    pub async fn renew_lease(&self, id: i64, owner: &str, until: DateTime<Utc>) -> DbResult<bool> {
+        let _turn = self.database.write_turn().await;
+        let result = sqlx::query(
+            self.database
+                .dialect()
+                .sql("UPDATE cluster SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?"),
+        )
+        .bind(time::encode(&until))
+        .bind(id)
+        .bind(owner.to_string())
+        .execute(self.database.pool())
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// The operation generation of a cluster now (None when it is gone).
+    pub async fn operation_generation(&self, id: i64) -> DbResult<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            self.database
+                .dialect()
+                .sql("SELECT operation_generation FROM cluster WHERE id = ?"),
+        )
+        .bind(id)
+        .fetch_optional(self.database.pool())
+        .await?)
+    }
+
+    /// Records what the conductor observed while it holds the lease and the operation is
+    /// still `generation`: status, reason and observed attributes. With `finished`, the
+    /// operation is cleared and the lease released. Returns false when the operation was
+    /// superseded meanwhile (nothing is written then).
+    pub async fn record_progress(
+        &self,
+        observed: &Cluster,
+        owner: &str,
+        generation: i64,
+        finished: bool,
+    ) -> DbResult<bool> {
+        let sql =
+            "UPDATE cluster SET status = ?, status_reason = ?, stack_id = ?, api_address = ?, \
+             master_addresses = ?, node_addresses = ?, coe_version = ?, container_version = ?, \
+             discovery_url = ?, health_status = ?, health_status_reason = ?, node_count = ?, \
+             master_count = ?, nodes_to_remove = ?, operation = ?, \
+             lease_owner = ?, lease_expires_at = ?, updated_at = ?, version = version + 1 \
+             WHERE id = ? AND lease_owner = ? AND operation_generation = ?";
+        let operation = if finished {
+            None
+        } else {
+            observed.operation.map(|op| op.as_str().to_string())
+        };
+        let lease_owner = if finished {
+            None
+        } else {
+            Some(owner.to_string())
+        };
+        let result = {
+            let _turn = self.database.write_turn().await;
+            let lease_expiry: Option<String> = if finished {
+                None
+            } else {
+                sqlx::query_scalar(
+                    self.database
+                        .dialect()
+                        .sql("SELECT lease_expires_at FROM cluster WHERE id = ?"),
+                )
+                .bind(observed.id)
+                .fetch_optional(self.database.pool())
+                .await?
+                .flatten()
+            };
+            sqlx::query(self.database.dialect().sql(sql))
+                .bind(observed.status.as_str().to_string())
+                .bind(observed.status_reason.clone())
+                .bind(observed.stack_id.clone())
+                .bind(observed.api_address.clone())
+                .bind(to_json(&observed.master_addresses))
+                .bind(to_json(&observed.node_addresses))
+                .bind(observed.coe_version.clone())
+                .bind(observed.container_version.clone())
+                .bind(observed.discovery_url.clone())
+                .bind(
+                    observed
+                        .health_status
+                        .map(|status| status.as_str().to_string()),
+                )
+                .bind(to_json(&observed.health_status_reason))
+                .bind(observed.node_count)
+                .bind(observed.master_count)
+                .bind(to_json(&observed.nodes_to_remove))
+                .bind(operation)
+                .bind(lease_owner)
+                .bind(lease_expiry)
+                .bind(time::encode(&Utc::now()))
+                .bind(observed.id)
+                .bind(owner.to_string())
+                .bind(generation)
+                .execute(self.database.pool())
+                .await?
+        };
+        if result.rows_affected() == 1 {
+            self.sync_nodegroups(observed).await?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// Gives a lease back without finishing (on shutdown, or when the work was superseded).
+    pub async fn release_lease(&self, id: i64, owner: &str) -> DbResult<()> {
+        let _turn = self.database.write_turn().await;
+        sqlx::query(self.database.dialect().sql(
+            "UPDATE cluster SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+        ))
+        .bind(id)
+        .bind(owner.to_string())
+        .execute(self.database.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a deleted cluster's rows (cluster, nodegroups, certificates) if the delete is
+    /// still the operation `generation` and we hold its lease.
+    pub async fn remove_deleted(
+        &self,
+        id: i64,
+        uuid: &str,
+        owner: &str,
+        generation: i64,
+    ) -> DbResult<bool> {
+        let _turn = self.database.write_turn().await;
+        let mut transaction = self.database.pool().begin().await?;
+        let removed = sqlx::query(self.database.dialect().sql(
+            "DELETE FROM cluster WHERE id = ? AND lease_owner = ? AND operation_generation = ? AND operation = 'delete'",
+        ))
+        .bind(id)
+        .bind(owner.to_string())
+        .bind(generation)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        if removed == 1 {
+            for sql in [
+                "DELETE FROM nodegroup WHERE cluster_id = ?",
+                "DELETE FROM cluster_certificate WHERE cluster_uuid = ?",
+            ] {
+                sqlx::query(self.database.dialect().sql(sql))
+                    .bind(uuid.to_string())
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+        }
+        transaction.commit().await?;
+        Ok(removed == 1)
+    }
+
+    /// Clusters with no pending operation, for periodic health checks.
+    pub async fn idle(&self) -> DbResult<Vec<Cluster>> {
+        let sql = format!("SELECT {COLUMNS} FROM cluster WHERE operation IS NULL ORDER BY id");
+        let rows = sqlx::query(self.database.dialect().sql(sql))
+            .fetch_all(self.database.pool())
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Records a health observation of an idle cluster (skipped if an operation started).
+    pub async fn record_health(
+        &self,
+        id: i64,
+        health: HealthStatus,
+        reason: &std::collections::BTreeMap<String, String>,
+    ) -> DbResult<()> {
+        let _turn = self.database.write_turn().await;
+        sqlx::query(self.database.dialect().sql(
+            "UPDATE cluster SET health_status = ?, health_status_reason = ?, version = version + 1 \
+             WHERE id = ? AND operation IS NULL",
+        ))
+        .bind(health.as_str().to_string())
+        .bind(to_json(reason))
+        .bind(id)
+        .execute(self.database.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The nodegroups of a cluster, optionally of one role, with paging by uuid marker.
+    pub async fn nodegroups(
+        &self,
+        cluster_uuid: &str,
+        role: Option<&str>,
+        page: &Page,
+    ) -> DbResult<Vec<NodeGroup>> {
+        let mut sql = format!("SELECT {NODEGROUP_COLUMNS} FROM nodegroup WHERE cluster_id = ?");
+        let mut binds = vec![Bind::Text(cluster_uuid.to_string())];
+        if let Some(role) = role {
+            sql.push_str(" AND role = ?");
+            binds.push(Bind::Text(role.to_string()));
+        }
+        if let Some(marker) = &page.marker {
+            let marker_id: Option<i64> = sqlx::query_scalar(
+                self.database
+                    .dialect()
+                    .sql("SELECT id FROM nodegroup WHERE uuid = ? AND cluster_id = ?"),
+            )
+            .bind(marker.clone())
+            .bind(cluster_uuid.to_string())
+            .fetch_optional(self.database.pool())
+            .await?;
+            let marker_id = marker_id.ok_or(DbError::MarkerNotFound)?;
+            sql.push_str(if page.sort_dir == crate::SortDirection::Asc {
+                " AND id > ?"
+            } else {
+                " AND id < ?"
+            });
+            binds.push(Bind::Integer(marker_id));
+        }
+        sql.push(' ');
+        sql.push_str(&order_by("id", page.sort_dir));
+        sql.push_str(" LIMIT ?");
+        binds.push(Bind::Integer(i64::try_from(page.limit).unwrap_or(i64::MAX)));
+        let mut arguments = AnyArguments::default();
+        for bind in &binds {
+            bind.add_to(&mut arguments).map_err(argument_error)?;
+        }
+        let rows = sqlx::query_with(self.database.dialect().sql(sql), arguments)
+            .fetch_all(self.database.pool())
+            .await?;
+        rows.iter().map(decode_nodegroup).collect()
+    }
+
+    /// One nodegroup of a cluster by uuid or name.
+    pub async fn nodegroup(&self, cluster_uuid: &str, ident: &str) -> DbResult<NodeGroup> {
+        let sql = format!(
+            "SELECT {NODEGROUP_COLUMNS} FROM nodegroup WHERE cluster_id = ? AND (uuid = ? OR name = ?)"
+        );
+        let row = sqlx::query(self.database.dialect().sql(sql))
+            .bind(cluster_uuid.to_string())
+            .bind(ident.to_string())
+            .bind(ident.to_string())
+            .fetch_optional(self.database.pool())
+            .await?
+            .ok_or(DbError::NotFound)?;
+        decode_nodegroup(&row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::database;
+    use crate::SortDirection;
+    use magnum_core::cluster::{ClusterInput, ClusterOwner, CountRules};
+    use magnum_core::cluster_template::{ClusterTemplate, Ownership, TemplateInput};
+    use magnum_core::coe::TemplateRules;
+    use magnum_core::lifecycle::{ClusterStatus, Operation};
+    use magnum_core::ApiGeneration;
+    use serde_json::json;
+
+    fn template() -> ClusterTemplate {
+        let input = TemplateInput::decode(
+            &json!({"name": "t", "coe": "swarm", "image_id": "img"}),
+            ApiGeneration::Current,
+        )
+        .unwrap();
+        ClusterTemplate::from_input(
+            &input,
+            ApiGeneration::Current,
+            Ownership {
+                project_id: "p".to_string(),
+                user_id: "u".to_string(),
+                now: Utc::now(),
+            },
+            &TemplateRules::default(),
+        )
+        .unwrap()
+    }
+
+    fn cluster(project: &str, name: &str, nodes: i64) -> Cluster {
+        let input = ClusterInput::decode(
+            &json!({"cluster_template_id": "t", "name": name, "node_count": nodes}),
+            ApiGeneration::Current,
+            CountRules {
+                zero_nodes_allowed: true,
+            },
+        )
+        .unwrap();
+        let owner = ClusterOwner {
+            project_id: project.to_string(),
+            user_id: "u".to_string(),
+            now: chrono::SubsecRound::trunc_subsecs(Utc::now(), 6),
+        };
+        Cluster::new(&input, &template(), ApiGeneration::Current, owner).unwrap()
+    }
+
+    fn defaults() -> DefaultNodeGroups {
+        DefaultNodeGroups {
+            image_id: "img".to_string(),
+            master_flavor_id: None,
+            worker_flavor_id: Some("m1.small".to_string()),
+            min_node_count: 0,
+        }
+    }
+
+    fn page() -> Page {
+        Page {
+            limit: 100,
+            marker: None,
+            sort_key: "id".to_string(),
+            sort_dir: SortDirection::Asc,
+        }
+    }
+
+    #[tokio::test]
+    async fn insert_creates_the_default_nodegroups() {
+        let test = database().await;
+        let clusters = test.database.clusters();
+        let stored = clusters
+            .insert(&cluster("p1", "c1", 2), &defaults())
+            .await
+            .unwrap();
+        assert_eq!(stored.status, ClusterStatus::CreateInProgress);
+        assert_eq!(stored.operation, Some(Operation::Create));
+        let groups = clusters
+            .nodegroups(&stored.uuid, None, &page())
+            .await
+            .unwrap();
+        let names: Vec<(&str, &str, i64)> = groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.role.as_str(), g.node_count))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("default-master", "master", 1),
+                ("default-worker", "worker", 2)
+            ]
+        );
+        assert!(groups.iter().all(|group| group.is_default));
+        assert_eq!(
+            clusters
+                .nodegroups(&stored.uuid, Some("worker"), &page())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            clusters
+                .nodegroup(&stored.uuid, "default-worker")
+                .await
+                .unwrap()
+                .flavor_id
+                .as_deref(),
+            Some("m1.small")
+        );
+        assert!(matches!(
+            clusters.insert(&cluster("p1", "c1", 1), &defaults()).await,
+            Err(DbError::Duplicate)
+        ));
+        assert_eq!(clusters.count_in_project("p1").await.unwrap(), 1);
+        assert_eq!(
+            clusters
+                .count_using_template(&stored.cluster_template_id)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(clusters.stats(Some("p1")).await.unwrap(), (1, 3));
+        assert_eq!(clusters.stats(Some("nobody")).await.unwrap(), (0, 0));
+        let visible = clusters
+            .list(&ClusterVisibility::Project("p2".to_string()), &page())
+            .await
+            .unwrap();
+        assert!(visible.is_empty());
+        assert_eq!(
+            clusters
+                .find_by_name("c1", &ClusterVisibility::Project("p1".to_string()))
+                .await
+                .unwrap()
+                .uuid,
+            stored.uuid
+        );
+    }
+
+    #[tokio::test]
+    async fn only_one_conductor_wins_a_claim() {
+        let test = database().await;
+        let clusters = test.database.clusters();
+        let stored = clusters
+            .insert(&cluster("p", "claimed", 1), &defaults())
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let lease = chrono::Duration::seconds(30);
+        let (first, second) = tokio::join!(
+            clusters.claim_next("a", lease, now),
+            clusters.claim_next("b", lease, now)
+        );
+        let winners = [first.unwrap(), second.unwrap()]
+            .into_iter()
+            .flatten()
+            .count();
+        assert_eq!(winners, 1);
+        // Nobody else gets it before the lease expires; after expiry anyone may.
+        assert!(clusters
+            .claim_next("c", lease, now)
+            .await
+            .unwrap()
+            .is_none());
+        let later = now + chrono::Duration::seconds(31);
+        let taken_over = clusters
+            .claim_next("c", lease, later)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(taken_over.uuid, stored.uuid);
+        // The owner's own restart reclaims its lease at once.
+        assert!(clusters
+            .claim_next("c", lease, later)
+            .await
+            .unwrap()
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn progress_is_refused_once_the_operation_is_superseded() {
+        let test = database().await;
+        let clusters = test.database.clusters();
+        clusters
+            .insert(&cluster("p", "racing", 1), &defaults())
+            .await
+            .unwrap();
+        let claimed = clusters
+            .claim_next("a", chrono::Duration::seconds(30), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        // The API records a delete meanwhile.
+        let mut deleting = claimed.clone();
+        deleting.operation = Some(Operation::Delete);
+        deleting.operation_generation += 1;
+        deleting.status = ClusterStatus::DeleteInProgress;
+        let deleting = clusters.update(&deleting).await.unwrap();
+        let mut observed = claimed.clone();
+        observed.status = ClusterStatus::CreateComplete;
+        assert!(!clusters
+            .record_progress(&observed, "a", claimed.operation_generation, true)
+            .await
+            .unwrap());
+        assert_eq!(
+            clusters.get_by_uuid(&claimed.uuid).await.unwrap().status,
+            ClusterStatus::DeleteInProgress
+        );
+        // The worker of the delete finishes it.
+        let claimed_delete = clusters
+            .claim_next("a", chrono::Duration::seconds(30), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed_delete.operation, Some(Operation::Delete));
+        assert!(clusters
+            .remove_deleted(
+                claimed_delete.id,
+                &claimed_delete.uuid,
+                "a",
+                deleting.operation_generation
+            )
+            .await
+            .unwrap());
+        assert!(matches!(
+            clusters.get_by_uuid(&claimed.uuid).await,
+            Err(DbError::NotFound)
+        ));
+        assert!(clusters
+            .nodegroups(&claimed.uuid, None, &page())
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn finishing_clears_the_operation_and_the_lease() {
+        let test = database().await;
+        let clusters = test.database.clusters();
+        clusters
+            .insert(&cluster("p", "finishing", 2), &defaults())
+            .await
+            .unwrap();
+        let claimed = clusters
+            .claim_next("a", chrono::Duration::seconds(30), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut observed = claimed.clone();
+        observed.api_address = Some("https://10.0.0.10:2376".to_string());
+        observed.node_addresses = vec!["10.0.0.20".to_string(), "10.0.0.21".to_string()];
+        assert!(clusters
+            .record_progress(&observed, "a", claimed.operation_generation, false)
+            .await
+            .unwrap());
+        assert!(clusters
+            .claim_next("b", chrono::Duration::seconds(30), Utc::now())
+            .await
+            .unwrap()
+            .is_none());
+        observed.status = ClusterStatus::CreateComplete;
+        assert!(clusters
+            .record_progress(&observed, "a", claimed.operation_generation, true)
+            .await
+            .unwrap());
+        let done = clusters.get_by_uuid(&claimed.uuid).await.unwrap();
+        assert_eq!(done.status, ClusterStatus::CreateComplete);
+        assert_eq!(done.operation, None);
+        assert_eq!(done.node_addresses.len(), 2);
+        let worker = clusters
+            .nodegroup(&done.uuid, "default-worker")
+            .await
+            .unwrap();
+        assert_eq!(worker.node_addresses.len(), 2);
+        assert_eq!(worker.status.as_deref(), Some("CREATE_COMPLETE"));
+        assert!(clusters
+            .claim_next("b", chrono::Duration::seconds(30), Utc::now())
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(clusters.idle().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn quotas_round_trip() {
+        let test = database().await;
+        let quotas = test.database.quotas();
+        let created = quotas.create("p", "Cluster", 3, Utc::now()).await.unwrap();
+        assert_eq!(created.hard_limit, 3);
+        assert!(matches!(
+            quotas.create("p", "Cluster", 4, Utc::now()).await,
+            Err(DbError::Duplicate)
+        ));
+        assert_eq!(
+            quotas
+                .update("p", "Cluster", 5, Utc::now())
+                .await
+                .unwrap()
+                .hard_limit,
+            5
+        );
+        assert_eq!(
+            quotas.list(Some("p"), None, 10, false).await.unwrap().len(),
+            1
+        );
+        assert_eq!(
+            quotas
+                .list(None, Some(created.id), 10, false)
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+        quotas.delete("p", "Cluster").await.unwrap();
+        assert!(matches!(
+            quotas.delete("p", "Cluster").await,
+            Err(DbError::NotFound)
+        ));
+    }
+}
