@@ -7,9 +7,14 @@
 //! Architecture invariant: the API only asks providers questions here; it never creates
 //! infrastructure. Creating it is the conductor's job, through drivers.
 
+pub mod cluster_driver;
 pub mod provider;
 pub mod registry;
 
+pub use cluster_driver::{
+    ClusterCertificates, ClusterDriver, ClusterSpec, DriverError, HealthReport, IssuedCertificate,
+    Observed, ProgressSink,
+};
 pub use provider::{
     FlavorInfo, ImageInfo, InfrastructureProvider, LookupError, NetworkInfo, UnverifiedProvider,
 };

@@ -1,0 +1,89 @@
+//! The Docker provider: clusters as containers on the local Docker engine.
+//!
+//! Each node is a container running its own dockerd ("Docker in Docker"), on a per-cluster
+//! internal bridge network with static addresses, with a named volume for its
+//! `/var/lib/docker`. Masters serve the Docker API on port 2376, over TLS with certificates
+//! of the cluster's CA unless the template disables TLS; the nodes form a Docker Swarm.
+//! Everything a cluster owns carries the label `org.openstack.magnum.cluster=<uuid>`, so the
+//! driver finds (and deletes) it from what the engine reports, whatever happened before.
+//!
+//! - [`layout`]: names, labels, addresses (pure).
+//! - [`node_image`]: the Debian node image, built with debootstrap and cached.
+//! - [`provider`]: answers template lookups (images, flavors, networks) from the engine.
+//! - [`swarm`]: the Swarm driver: create, scale, delete, observe.
+
+pub mod layout;
+pub mod node_image;
+pub mod provider;
+pub mod swarm;
+
+use bollard::Docker;
+use ipnet::Ipv4Net;
+use magnum_driver::DriverError;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A named size: the CPU and memory limits of a node container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flavor {
+    pub name: String,
+    pub cpus: f64,
+    pub memory_mib: u64,
+}
+
+/// `[docker]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerSettings {
+    /// The engine's unix socket.
+    pub socket: String,
+    /// The image nodes run; built from Debian packages when missing.
+    pub node_image: String,
+    /// Where .deb files and the root filesystem tarball are kept.
+    pub image_cache_dir: PathBuf,
+    pub debian_mirror: String,
+    pub debian_suite: String,
+    /// Cluster networks are /24 subnets of this pool.
+    pub subnet_pool: Ipv4Net,
+    /// The address pool of the swarms' own overlay networks.
+    pub swarm_address_pool: String,
+    pub flavors: Vec<Flavor>,
+    /// Where the conductor keeps each cluster's client certificate files (mode 0600).
+    pub state_dir: PathBuf,
+    /// How long a node may take to answer and join.
+    pub ready_timeout: Duration,
+}
+
+/// The connection to the local engine, shared by the provider and the driver.
+#[derive(Debug)]
+pub struct LocalEngine {
+    pub docker: Docker,
+    pub settings: DockerSettings,
+    /// One node image build at a time in this process.
+    image_build_lock: tokio::sync::Mutex<()>,
+}
+
+impl LocalEngine {
+    /// Connects to the engine and agrees on an API version.
+    pub async fn connect(settings: DockerSettings) -> Result<Arc<LocalEngine>, DriverError> {
+        let socket = settings.socket.trim_start_matches("unix://").to_string();
+        let docker = Docker::connect_with_unix(&socket, 120, bollard::API_DEFAULT_VERSION)
+            .map_err(|error| {
+                DriverError::Retryable(format!(
+                    "cannot reach the Docker engine at {socket}: {error}"
+                ))
+            })?
+            .negotiate_version()
+            .await
+            .map_err(|error| {
+                DriverError::Retryable(format!(
+                    "the Docker engine at {socket} does not answer: {error}"
+                ))
+            })?;
+        Ok(Arc::new(LocalEngine {
+            docker,
+            settings,
+            image_build_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+}
