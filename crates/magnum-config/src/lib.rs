@@ -321,6 +321,81 @@ config_section! {
     }
 }
 
+config_section! {
+    /// Which infrastructure builds clusters.
+    DriversSection => "drivers" {
+        /// `docker` (containers on the local engine) or `unverified` (no infrastructure: names
+        /// are accepted unchecked and clusters cannot be built).
+        provider: String = "docker".to_string(),
+    }
+}
+
+config_section! {
+    /// The Docker provider: cluster nodes as containers on the local engine.
+    DockerSection => "docker" {
+        /// The engine's socket.
+        socket: String = "unix:///var/run/docker.sock".to_string(),
+        /// The node image; built from Debian packages with debootstrap when it is missing.
+        node_image: String = "magnum-node:bookworm".to_string(),
+        /// Where the node image's .deb files and root filesystem tarball are cached.
+        image_cache_dir: String = "/var/cache/magnum-rs/node-image".to_string(),
+        /// Debian mirror for building the node image.
+        debian_mirror: String = "http://deb.debian.org/debian".to_string(),
+        /// Debian release of the node image.
+        debian_suite: String = "bookworm".to_string(),
+        /// Cluster networks are /24 subnets of this pool (a template's fixed_network picks one).
+        subnet_pool: String = "10.200.0.0/16".to_string(),
+        /// Address pool of the swarms' overlay networks.
+        swarm_address_pool: String = "10.210.0.0/16".to_string(),
+        /// Named sizes as name:cpus:memory_mib, the limits of node containers.
+        flavors: Vec<String> = vec!["m1.tiny:1:512".to_string(), "m1.small:1:2048".to_string(), "m1.medium:2:4096".to_string(), "m1.large:4:8192".to_string()],
+        /// Seconds a node may take to start and join.
+        ready_timeout: u64 = 120,
+    }
+}
+
+config_section! {
+    /// Cluster certificates.
+    X509Section => "x509" {
+        /// Size of RSA keys of CAs and certificates the service makes.
+        rsa_key_size: usize = 2048,
+        /// Days a certificate signed by a cluster CA is valid.
+        term_of_validity: i64 = 1825,
+        /// Extensions copied from CSRs.
+        allowed_extensions: Vec<String> = vec!["keyUsage".to_string(), "extendedKeyUsage".to_string(), "subjectAltName".to_string(), "basicConstraints".to_string(), "subjectKeyIdentifier".to_string()],
+        /// keyUsage bits copied from CSRs.
+        allowed_key_usage: Vec<String> = vec!["Digital Signature".to_string(), "Key Encipherment".to_string(), "Non Repudiation".to_string()],
+        /// Whether a CSR may obtain CA rights.
+        allow_ca: bool = false,
+        /// File with the key that seals CA private keys at rest; generated (mode 0600) when missing. Defaults to $state_path/ca-encryption.key.
+        encryption_key_file: Option<String> = None,
+        /// Refuse client certificates whose subject names another user, or an administrator group for a non-administrator.
+        restrict_client_subjects: bool = true,
+    }
+}
+
+config_section! {
+    /// The conductor.
+    ConductorSection => "conductor" {
+        /// Cluster operations one conductor process carries out at the same time.
+        workers: usize = 4,
+        /// Seconds a claimed operation stays ours without renewal; a crashed conductor's work is taken over after this.
+        lease_seconds: u64 = 30,
+        /// Seconds between looks for new work when idle.
+        poll_interval: u64 = 1,
+        /// Seconds between health checks of idle clusters.
+        sync_interval: u64 = 10,
+    }
+}
+
+config_section! {
+    /// Quotas.
+    QuotasSection => "quotas" {
+        /// Clusters a project may have when no quota row says otherwise.
+        max_clusters_per_project: i64 = 20,
+    }
+}
+
 /// The whole configuration of one process.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MagnumConfig {
@@ -333,6 +408,11 @@ pub struct MagnumConfig {
     pub keystone_authtoken: KeystoneAuthtokenSection,
     pub oslo_policy: OsloPolicySection,
     pub cluster_template: ClusterTemplateSection,
+    pub drivers: DriversSection,
+    pub docker: DockerSection,
+    pub x509: X509Section,
+    pub conductor: ConductorSection,
+    pub quotas: QuotasSection,
     /// Options the file sets that no section knows, as `[section] option`.
     pub unknown_options: Vec<String>,
 }
@@ -396,6 +476,11 @@ impl MagnumConfig {
             keystone_authtoken: KeystoneAuthtokenSection::load(&source)?,
             oslo_policy: OsloPolicySection::load(&source)?,
             cluster_template: ClusterTemplateSection::load(&source)?,
+            drivers: DriversSection::load(&source)?,
+            docker: DockerSection::load(&source)?,
+            x509: X509Section::load(&source)?,
+            conductor: ConductorSection::load(&source)?,
+            quotas: QuotasSection::load(&source)?,
             unknown_options: unknown_options(&document),
         };
         config.check(file)?;
@@ -445,6 +530,54 @@ impl MagnumConfig {
                 ));
             }
         }
+        if !["docker", "unverified"].contains(&self.drivers.provider.as_str()) {
+            return Err(invalid(
+                "drivers",
+                "provider",
+                "must be docker or unverified",
+            ));
+        }
+        for (option, text) in [
+            ("subnet_pool", &self.docker.subnet_pool),
+            ("swarm_address_pool", &self.docker.swarm_address_pool),
+        ] {
+            let valid = text.split_once('/').is_some_and(|(address, length)| {
+                address.parse::<std::net::Ipv4Addr>().is_ok()
+                    && length
+                        .parse::<u8>()
+                        .is_ok_and(|length| (8..=24).contains(&length))
+            });
+            if !valid {
+                return Err(invalid(
+                    "docker",
+                    option,
+                    "must be an IPv4 network such as 10.200.0.0/16 (prefix 8 to 24)",
+                ));
+            }
+        }
+        for flavor in &self.docker.flavors {
+            if parse_flavor(flavor).is_none() {
+                return Err(invalid(
+                    "docker",
+                    "flavors",
+                    &format!("'{flavor}' is not name:cpus:memory_mib"),
+                ));
+            }
+        }
+        if self.conductor.workers == 0 || self.conductor.lease_seconds < 3 {
+            return Err(invalid(
+                "conductor",
+                "lease_seconds",
+                "workers must be at least 1 and lease_seconds at least 3",
+            ));
+        }
+        if ![1024, 2048, 3072, 4096].contains(&self.x509.rsa_key_size) {
+            return Err(invalid(
+                "x509",
+                "rsa_key_size",
+                "must be 1024, 2048, 3072 or 4096",
+            ));
+        }
         for (option, url) in [
             ("public_url", &self.api.public_url),
             ("public_url", &self.identity.public_url),
@@ -473,6 +606,15 @@ impl MagnumConfig {
             })
     }
 
+    /// The file sealing CA keys at rest.
+    pub fn encryption_key_file(&self) -> PathBuf {
+        self.x509
+            .encryption_key_file
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.state_path().join("ca-encryption.key"))
+    }
+
     /// The policy file path, resolved against the directory of the config file.
     pub fn policy_file(&self) -> PathBuf {
         let path = PathBuf::from(&self.oslo_policy.policy_file);
@@ -495,9 +637,30 @@ impl MagnumConfig {
             KeystoneAuthtokenSection::sample(),
             OsloPolicySection::sample(),
             ClusterTemplateSection::sample(),
+            DriversSection::sample(),
+            DockerSection::sample(),
+            X509Section::sample(),
+            ConductorSection::sample(),
+            QuotasSection::sample(),
         ]
         .join("\n")
     }
+}
+
+/// Reads a `[docker] flavors` entry `name:cpus:memory_mib`.
+pub fn parse_flavor(text: &str) -> Option<(String, f64, u64)> {
+    let mut parts = text.split(':');
+    let name = parts.next().filter(|name| !name.is_empty())?;
+    let cpus: f64 = parts
+        .next()?
+        .parse()
+        .ok()
+        .filter(|cpus: &f64| *cpus > 0.0)?;
+    let memory: u64 = parts.next()?.parse().ok().filter(|memory| *memory >= 64)?;
+    parts
+        .next()
+        .is_none()
+        .then(|| (name.to_string(), cpus, memory))
 }
 
 fn unknown_options(document: &IniDocument) -> Vec<String> {
@@ -603,6 +766,30 @@ mod tests {
         }
         let reloaded = MagnumConfig::from_text(&sample, "sample").unwrap();
         assert_eq!(reloaded.api, ApiSection::default());
+    }
+
+    #[test]
+    fn docker_and_conductor_options_are_checked() {
+        for (text, option) in [
+            (
+                "[docker]\nsubnet_pool = 10.200.0.0\n",
+                "[docker] subnet_pool",
+            ),
+            ("[docker]\nflavors = tiny:1\n", "[docker] flavors"),
+            ("[drivers]\nprovider = heat\n", "[drivers] provider"),
+            ("[x509]\nrsa_key_size = 12\n", "[x509] rsa_key_size"),
+        ] {
+            let error = MagnumConfig::from_text(text, "m.conf")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(option), "{text}: {error}");
+        }
+        assert_eq!(
+            parse_flavor("m1.small:1:2048"),
+            Some(("m1.small".to_string(), 1.0, 2048))
+        );
+        assert_eq!(parse_flavor("x:0.5:512"), Some(("x".to_string(), 0.5, 512)));
+        assert_eq!(parse_flavor("x:0:512"), None);
     }
 
     #[test]

@@ -550,8 +550,8 @@ impl Clusters<'_> {
         Ok(())
     }
 
-    /// Claims the next cluster with a pending operation whose lease is free or expired (or
-    /// already ours), for `lease_for`. Returns the claimed row.
+    /// Claims the next cluster with a pending operation whose lease is free or expired, for
+    /// `lease_for`. Returns the claimed row.
     pub async fn claim_next(
         &self,
         owner: &str,
@@ -561,10 +561,9 @@ impl Clusters<'_> {
         let now_text = time::encode(&now);
         let candidates: Vec<i64> = sqlx::query_scalar(self.database.dialect().sql(
             "SELECT id FROM cluster WHERE operation IS NOT NULL AND \
-             (lease_owner IS NULL OR lease_expires_at < ? OR lease_owner = ?) ORDER BY id LIMIT 20",
+             (lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY id LIMIT 20",
         ))
         .bind(now_text.clone())
-        .bind(owner.to_string())
         .fetch_all(self.database.pool())
         .await?;
         for id in candidates {
@@ -572,13 +571,12 @@ impl Clusters<'_> {
                 let _turn = self.database.write_turn().await;
                 sqlx::query(self.database.dialect().sql(
                     "UPDATE cluster SET lease_owner = ?, lease_expires_at = ? WHERE id = ? \
-                     AND operation IS NOT NULL AND (lease_owner IS NULL OR lease_expires_at < ? OR lease_owner = ?)",
+                     AND operation IS NOT NULL AND (lease_expires_at IS NULL OR lease_expires_at < ?)",
                 ))
                 .bind(owner.to_string())
                 .bind(time::encode(&(now + lease_for)))
                 .bind(id)
                 .bind(now_text.clone())
-                .bind(owner.to_string())
                 .execute(self.database.pool())
                 .await?
                 .rows_affected()
@@ -703,6 +701,34 @@ impl Clusters<'_> {
         } else {
             Ok(false)
         }
+    }
+
+    /// Releases every lease `owner` holds: a restarted conductor takes its interrupted work up
+    /// again at once instead of waiting for its old leases to expire.
+    pub async fn release_all_leases(&self, owner: &str) -> DbResult<u64> {
+        let _turn = self.database.write_turn().await;
+        Ok(sqlx::query(self.database.dialect().sql(
+            "UPDATE cluster SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?",
+        ))
+        .bind(owner.to_string())
+        .execute(self.database.pool())
+        .await?
+        .rows_affected())
+    }
+
+    /// Keeps our lease but lets nobody (us included) take the work before `until`: the way a
+    /// retryable failure waits before the next attempt.
+    pub async fn postpone(&self, id: i64, owner: &str, until: DateTime<Utc>) -> DbResult<()> {
+        let _turn = self.database.write_turn().await;
+        sqlx::query(self.database.dialect().sql(
+            "UPDATE cluster SET lease_owner = NULL, lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+        ))
+        .bind(time::encode(&until))
+        .bind(id)
+        .bind(owner.to_string())
+        .execute(self.database.pool())
+        .await?;
+        Ok(())
     }
 
     /// Gives a lease back without finishing (on shutdown, or when the work was superseded).
@@ -1013,9 +1039,36 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(taken_over.uuid, stored.uuid);
-        // The owner's own restart reclaims its lease at once.
+        // A restarted owner releases its leases and claims again at once.
         assert!(clusters
             .claim_next("c", lease, later)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(clusters.release_all_leases("c").await.unwrap(), 1);
+        let reclaimed = clusters
+            .claim_next("c", lease, later)
+            .await
+            .unwrap()
+            .unwrap();
+        // Postponed work waits for its time, whoever asks.
+        clusters
+            .postpone(reclaimed.id, "c", later + chrono::Duration::seconds(10))
+            .await
+            .unwrap();
+        assert!(clusters
+            .claim_next("d", lease, later)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(clusters
+            .claim_next("c", lease, later)
+            .await
+            .unwrap()
+            .is_none());
+        let after = later + chrono::Duration::seconds(11);
+        assert!(clusters
+            .claim_next("d", lease, after)
             .await
             .unwrap()
             .is_some());
@@ -1050,7 +1103,8 @@ mod tests {
             clusters.get_by_uuid(&claimed.uuid).await.unwrap().status,
             ClusterStatus::DeleteInProgress
         );
-        // The worker of the delete finishes it.
+        // The superseded worker lets go; the delete's worker finishes it.
+        clusters.release_lease(claimed.id, "a").await.unwrap();
         let claimed_delete = clusters
             .claim_next("a", chrono::Duration::seconds(30), Utc::now())
             .await

@@ -54,36 +54,48 @@ pub struct DockerSettings {
     pub ready_timeout: Duration,
 }
 
-/// The connection to the local engine, shared by the provider and the driver.
+/// The connection to the local engine, shared by the provider and the driver. It is made on
+/// first use (and retried until it works), so magnumd starts even when no engine runs yet.
 #[derive(Debug)]
 pub struct LocalEngine {
-    pub docker: Docker,
+    client: tokio::sync::OnceCell<Docker>,
     pub settings: DockerSettings,
     /// One node image build at a time in this process.
     image_build_lock: tokio::sync::Mutex<()>,
 }
 
 impl LocalEngine {
-    /// Connects to the engine and agrees on an API version.
-    pub async fn connect(settings: DockerSettings) -> Result<Arc<LocalEngine>, DriverError> {
-        let socket = settings.socket.trim_start_matches("unix://").to_string();
-        let docker = Docker::connect_with_unix(&socket, 120, bollard::API_DEFAULT_VERSION)
-            .map_err(|error| {
-                DriverError::Retryable(format!(
-                    "cannot reach the Docker engine at {socket}: {error}"
-                ))
-            })?
-            .negotiate_version()
-            .await
-            .map_err(|error| {
-                DriverError::Retryable(format!(
-                    "the Docker engine at {socket} does not answer: {error}"
-                ))
-            })?;
-        Ok(Arc::new(LocalEngine {
-            docker,
+    pub fn new(settings: DockerSettings) -> Arc<LocalEngine> {
+        Arc::new(LocalEngine {
+            client: tokio::sync::OnceCell::new(),
             settings,
             image_build_lock: tokio::sync::Mutex::new(()),
-        }))
+        })
+    }
+
+    /// The engine client, connecting and agreeing on an API version the first time.
+    pub async fn docker(&self) -> Result<&Docker, DriverError> {
+        self.client
+            .get_or_try_init(|| async {
+                let socket = self
+                    .settings
+                    .socket
+                    .trim_start_matches("unix://")
+                    .to_string();
+                Docker::connect_with_unix(&socket, 120, bollard::API_DEFAULT_VERSION)
+                    .map_err(|error| {
+                        DriverError::Retryable(format!(
+                            "cannot reach the Docker engine at {socket}: {error}"
+                        ))
+                    })?
+                    .negotiate_version()
+                    .await
+                    .map_err(|error| {
+                        DriverError::Retryable(format!(
+                            "the Docker engine at {socket} does not answer: {error}"
+                        ))
+                    })
+            })
+            .await
     }
 }

@@ -141,7 +141,8 @@ pub async fn ensure_node_image(
 ) -> Result<(), DriverError> {
     let _building = engine.image_build_lock.lock().await;
     if engine
-        .docker
+        .docker()
+        .await?
         .inspect_image(&settings.node_image)
         .await
         .is_ok()
@@ -166,7 +167,10 @@ pub async fn ensure_node_image(
         .await
         .map_err(|error| permanent("cannot open the root filesystem tarball", error))?;
     let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
-    let mut progress = engine.docker.create_image(Some(options), Some(body), None);
+    let mut progress = engine
+        .docker()
+        .await?
+        .create_image(Some(options), Some(body), None);
     while let Some(step) = progress.next().await {
         step.map_err(|error| permanent("importing the node image failed", error))?;
     }

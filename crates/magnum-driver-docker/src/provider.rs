@@ -36,7 +36,12 @@ impl InfrastructureProvider for DockerProvider {
     }
 
     async fn find_image(&self, image: &str) -> Result<ImageInfo, LookupError> {
-        match self.engine.docker.inspect_image(image).await {
+        let docker = self
+            .engine
+            .docker()
+            .await
+            .map_err(|error| LookupError::Unavailable(error.to_string()))?;
+        match docker.inspect_image(image).await {
             Ok(found) => Ok(ImageInfo {
                 id: found.id.unwrap_or_else(|| image.to_string()),
                 name: image.to_string(),

@@ -73,8 +73,8 @@ impl SwarmDockerDriver {
         Self { engine }
     }
 
-    fn docker(&self) -> &Docker {
-        &self.engine.docker
+    async fn docker(&self) -> Result<&Docker, DriverError> {
+        self.engine.docker().await
     }
 
     fn cluster_filter(uuid: &str) -> HashMap<String, Vec<String>> {
@@ -84,6 +84,7 @@ impl SwarmDockerDriver {
     async fn containers(&self, uuid: &str) -> Result<Vec<NodeContainer>, DriverError> {
         let listed = self
             .docker()
+            .await?
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 filters: Some(Self::cluster_filter(uuid)),
@@ -123,6 +124,7 @@ impl SwarmDockerDriver {
         let name = layout.network_name();
         let networks = self
             .docker()
+            .await?
             .list_networks(Some(ListNetworksOptions {
                 filters: Some(HashMap::new()),
             }))
@@ -176,7 +178,7 @@ impl SwarmDockerDriver {
                 )])),
                 ..NetworkCreateRequest::default()
             };
-            match self.docker().create_network(request).await {
+            match self.docker().await?.create_network(request).await {
                 Ok(_) => return Ok(subnet),
                 // Taken meanwhile by another cluster (or another conductor): try the next one.
                 Err(error) if error.to_string().contains("overlap") => continue,
@@ -284,6 +286,7 @@ impl SwarmDockerDriver {
         ]);
         let volume = layout.volume_name(node);
         self.docker()
+            .await?
             .create_volume(VolumeCreateOptions {
                 name: Some(volume.clone()),
                 labels: Some(labels.clone()),
@@ -350,6 +353,7 @@ impl SwarmDockerDriver {
         };
         let created = self
             .docker()
+            .await?
             .create_container(
                 Some(CreateContainerOptions {
                     name: Some(container_name.clone()),
@@ -374,6 +378,7 @@ impl SwarmDockerDriver {
         if node.role == Role::Master {
             if let Some(archive) = Self::master_certificates(spec, layout, node, address)? {
                 self.docker()
+                    .await?
                     .upload_to_container(
                         &container_name,
                         Some(UploadToContainerOptions {
@@ -392,6 +397,7 @@ impl SwarmDockerDriver {
     async fn start(&self, container: &str) -> Result<(), DriverError> {
         match self
             .docker()
+            .await?
             .start_container(
                 container,
                 None::<bollard::query_parameters::StartContainerOptions>,
@@ -410,6 +416,7 @@ impl SwarmDockerDriver {
     async fn exec(&self, container: &str, command: &[&str]) -> Result<(i64, String), DriverError> {
         let exec = self
             .docker()
+            .await?
             .create_exec(
                 container,
                 CreateExecOptions {
@@ -424,6 +431,7 @@ impl SwarmDockerDriver {
         let mut text = String::new();
         if let StartExecResults::Attached { mut output, .. } = self
             .docker()
+            .await?
             .start_exec(&exec.id, None)
             .await
             .map_err(|error| retryable(&format!("cannot run a command in {container}"), error))?
@@ -436,6 +444,7 @@ impl SwarmDockerDriver {
         }
         let inspected = self
             .docker()
+            .await?
             .inspect_exec(&exec.id)
             .await
             .map_err(|error| retryable("cannot read a command's result", error))?;
@@ -618,6 +627,7 @@ impl SwarmDockerDriver {
         let container = layout.container_name(node);
         match self
             .docker()
+            .await?
             .remove_container(
                 &container,
                 Some(RemoveContainerOptions {
@@ -635,6 +645,7 @@ impl SwarmDockerDriver {
         let volume = layout.volume_name(node);
         match self
             .docker()
+            .await?
             .remove_volume(&volume, Some(RemoveVolumeOptions { force: true }))
             .await
         {
@@ -786,7 +797,13 @@ impl ClusterDriver for SwarmDockerDriver {
         if spec.image == self.engine.settings.node_image {
             progress.report("preparing the node image");
             node_image::ensure_node_image(&self.engine, &self.engine.settings).await?;
-        } else if self.docker().inspect_image(&spec.image).await.is_err() {
+        } else if self
+            .docker()
+            .await?
+            .inspect_image(&spec.image)
+            .await
+            .is_err()
+        {
             return Err(DriverError::Permanent(format!(
                 "the image {} is not in the local engine",
                 spec.image
@@ -989,6 +1006,7 @@ impl ClusterDriver for SwarmDockerDriver {
         for container in self.containers(cluster_uuid).await? {
             match self
                 .docker()
+                .await?
                 .remove_container(
                     &container.id,
                     Some(RemoveContainerOptions {
@@ -1006,6 +1024,7 @@ impl ClusterDriver for SwarmDockerDriver {
         }
         let volumes = self
             .docker()
+            .await?
             .list_volumes(Some(ListVolumesOptions {
                 filters: Some(filter.clone()),
             }))
@@ -1014,6 +1033,7 @@ impl ClusterDriver for SwarmDockerDriver {
         for volume in volumes.volumes.unwrap_or_default() {
             match self
                 .docker()
+                .await?
                 .remove_volume(&volume.name, Some(RemoveVolumeOptions { force: true }))
                 .await
             {
@@ -1029,6 +1049,7 @@ impl ClusterDriver for SwarmDockerDriver {
         }
         let networks = self
             .docker()
+            .await?
             .list_networks(Some(ListNetworksOptions {
                 filters: Some(filter),
             }))
@@ -1036,7 +1057,7 @@ impl ClusterDriver for SwarmDockerDriver {
             .map_err(|error| retryable("cannot list the cluster's networks", error))?;
         for network in networks {
             let id = network.id.unwrap_or_default();
-            match self.docker().remove_network(&id).await {
+            match self.docker().await?.remove_network(&id).await {
                 Ok(()) => {}
                 Err(error) if is_not_found(&error) => {}
                 Err(error) => return Err(retryable("cannot remove the cluster network", error)),
@@ -1094,6 +1115,7 @@ impl ClusterDriver for SwarmDockerDriver {
         let network = layout.network_name();
         let subnet = self
             .docker()
+            .await?
             .inspect_network(
                 &network,
                 None::<bollard::query_parameters::InspectNetworkOptions>,

@@ -18,4 +18,4 @@ pub use cluster_driver::{
 pub use provider::{
     FlavorInfo, ImageInfo, InfrastructureProvider, LookupError, NetworkInfo, UnverifiedProvider,
 };
-pub use registry::{DriverInfo, DriverRegistry, ProviderKind};
+pub use registry::{DriverInfo, DriverRegistry, DriverSet, ProviderKind};

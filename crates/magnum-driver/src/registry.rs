@@ -143,6 +143,55 @@ impl DriverRegistry {
     }
 }
 
+/// The drivers this deployment can run, by registry name.
+#[derive(Debug, Clone, Default)]
+pub struct DriverSet {
+    registry: DriverRegistry,
+    available: std::collections::HashMap<&'static str, std::sync::Arc<dyn crate::ClusterDriver>>,
+}
+
+impl DriverSet {
+    pub fn new(available: Vec<std::sync::Arc<dyn crate::ClusterDriver>>) -> Self {
+        Self {
+            registry: DriverRegistry::default(),
+            available: available
+                .into_iter()
+                .map(|driver| (driver.name(), driver))
+                .collect(),
+        }
+    }
+
+    /// The driver that builds clusters of `template`, or why none can.
+    pub fn for_template(
+        &self,
+        template: &magnum_core::cluster_template::ClusterTemplate,
+    ) -> Result<std::sync::Arc<dyn crate::ClusterDriver>, DomainError> {
+        let name = match &template.driver {
+            Some(name) => name.clone(),
+            None => match self.registry.select(
+                None,
+                None,
+                &template.server_type,
+                template.cluster_distro.as_deref(),
+                template.coe,
+            )? {
+                Some(driver) => driver.name.to_string(),
+                None => {
+                    return Err(DomainError::invalid(format!(
+                        "No driver can build clusters from template {}: the distribution of image {} is unknown (is an infrastructure provider configured?).",
+                        template.uuid, template.image_id
+                    )))
+                }
+            },
+        };
+        self.available.get(name.as_str()).cloned().ok_or_else(|| {
+            DomainError::invalid(format!(
+                "Cluster driver ({name}) is not available in this deployment."
+            ))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

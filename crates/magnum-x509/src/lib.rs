@@ -166,6 +166,16 @@ impl ClusterCa {
         })
     }
 
+    /// A CA from its stored certificate and sealed key.
+    pub fn from_sealed(
+        certificate_pem: &str,
+        sealed_key: &str,
+        sealer: &KeySealer,
+        settings: &X509Settings,
+    ) -> Result<ClusterCa, X509Error> {
+        Self::from_pem(certificate_pem, &sealer.unseal(sealed_key)?, settings)
+    }
+
     pub fn certificate_pem(&self) -> &str {
         &self.certificate_pem
     }
