@@ -40,6 +40,10 @@ pub struct ApiState {
     pub policy: Policy,
     pub provider: Arc<dyn InfrastructureProvider>,
     pub drivers: DriverRegistry,
+    /// The drivers this deployment runs (for driver-specific checks of cluster requests).
+    pub cluster_drivers: magnum_driver::DriverSet,
+    /// How cluster certificates are signed and their keys unsealed.
+    pub certificates: magnum_x509::CertificateSettings,
     pub template_rules: TemplateRules,
     /// Page size when none is asked for, and the largest page.
     pub max_limit: usize,

@@ -1,13 +1,27 @@
-//! The conductor: the process role that does work in the background.
+//! The conductor: makes infrastructure match what the database asks for.
 //!
-//! For now it registers itself in the `magnum_service` table and heartbeats, so that
-//! `GET /v1/mservices` shows it `up`. Cluster reconciliation will live here too; the API
-//! only records desired state, and conductors act on it.
+//! The API records a cluster's desired shape and a pending operation; conductors claim
+//! operations with leases in the database (so several conductor processes can share one
+//! database and none is needed for the others to progress), carry them out through drivers
+//! ([`reconcile`]), and record the outcome. Periodically they also compare idle clusters
+//! with what the infrastructure reports ([`health`]) and heartbeat in `magnum_service`.
+//!
+//! Architecture invariant: a conductor may be killed at any instant. All it knows lives in
+//! the database and in the infrastructure's labels; every driver call is idempotent.
+
+pub mod certificates;
+mod health;
+mod reconcile;
 
 use chrono::Utc;
 use magnum_db::Database;
+use magnum_driver::DriverSet;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use certificates::CertificateSettings;
 
 /// The binary name conductors register under, as upstream's `magnum-conductor`.
 pub const CONDUCTOR_BINARY: &str = "magnum-conductor";
@@ -15,13 +29,34 @@ pub const CONDUCTOR_BINARY: &str = "magnum-conductor";
 /// Settings of one conductor process.
 #[derive(Debug, Clone)]
 pub struct ConductorSettings {
-    /// The host name reported in the service list.
+    /// The host name reported in the service list; also the owner name of its leases, so
+    /// each conductor needs its own.
     pub host: String,
     /// Time between heartbeats.
     pub heartbeat_interval: Duration,
+    /// Operations carried out at the same time.
+    pub workers: usize,
+    /// How long a claim lasts without renewal.
+    pub lease: Duration,
+    /// Time between looks for new work.
+    pub poll_interval: Duration,
+    /// Time between health checks of idle clusters.
+    pub sync_interval: Duration,
+    /// Pause before retrying an operation that failed in a retryable way.
+    pub retry_after: Duration,
 }
 
-/// Registers the conductor with its first heartbeat; call before announcing it runs.
+/// Everything the conductor's tasks share.
+#[derive(Debug)]
+pub struct Conductor {
+    pub database: Database,
+    pub drivers: DriverSet,
+    pub certificates: CertificateSettings,
+    pub settings: ConductorSettings,
+}
+
+/// Registers the conductor with its first heartbeat, and takes back the leases an earlier
+/// run of it held; call before announcing it runs.
 pub async fn register(
     database: &Database,
     settings: &ConductorSettings,
@@ -30,74 +65,80 @@ pub async fn register(
         .services()
         .heartbeat(&settings.host, CONDUCTOR_BINARY, Utc::now())
         .await?;
-    tracing::info!(host = %settings.host, id = service.id, "conductor registered");
+    let released = database
+        .clusters()
+        .release_all_leases(&settings.host)
+        .await?;
+    tracing::info!(host = %settings.host, id = service.id, resumed_operations = released, "conductor registered");
     Ok(())
 }
 
-/// Runs the conductor until `shutdown` is cancelled, heartbeating once per interval (the
-/// first heartbeat is [`register`]'s). A failed heartbeat is logged and retried at the next
-/// tick; the process does not die because the database blinked.
-pub async fn run(database: Database, settings: ConductorSettings, shutdown: CancellationToken) {
-    tracing::info!(host = %settings.host, interval = ?settings.heartbeat_interval, "conductor started");
-    let start = tokio::time::Instant::now() + settings.heartbeat_interval;
-    let mut ticker = tokio::time::interval_at(start, settings.heartbeat_interval);
+async fn heartbeat_loop(conductor: Arc<Conductor>, shutdown: CancellationToken) {
+    let interval = conductor.settings.heartbeat_interval;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {
-                match database.services().heartbeat(&settings.host, CONDUCTOR_BINARY, Utc::now()).await {
+                match conductor.database.services().heartbeat(&conductor.settings.host, CONDUCTOR_BINARY, Utc::now()).await {
                     Ok(service) => tracing::debug!(report_count = service.report_count, "heartbeat"),
                     Err(error) => tracing::warn!(%error, "heartbeat failed; retrying at the next interval"),
                 }
             }
         }
     }
-    tracing::info!("conductor stopped");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use magnum_config::DatabaseConnection;
-
-    #[tokio::test]
-    async fn heartbeats_until_cancelled() {
-        let directory = tempfile::tempdir().unwrap();
-        let database = Database::connect(
-            &DatabaseConnection::Sqlite {
-                path: Some(directory.path().join("c.sqlite")),
-            },
-            2,
-        )
-        .await
-        .unwrap();
-        database.upgrade().await.unwrap();
-        let settings = ConductorSettings {
-            host: "test-host".to_string(),
-            heartbeat_interval: Duration::from_millis(20),
-        };
-        register(&database, &settings).await.unwrap();
-        assert_eq!(database.services().list().await.unwrap()[0].report_count, 1);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(database.clone(), settings, shutdown.clone()));
-        let mut seen = 0;
-        for _ in 0..200 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let services = database.services().list().await.unwrap();
-            if let Some(service) = services.first() {
-                seen = service.report_count;
-                if seen >= 3 {
+async fn work_loop(conductor: Arc<Conductor>, shutdown: CancellationToken) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        conductor.settings.workers.max(1),
+    ));
+    let running = TaskTracker::new();
+    let lease = chrono::Duration::from_std(conductor.settings.lease)
+        .unwrap_or_else(|_| chrono::Duration::seconds(30));
+    loop {
+        while let Ok(slot) = slots.clone().try_acquire_owned() {
+            match conductor
+                .database
+                .clusters()
+                .claim_next(&conductor.settings.host, lease, Utc::now())
+                .await
+            {
+                Ok(Some(cluster)) => {
+                    let conductor = conductor.clone();
+                    let shutdown = shutdown.child_token();
+                    running.spawn(async move {
+                        reconcile::reconcile(conductor, cluster, shutdown).await;
+                        drop(slot);
+                    });
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot claim work");
                     break;
                 }
             }
         }
-        assert!(seen >= 3, "only {seen} heartbeats");
-        shutdown.cancel();
-        task.await.unwrap();
-        let services = database.services().list().await.unwrap();
-        assert_eq!(services.len(), 1);
-        assert_eq!(services[0].binary, CONDUCTOR_BINARY);
-        assert_eq!(services[0].host, "test-host");
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(conductor.settings.poll_interval) => {}
+        }
     }
+    running.close();
+    running.wait().await;
+}
+
+/// Runs the conductor until `shutdown` is cancelled: heartbeats, cluster operations and
+/// health checks. Operations under way at shutdown release their leases and are resumed by
+/// the next conductor to claim them.
+pub async fn run(conductor: Arc<Conductor>, shutdown: CancellationToken) {
+    tracing::info!(host = %conductor.settings.host, workers = conductor.settings.workers, "conductor started");
+    let tasks = TaskTracker::new();
+    tasks.spawn(heartbeat_loop(conductor.clone(), shutdown.clone()));
+    tasks.spawn(work_loop(conductor.clone(), shutdown.clone()));
+    tasks.spawn(health::sync_loop(conductor.clone(), shutdown.clone()));
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!("conductor stopped");
 }

@@ -394,6 +394,42 @@ impl SwarmDockerDriver {
         self.start(&container_name).await
     }
 
+    /// Gives an existing master certificates from the (new) CA and restarts its dockerd.
+    async fn reissue_master_certificates(
+        &self,
+        spec: &ClusterSpec,
+        layout: &ClusterLayout,
+        subnet: Ipv4Net,
+        container: &NodeContainer,
+    ) -> Result<(), DriverError> {
+        let address = node_address(subnet, container.node)
+            .ok_or_else(|| DriverError::Permanent("a master has no address".to_string()))?;
+        let Some(archive) = Self::master_certificates(spec, layout, container.node, address)?
+        else {
+            return Ok(());
+        };
+        self.docker()
+            .await?
+            .upload_to_container(
+                &container.id,
+                Some(UploadToContainerOptions {
+                    path: "/".to_string(),
+                    ..UploadToContainerOptions::default()
+                }),
+                bollard::body_full(archive.into()),
+            )
+            .await
+            .map_err(|error| retryable("cannot copy the master's new certificates", error))?;
+        self.docker()
+            .await?
+            .restart_container(
+                &container.id,
+                None::<bollard::query_parameters::RestartContainerOptions>,
+            )
+            .await
+            .map_err(|error| retryable("cannot restart a master", error))
+    }
+
     async fn start(&self, container: &str) -> Result<(), DriverError> {
         match self
             .docker()
@@ -853,6 +889,16 @@ impl ClusterDriver for SwarmDockerDriver {
             .filter(|container| !container.running && desired.contains(&container.node))
         {
             self.start(&container.id).await?;
+        }
+        if spec.reissue_certificates {
+            progress.report("distributing the new certificates");
+            for container in existing
+                .iter()
+                .filter(|container| container.node.role == Role::Master)
+            {
+                self.reissue_master_certificates(spec, &layout, subnet, container)
+                    .await?;
+            }
         }
 
         progress.report("forming the swarm");

@@ -65,6 +65,8 @@ pub struct ClusterSpec {
     pub docker_volume_size: Option<i64>,
     /// None when TLS is disabled.
     pub certificates: Option<Arc<dyn ClusterCertificates>>,
+    /// The CA was rotated: every node holding certificates gets new ones.
+    pub reissue_certificates: bool,
 }
 
 /// `health_status` as a driver observed it.

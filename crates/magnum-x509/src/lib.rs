@@ -58,6 +58,13 @@ impl Default for X509Settings {
     }
 }
 
+/// How certificates are made and how their keys are kept.
+#[derive(Debug, Clone)]
+pub struct CertificateSettings {
+    pub x509: X509Settings,
+    pub sealer: KeySealer,
+}
+
 /// A certificate and its private key, both PEM.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CertifiedKey {

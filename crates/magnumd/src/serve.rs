@@ -4,11 +4,16 @@
 
 use anyhow::Context;
 use magnum_api::{ApiState, Policy};
-use magnum_conductor::ConductorSettings;
+use magnum_conductor::{CertificateSettings, Conductor, ConductorSettings};
 use magnum_config::{AuthStrategy, MagnumConfig};
 use magnum_core::coe::{NetworkDriverSettings, TemplateRules};
 use magnum_db::Database;
-use magnum_driver::{DriverRegistry, UnverifiedProvider};
+use magnum_driver::{
+    ClusterDriver, DriverRegistry, DriverSet, InfrastructureProvider, UnverifiedProvider,
+};
+use magnum_driver_docker::{
+    provider::DockerProvider, swarm::SwarmDockerDriver, DockerSettings, Flavor, LocalEngine,
+};
 use magnum_identity::{
     admin, Authenticator, Catalog, IdentityService, NoauthDefaults, RevocationList,
 };
@@ -46,6 +51,79 @@ impl Roles {
             conductor: true,
         }
     }
+}
+
+/// The configured infrastructure: the provider answering lookups and the drivers.
+pub struct Infrastructure {
+    pub provider: Arc<dyn InfrastructureProvider>,
+    pub drivers: DriverSet,
+}
+
+/// Builds the infrastructure of `[drivers] provider`. Nothing is contacted yet: the Docker
+/// engine is reached on first use, so magnumd starts even where no engine runs.
+pub fn infrastructure(config: &MagnumConfig) -> anyhow::Result<Infrastructure> {
+    if config.drivers.provider != "docker" {
+        tracing::warn!("[drivers] provider = unverified: image, flavor and network names are accepted without checks and clusters cannot be built");
+        return Ok(Infrastructure {
+            provider: Arc::new(UnverifiedProvider),
+            drivers: DriverSet::default(),
+        });
+    }
+    let docker = &config.docker;
+    let settings = DockerSettings {
+        socket: docker.socket.clone(),
+        node_image: docker.node_image.clone(),
+        image_cache_dir: docker.image_cache_dir.clone().into(),
+        debian_mirror: docker.debian_mirror.clone(),
+        debian_suite: docker.debian_suite.clone(),
+        subnet_pool: docker.subnet_pool.parse().context("[docker] subnet_pool")?,
+        swarm_address_pool: docker.swarm_address_pool.clone(),
+        flavors: docker
+            .flavors
+            .iter()
+            .filter_map(|text| magnum_config::parse_flavor(text))
+            .map(|(name, cpus, memory_mib)| Flavor {
+                name,
+                cpus,
+                memory_mib,
+            })
+            .collect(),
+        state_dir: config.state_path().join("clusters"),
+        ready_timeout: Duration::from_secs(docker.ready_timeout),
+    };
+    let engine = LocalEngine::new(settings);
+    let swarm: Arc<dyn ClusterDriver> = Arc::new(SwarmDockerDriver::new(engine.clone()));
+    Ok(Infrastructure {
+        provider: Arc::new(DockerProvider::new(engine)),
+        drivers: DriverSet::new(vec![swarm]),
+    })
+}
+
+/// The key sealing CA private keys, created (mode 0600) on first use.
+pub fn certificate_settings(config: &MagnumConfig) -> anyhow::Result<CertificateSettings> {
+    let path = config.encryption_key_file();
+    let hex = magnum_identity::secrets::read_or_create(&path, || {
+        magnum_identity::secrets::random_hex(32)
+    })
+    .with_context(|| {
+        format!(
+            "cannot read or create the key-encryption key {}",
+            path.display()
+        )
+    })?;
+    let key: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .filter_map(|index| hex.get(index..index + 2))
+        .map(|pair| u8::from_str_radix(pair, 16))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} does not hold hex digits", path.display()))?;
+    Ok(CertificateSettings {
+        x509: magnum_x509::X509Settings {
+            rsa_key_size: config.x509.rsa_key_size,
+            term_of_validity_days: config.x509.term_of_validity,
+        },
+        sealer: magnum_x509::KeySealer::new(&key).map_err(anyhow::Error::msg)?,
+    })
 }
 
 /// Connects to the configured database.
@@ -145,23 +223,40 @@ pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
+    let infrastructure = infrastructure(&config)?;
+    let certificates = certificate_settings(&config)?;
     if roles.api {
-        start_api(&config, &database, &shutdown, &tasks).await?;
+        start_api(
+            &config,
+            &database,
+            &infrastructure,
+            &certificates,
+            &shutdown,
+            &tasks,
+        )
+        .await?;
     }
     if roles.conductor {
         let settings = ConductorSettings {
             host: config.default.host.clone(),
             heartbeat_interval: Duration::from_secs(config.default.periodic_interval_max),
+            workers: config.conductor.workers,
+            lease: Duration::from_secs(config.conductor.lease_seconds),
+            poll_interval: Duration::from_secs(config.conductor.poll_interval.max(1)),
+            sync_interval: Duration::from_secs(config.conductor.sync_interval.max(1)),
+            retry_after: Duration::from_secs(3),
         };
         tracing::info!(host = %settings.host, "launching the conductor");
         magnum_conductor::register(&database, &settings)
             .await
             .context("the conductor cannot register in the database")?;
-        tasks.spawn(magnum_conductor::run(
-            database.clone(),
+        let conductor = Arc::new(Conductor {
+            database: database.clone(),
+            drivers: infrastructure.drivers.clone(),
+            certificates: certificates.clone(),
             settings,
-            shutdown.child_token(),
-        ));
+        });
+        tasks.spawn(magnum_conductor::run(conductor, shutdown.child_token()));
         say(&format!("Conductor running as {}", config.default.host));
     }
     tasks.close();
@@ -182,6 +277,8 @@ pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
 async fn start_api(
     config: &MagnumConfig,
     database: &Database,
+    infrastructure: &Infrastructure,
+    certificates: &CertificateSettings,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> anyhow::Result<()> {
@@ -303,13 +400,14 @@ async fn start_api(
     let policy_file = config.policy_file();
     let policy = Policy::load(&policy_file, config.oslo_policy.enforce_new_defaults)?;
     tracing::info!(policy_file = %policy_file.display(), exists = policy_file.exists(), "loaded policy");
-    tracing::info!("no infrastructure provider is configured yet: image, flavor, keypair and network names are accepted without verification");
     let state = Arc::new(ApiState {
         database: database.clone(),
         authenticator,
         policy,
-        provider: Arc::new(UnverifiedProvider),
+        provider: infrastructure.provider.clone(),
         drivers: DriverRegistry::default(),
+        cluster_drivers: infrastructure.drivers.clone(),
+        certificates: certificates.clone(),
         template_rules: template_rules(config),
         max_limit: config.api.max_limit,
         service_down_time_seconds: i64::try_from(config.default.service_down_time).unwrap_or(180),

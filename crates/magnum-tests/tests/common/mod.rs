@@ -93,6 +93,8 @@ pub struct Options {
     pub role: &'static str,
     /// A policy.yaml written next to magnum.conf before start.
     pub policy_yaml: Option<String>,
+    /// `[drivers] provider`: `unverified` unless a test builds real clusters.
+    pub provider: &'static str,
 }
 
 impl Default for Options {
@@ -104,6 +106,7 @@ impl Default for Options {
             database_url: None,
             role: "serve",
             policy_yaml: None,
+            provider: "unverified",
         }
     }
 }
@@ -132,10 +135,11 @@ impl Magnumd {
         };
         let mut config = format!(
             "[DEFAULT]\nstate_path = {state}\nhost = test-conductor\nperiodic_interval_max = 2\n\
-             graceful_shutdown_timeout = 5\n[api]\nhost = 127.0.0.1\nport = 0\nauth_strategy = {strategy}\n\
+             graceful_shutdown_timeout = 5\n[drivers]\nprovider = {provider}\n[api]\nhost = 127.0.0.1\nport = 0\nauth_strategy = {strategy}\n\
              [identity]\nhost = 127.0.0.1\nport = 0\n",
             state = state_dir.path().display(),
             strategy = options.auth_strategy,
+            provider = options.provider,
         );
         if options.configured_admin_password {
             config.push_str(&format!("admin_password = {ADMIN_PASSWORD}\n"));

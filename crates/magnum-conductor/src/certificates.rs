@@ -1,0 +1,163 @@
+//! Each cluster's certificate authority as the conductor keeps it: generated on the first
+//! step of a create (or on rotation), stored with the key sealed, loaded when needed.
+
+use chrono::{SubsecRound, Utc};
+use magnum_db::certificate::CertificateRecord;
+use magnum_db::{Database, DbError};
+use magnum_driver::{ClusterCertificates, IssuedCertificate};
+use magnum_x509::ClusterCa;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The CA type every cluster has (upstream calls the default CA `kubernetes`).
+pub const DEFAULT_CA_TYPE: &str = "kubernetes";
+/// The record holding the conductor's own client certificate of a cluster.
+pub const CONDUCTOR_CLIENT_TYPE: &str = "conductor-client";
+
+pub use magnum_x509::CertificateSettings;
+
+/// A cluster's CA and the conductor's client certificate, ready for a driver.
+#[derive(Debug)]
+pub struct StoredCertificates {
+    ca: ClusterCa,
+    conductor_client: IssuedCertificate,
+}
+
+impl ClusterCertificates for StoredCertificates {
+    fn ca_pem(&self) -> String {
+        self.ca.certificate_pem().to_string()
+    }
+
+    fn issue_server(
+        &self,
+        common_name: &str,
+        addresses: &[IpAddr],
+        dns_names: &[String],
+    ) -> Result<IssuedCertificate, String> {
+        self.ca
+            .issue_server(common_name, addresses, dns_names, Utc::now())
+            .map(|issued| IssuedCertificate {
+                certificate_pem: issued.certificate_pem,
+                private_key_pem: issued.private_key_pem,
+            })
+            .map_err(|error| error.to_string())
+    }
+
+    fn conductor_client(&self) -> IssuedCertificate {
+        self.conductor_client.clone()
+    }
+}
+
+/// Loads a cluster's CA; `Ok(None)` when it has none yet.
+pub async fn load(
+    database: &Database,
+    settings: &CertificateSettings,
+    cluster_uuid: &str,
+) -> Result<Option<Arc<StoredCertificates>>, String> {
+    let ca_record = match database
+        .certificates()
+        .get(cluster_uuid, DEFAULT_CA_TYPE)
+        .await
+    {
+        Ok(record) => record,
+        Err(DbError::NotFound) => return Ok(None),
+        Err(error) => return Err(error.to_string()),
+    };
+    let client_record = match database
+        .certificates()
+        .get(cluster_uuid, CONDUCTOR_CLIENT_TYPE)
+        .await
+    {
+        Ok(record) => record,
+        Err(DbError::NotFound) => return Ok(None),
+        Err(error) => return Err(error.to_string()),
+    };
+    let ca = ClusterCa::from_sealed(
+        &ca_record.certificate_pem,
+        &ca_record.private_key_sealed,
+        &settings.sealer,
+        &settings.x509,
+    )
+    .map_err(|error| error.to_string())?;
+    let client_key = settings
+        .sealer
+        .unseal(&client_record.private_key_sealed)
+        .map_err(|error| error.to_string())?;
+    Ok(Some(Arc::new(StoredCertificates {
+        ca,
+        conductor_client: IssuedCertificate {
+            certificate_pem: client_record.certificate_pem,
+            private_key_pem: client_key,
+        },
+    })))
+}
+
+/// Loads the cluster's CA, generating and storing a new one when it has none or when
+/// `regenerate` (CA rotation) is asked.
+pub async fn ensure(
+    database: &Database,
+    settings: &CertificateSettings,
+    cluster_uuid: &str,
+    cluster_name: &str,
+    regenerate: bool,
+) -> Result<Arc<StoredCertificates>, String> {
+    if !regenerate {
+        if let Some(existing) = load(database, settings, cluster_uuid).await? {
+            return Ok(existing);
+        }
+    }
+    let x509 = settings.x509.clone();
+    let name = cluster_name.to_string();
+    // RSA key generation takes a noticeable moment: keep it off the async threads.
+    let (ca, client) = tokio::task::spawn_blocking(move || {
+        let now = Utc::now();
+        let ca = ClusterCa::generate(&name, &x509, now)?;
+        let client = ca.issue_client("admin", Some("system:masters"), now)?;
+        Ok::<_, magnum_x509::X509Error>((ca, client))
+    })
+    .await
+    .map_err(|error| error.to_string())?
+    .map_err(|error| error.to_string())?;
+    let now = Utc::now().trunc_subsecs(0);
+    for (ca_type, certificate_pem, key_pem) in [
+        (
+            DEFAULT_CA_TYPE,
+            ca.certificate_pem().to_string(),
+            ca.key_pem().to_string(),
+        ),
+        (
+            CONDUCTOR_CLIENT_TYPE,
+            client.certificate_pem.clone(),
+            client.private_key_pem.clone(),
+        ),
+    ] {
+        let record = CertificateRecord {
+            cluster_uuid: cluster_uuid.to_string(),
+            ca_type: ca_type.to_string(),
+            certificate_pem,
+            private_key_sealed: settings
+                .sealer
+                .seal(&key_pem)
+                .map_err(|error| error.to_string())?,
+            created_at: now,
+            updated_at: None,
+        };
+        database
+            .certificates()
+            .put(&record)
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    tracing::info!(
+        cluster = cluster_uuid,
+        rotated = regenerate,
+        "stored the cluster's certificate authority"
+    );
+    Ok(Arc::new(StoredCertificates {
+        ca,
+        conductor_client: IssuedCertificate {
+            certificate_pem: client.certificate_pem,
+            private_key_pem: client.private_key_pem,
+        },
+    }))
+}
