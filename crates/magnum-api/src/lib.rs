@@ -47,6 +47,14 @@ pub struct ApiState {
     pub template_rules: TemplateRules,
     /// Page size when none is asked for, and the largest page.
     pub max_limit: usize,
+    /// Clusters a project may have without a quota row (`[quotas] max_clusters_per_project`).
+    pub max_clusters_per_project: i64,
+    /// Whether quota project ids are checked against the built-in identity's projects.
+    pub checks_projects: bool,
+    /// Whether CSR subjects are checked against the requester (`[x509] restrict_client_subjects`).
+    pub restrict_client_subjects: bool,
+    /// The rules for signing users' CSRs.
+    pub signing_rules: magnum_x509::SigningRules,
     /// Seconds after the last heartbeat a service is reported down.
     pub service_down_time_seconds: i64,
     /// The API's base URL without `/v1` (for links); from the Host header when None.
@@ -64,6 +72,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1", get(handlers::root::v1))
         .route("/v1.json", get(handlers::root::v1))
         .merge(handlers::cluster_templates::routes())
+        .merge(handlers::clusters::routes())
+        .merge(handlers::nodegroups::routes())
+        .merge(handlers::certificates::routes())
+        .merge(handlers::quotas::routes())
         .route("/v1/mservices", get(handlers::mservices::list))
         .merge(handlers::unimplemented::routes())
         .fallback(handlers::not_found)

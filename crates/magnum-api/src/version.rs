@@ -73,6 +73,22 @@ fn parse_number(text: &str) -> Result<ApiVersion, VersionError> {
     Ok(version)
 }
 
+/// Refuses a request for an API that needs a newer microversion (406, as upstream).
+pub fn require(
+    version: ApiVersion,
+    minimum: ApiVersion,
+    what: &str,
+) -> Result<(), crate::ApiError> {
+    if version >= minimum {
+        Ok(())
+    } else {
+        Err(crate::ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("Version {version} was requested but the requested API {what} is not supported for this version."),
+        ))
+    }
+}
+
 /// Which header named the version, so the answer can echo the same family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VersionHeader {

@@ -108,3 +108,174 @@ impl<T: Serialize> Serialize for Collection<'_, T> {
         map.end()
     }
 }
+
+use magnum_core::cluster::Cluster;
+use magnum_core::cluster_template::format_timestamp;
+use serde_json::{json, Map, Value};
+
+fn text(value: &Option<String>) -> Value {
+    value.clone().map(Value::String).unwrap_or(Value::Null)
+}
+
+fn string_map(map: &std::collections::BTreeMap<String, String>) -> Value {
+    Value::Object(
+        map.iter()
+            .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+            .collect(),
+    )
+}
+
+/// How a cluster is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterViewKind {
+    /// The plain list.
+    Summary,
+    /// `/detail` lists and single GETs.
+    Full,
+}
+
+/// A cluster as one API generation shows it. `template_labels` (for the label
+/// differences) and `version_113` (whether `cluster_id` replaces `stack_id`) apply to the
+/// current API only.
+pub fn cluster_view(
+    cluster: &Cluster,
+    generation: ApiGeneration,
+    kind: ClusterViewKind,
+    base: &str,
+    template_labels: Option<&magnum_core::labels::Labels>,
+    version_113: bool,
+    with_faults: bool,
+) -> Value {
+    let mut object = Map::new();
+    let mut put = |key: &str, value: Value| {
+        object.insert(key.to_string(), value);
+    };
+    put("uuid", Value::String(cluster.uuid.clone()));
+    put("name", text(&cluster.name));
+    put("node_count", json!(cluster.node_count));
+    put("master_count", json!(cluster.master_count));
+    put("status", Value::String(cluster.status.as_str().to_string()));
+    put("discovery_url", text(&cluster.discovery_url));
+    match generation {
+        ApiGeneration::Seed => {
+            put(
+                "baymodel_id",
+                Value::String(cluster.cluster_template_id.clone()),
+            );
+            put("bay_create_timeout", json!(cluster.create_timeout));
+            put("stack_id", text(&cluster.stack_id));
+            if kind == ClusterViewKind::Full {
+                put("status_reason", text(&cluster.status_reason));
+                put("api_address", text(&cluster.api_address));
+                put("master_addresses", json!(cluster.master_addresses));
+                put("node_addresses", json!(cluster.node_addresses));
+                put(
+                    "created_at",
+                    Value::String(format_timestamp(&cluster.created_at)),
+                );
+                put(
+                    "updated_at",
+                    cluster
+                        .updated_at
+                        .as_ref()
+                        .map(|at| Value::String(format_timestamp(at)))
+                        .unwrap_or(Value::Null),
+                );
+            } else {
+                object.remove("discovery_url");
+            }
+        }
+        ApiGeneration::Current => {
+            put(
+                "cluster_template_id",
+                Value::String(cluster.cluster_template_id.clone()),
+            );
+            put("keypair", text(&cluster.keypair));
+            put(
+                "docker_volume_size",
+                cluster
+                    .docker_volume_size
+                    .map(Value::from)
+                    .unwrap_or(Value::Null),
+            );
+            put("labels", string_map(&cluster.labels));
+            put("master_flavor_id", text(&cluster.master_flavor_id));
+            put("flavor_id", text(&cluster.flavor_id));
+            put("create_timeout", json!(cluster.create_timeout));
+            put(
+                "health_status",
+                cluster
+                    .health_status
+                    .map(|status| Value::String(status.as_str().to_string()))
+                    .unwrap_or(Value::Null),
+            );
+            if version_113 {
+                put("cluster_id", text(&cluster.stack_id));
+            } else {
+                put("stack_id", text(&cluster.stack_id));
+            }
+            if kind == ClusterViewKind::Full {
+                put("status_reason", text(&cluster.status_reason));
+                put(
+                    "health_status_reason",
+                    string_map(&cluster.health_status_reason),
+                );
+                put("api_address", text(&cluster.api_address));
+                put("master_addresses", json!(cluster.master_addresses));
+                put("node_addresses", json!(cluster.node_addresses));
+                put("coe_version", text(&cluster.coe_version));
+                put("container_version", text(&cluster.container_version));
+                put("fixed_network", text(&cluster.fixed_network));
+                put("fixed_subnet", text(&cluster.fixed_subnet));
+                put(
+                    "floating_ip_enabled",
+                    Value::Bool(cluster.floating_ip_enabled),
+                );
+                put("master_lb_enabled", Value::Bool(cluster.master_lb_enabled));
+                put("project_id", Value::String(cluster.project_id.clone()));
+                put("user_id", Value::String(cluster.user_id.clone()));
+                put(
+                    "created_at",
+                    Value::String(format_timestamp(&cluster.created_at)),
+                );
+                put(
+                    "updated_at",
+                    cluster
+                        .updated_at
+                        .as_ref()
+                        .map(|at| Value::String(format_timestamp(at)))
+                        .unwrap_or(Value::Null),
+                );
+                if let Some(template_labels) = template_labels {
+                    let (overridden, added, skipped) = cluster.label_differences(template_labels);
+                    put("labels_overridden", string_map(&overridden));
+                    put("labels_added", string_map(&added));
+                    put("labels_skipped", string_map(&skipped));
+                }
+                if with_faults && cluster.status.is_failed() {
+                    let reason = cluster.status_reason.clone().unwrap_or_default();
+                    put(
+                        "faults",
+                        json!({"default-master": reason, "default-worker": reason}),
+                    );
+                }
+            } else {
+                object.remove("discovery_url");
+            }
+        }
+    }
+    let collection = match generation {
+        ApiGeneration::Seed => "bays",
+        ApiGeneration::Current => "clusters",
+    };
+    object.insert(
+        "links".to_string(),
+        serde_json::to_value(Links {
+            base,
+            collection,
+            uuid: &cluster.uuid,
+        })
+        .unwrap_or(Value::Null),
+    );
+    Value::Object(object)
+}

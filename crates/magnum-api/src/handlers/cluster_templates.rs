@@ -44,7 +44,7 @@ fn generation_routes<G: Generation>(collection: &str) -> Router<SharedState> {
 }
 
 /// The words a generation uses for the resource.
-struct Vocabulary {
+pub(crate) struct Vocabulary {
     generation: ApiGeneration,
     /// Policy rule prefix.
     policy: &'static str,
@@ -56,7 +56,7 @@ struct Vocabulary {
     noun: &'static str,
 }
 
-const CURRENT: Vocabulary = Vocabulary {
+pub(crate) const CURRENT: Vocabulary = Vocabulary {
     generation: ApiGeneration::Current,
     policy: "clustertemplate",
     collection: "clustertemplates",
@@ -64,7 +64,7 @@ const CURRENT: Vocabulary = Vocabulary {
     noun: "cluster template",
 };
 
-const SEED: Vocabulary = Vocabulary {
+pub(crate) const SEED: Vocabulary = Vocabulary {
     generation: ApiGeneration::Seed,
     policy: "baymodel",
     collection: "baymodels",
@@ -79,6 +79,19 @@ impl Vocabulary {
 
     fn not_found(&self, ident: &str) -> ApiError {
         ApiError::not_found(format!("{} {ident} could not be found.", self.title))
+    }
+
+    fn referenced(&self, template: &ClusterTemplate) -> ApiError {
+        match self.generation {
+            ApiGeneration::Current => ApiError::bad_request(format!(
+                "ClusterTemplate {} is referenced by one or multiple clusters.",
+                template.uuid
+            )),
+            ApiGeneration::Seed => ApiError::bad_request(format!(
+                "Baymodel {} is referenced by one or multiple bays.",
+                template.uuid
+            )),
+        }
     }
 
     fn publish_denied(&self) -> ApiError {
@@ -104,7 +117,7 @@ fn template_response(template: &ClusterTemplate, vocabulary: &Vocabulary, base: 
     .into_response()
 }
 
-fn enforce(
+pub(crate) fn enforce(
     state: &SharedState,
     rule: &str,
     caller: &Caller,
@@ -128,7 +141,7 @@ fn visibility(caller: &Caller) -> TemplateVisibility {
 }
 
 /// Finds a visible template by uuid or name.
-async fn find_template(
+pub(crate) async fn find_template(
     state: &SharedState,
     caller: &Caller,
     ident: &str,
@@ -508,6 +521,9 @@ async fn delete(
         &caller,
         &PolicyTarget::of(&template.project_id, &template.user_id),
     )?;
+    if crate::handlers::clusters::template_in_use(&state, &template.uuid).await? {
+        return Err(vocabulary.referenced(&template));
+    }
     match state.database.cluster_templates().delete(template.id).await {
         Ok(()) | Err(DbError::NotFound) => {}
         Err(other) => return Err(other.into()),

@@ -1,7 +1,11 @@
 //! Request handlers, one module per resource.
 
+pub mod certificates;
 pub mod cluster_templates;
+pub mod clusters;
 pub mod mservices;
+pub mod nodegroups;
+pub mod quotas;
 pub mod root;
 pub mod unimplemented;
 

@@ -9,12 +9,7 @@ use axum::routing::any;
 use axum::Router;
 
 /// (collection, what it is) for every collection not implemented yet.
-const UNIMPLEMENTED: [(&str, &str); 13] = [
-    ("clusters", "clusters API"),
-    ("bays", "bays API"),
-    ("certificates", "certificates API"),
-    ("quotas", "quotas API"),
-    ("stats", "stats API"),
+const UNIMPLEMENTED: [(&str, &str); 8] = [
     ("federations", "federations API"),
     ("credentials", "credentials API"),
     ("containers", "containers API"),

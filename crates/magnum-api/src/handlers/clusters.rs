@@ -1,0 +1,858 @@
+//! Clusters: `/v1/clusters` (current: asynchronous, 202) and `/v1/bays` (2016: 201/200 with
+//! the bay), plus the resize and upgrade actions. The API only records desired state and an
+//! operation (checked against the lifecycle table first); conductors carry it out.
+
+use crate::error::ApiError;
+use crate::handlers::cluster_templates::{self, enforce};
+use crate::pagination::{next_link, page_from_query};
+use crate::policy::PolicyTarget;
+use crate::request::{json_body, BaseUrl, Caller};
+use crate::version::{self, ApiVersion};
+use crate::views::{cluster_view, ClusterViewKind};
+use crate::SharedState;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use chrono::{SubsecRound, Utc};
+use magnum_core::cluster::{
+    decode_cluster_patch, patch_document, Cluster, ClusterInput, ClusterOwner, ClusterPatchRules,
+    CountRules,
+};
+use magnum_core::cluster_template::ClusterTemplate;
+use magnum_core::fields::{decode_int, decode_string};
+use magnum_core::lifecycle::{self, Operation};
+use magnum_core::patch::{apply_patch, decode_patch};
+use magnum_core::{is_uuid_like, ApiGeneration, DomainError};
+use magnum_db::cluster::{is_sortable, ClusterVisibility, DefaultNodeGroups};
+use magnum_db::DbError;
+use magnum_driver::provider::LookupKind;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/v1/clusters", get(list_current).post(create_current))
+        .route("/v1/clusters/detail", get(detail_current))
+        .route(
+            "/v1/clusters/{ident}",
+            get(show_current)
+                .patch(patch_current)
+                .delete(delete_current),
+        )
+        .route("/v1/clusters/{ident}/actions/resize", post(resize))
+        .route("/v1/clusters/{ident}/actions/upgrade", post(upgrade))
+        .route("/v1/bays", get(list_seed).post(create_seed))
+        .route("/v1/bays/detail", get(detail_seed))
+        .route(
+            "/v1/bays/{ident}",
+            get(show_seed).patch(patch_seed).delete(delete_seed),
+        )
+}
+
+/// The words of each generation.
+struct Words {
+    generation: ApiGeneration,
+    policy: &'static str,
+    collection: &'static str,
+    title: &'static str,
+    noun: &'static str,
+}
+
+const CURRENT: Words = Words {
+    generation: ApiGeneration::Current,
+    policy: "cluster",
+    collection: "clusters",
+    title: "Cluster",
+    noun: "cluster",
+};
+
+const SEED: Words = Words {
+    generation: ApiGeneration::Seed,
+    policy: "bay",
+    collection: "bays",
+    title: "Bay",
+    noun: "bay",
+};
+
+impl Words {
+    fn rule(&self, action: &str) -> String {
+        format!("{}:{action}", self.policy)
+    }
+
+    fn not_found(&self, ident: &str) -> ApiError {
+        ApiError::not_found(format!("{} {ident} could not be found.", self.title))
+    }
+
+    fn templates(&self) -> &'static cluster_templates::Vocabulary {
+        match self.generation {
+            ApiGeneration::Current => &cluster_templates::CURRENT,
+            ApiGeneration::Seed => &cluster_templates::SEED,
+        }
+    }
+}
+
+fn visibility(caller: &Caller) -> ClusterVisibility {
+    if caller.is_admin {
+        ClusterVisibility::All
+    } else {
+        ClusterVisibility::Project(caller.context.project_id.clone())
+    }
+}
+
+/// A visible cluster by uuid or name.
+pub(crate) async fn find_cluster(
+    state: &SharedState,
+    caller: &Caller,
+    ident: &str,
+    words_title: &str,
+) -> Result<Cluster, ApiError> {
+    let not_found = || ApiError::not_found(format!("{words_title} {ident} could not be found."));
+    let visibility = visibility(caller);
+    if let Some(uuid) = magnum_core::normalize_uuid(ident).filter(|_| is_uuid_like(ident)) {
+        let cluster = match state.database.clusters().get_by_uuid(&uuid).await {
+            Ok(cluster) => cluster,
+            Err(DbError::NotFound) => return Err(not_found()),
+            Err(other) => return Err(other.into()),
+        };
+        return match &visibility {
+            ClusterVisibility::Project(project_id) if project_id != &cluster.project_id => {
+                Err(not_found())
+            }
+            _ => Ok(cluster),
+        };
+    }
+    match state
+        .database
+        .clusters()
+        .find_by_name(ident, &visibility)
+        .await
+    {
+        Ok(cluster) => Ok(cluster),
+        Err(DbError::NotFound) => Err(not_found()),
+        Err(DbError::Ambiguous) => Err(ApiError::conflict(format!(
+            "Multiple {}s exist with same name. Please use the {} uuid instead.",
+            words_title.to_ascii_lowercase(),
+            words_title.to_ascii_lowercase()
+        ))),
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn count_rules(version: ApiVersion) -> CountRules {
+    CountRules {
+        zero_nodes_allowed: version >= ApiVersion::new(1, 10),
+    }
+}
+
+async fn template_labels(
+    state: &SharedState,
+    cluster: &Cluster,
+) -> Option<magnum_core::labels::Labels> {
+    state
+        .database
+        .cluster_templates()
+        .get_by_uuid(&cluster.cluster_template_id)
+        .await
+        .ok()
+        .map(|template| template.labels.clone())
+}
+
+async fn list(
+    state: SharedState,
+    caller: Caller,
+    base: String,
+    version: ApiVersion,
+    query: HashMap<String, String>,
+    words: &Words,
+    detail: bool,
+) -> Result<Response, ApiError> {
+    let rule = words.rule(if detail { "detail" } else { "get_all" });
+    enforce(&state, &rule, &caller, &PolicyTarget::own(&caller.context))?;
+    let page = page_from_query(&query, state.max_limit, is_sortable)?;
+    let clusters = match state
+        .database
+        .clusters()
+        .list(&visibility(&caller), &page)
+        .await
+    {
+        Ok(clusters) => clusters,
+        Err(DbError::MarkerNotFound) => {
+            return Err(words.not_found(page.marker.as_deref().unwrap_or_default()))
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let kind = if detail {
+        ClusterViewKind::Full
+    } else {
+        ClusterViewKind::Summary
+    };
+    let mut items = Vec::with_capacity(clusters.len());
+    for cluster in &clusters {
+        let labels = if detail && words.generation == ApiGeneration::Current {
+            template_labels(&state, cluster).await
+        } else {
+            None
+        };
+        items.push(cluster_view(
+            cluster,
+            words.generation,
+            kind,
+            &base,
+            labels.as_ref(),
+            version >= ApiVersion::new(1, 13),
+            false,
+        ));
+    }
+    let path = if detail {
+        format!("{}/detail", words.collection)
+    } else {
+        words.collection.to_string()
+    };
+    let mut body = json!({ words.collection: items });
+    if let Some(next) = next_link(
+        &base,
+        &path,
+        &page,
+        clusters.len(),
+        clusters.last().map(|cluster| cluster.uuid.as_str()),
+    ) {
+        body["next"] = json!(next);
+    }
+    Ok(Json(body).into_response())
+}
+
+async fn show(
+    state: SharedState,
+    caller: Caller,
+    base: String,
+    version: ApiVersion,
+    ident: String,
+    words: &Words,
+) -> Result<Response, ApiError> {
+    let cluster = find_cluster(&state, &caller, &ident, words.title).await?;
+    enforce(
+        &state,
+        &words.rule("get"),
+        &caller,
+        &PolicyTarget::of(&cluster.project_id, &cluster.user_id),
+    )?;
+    let labels = template_labels(&state, &cluster).await;
+    Ok(Json(cluster_view(
+        &cluster,
+        words.generation,
+        ClusterViewKind::Full,
+        &base,
+        labels.as_ref(),
+        version >= ApiVersion::new(1, 13),
+        true,
+    ))
+    .into_response())
+}
+
+/// Checks what a cluster names against the infrastructure (spec §3.3).
+async fn check_references(
+    state: &SharedState,
+    caller: &Caller,
+    cluster: &Cluster,
+) -> Result<(), ApiError> {
+    let provider = &state.provider;
+    for flavor in [&cluster.flavor_id, &cluster.master_flavor_id]
+        .into_iter()
+        .flatten()
+    {
+        provider
+            .find_flavor(flavor)
+            .await
+            .map_err(|error| error.into_domain(LookupKind::Flavor, flavor))?;
+    }
+    if let Some(keypair) = &cluster.keypair {
+        provider
+            .find_keypair(&caller.context.user_id, keypair)
+            .await
+            .map_err(|error| error.into_domain(LookupKind::Keypair, keypair))?;
+    }
+    if let Some(network) = &cluster.fixed_network {
+        provider
+            .find_fixed_network(network)
+            .await
+            .map_err(|error| error.into_domain(LookupKind::FixedNetwork, network))?;
+    }
+    Ok(())
+}
+
+fn quota_error(limit: i64) -> ApiError {
+    ApiError::forbidden(format!(
+        "Resource limit exceeded: You have reached the maximum clusters per project, {limit}. You may delete a cluster to make room for a new one."
+    ))
+}
+
+/// The template a create names, with upstream's status for an unknown one.
+async fn creation_template(
+    state: &SharedState,
+    caller: &Caller,
+    ident: &str,
+    words: &Words,
+    version: ApiVersion,
+) -> Result<std::sync::Arc<ClusterTemplate>, ApiError> {
+    match cluster_templates::find_template(state, caller, ident, words.templates()).await {
+        Ok(template) => Ok(template),
+        Err(error)
+            if error.status == StatusCode::NOT_FOUND
+                && (words.generation == ApiGeneration::Seed
+                    || version < ApiVersion::new(1, 10)) =>
+        {
+            Err(ApiError::bad_request(error.message))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn check_storage(template: &ClusterTemplate, cluster: &Cluster) -> Result<(), ApiError> {
+    if template.docker_storage_driver.as_deref() == Some("devicemapper")
+        && cluster.docker_volume_size.unwrap_or(0) < 3
+    {
+        return Err(ApiError::bad_request(format!(
+            "docker volume size {} GB is not valid, expecting minimum value 3GB for devicemapper storage driver.",
+            cluster.docker_volume_size.map(|size| size.to_string()).unwrap_or_else(|| "None".to_string())
+        )));
+    }
+    Ok(())
+}
+
+async fn create(
+    state: SharedState,
+    caller: Caller,
+    base: String,
+    version: ApiVersion,
+    headers: HeaderMap,
+    body: Bytes,
+    words: &Words,
+) -> Result<Response, ApiError> {
+    let body = json_body(&headers, &body)?;
+    let input = ClusterInput::decode(&body, words.generation, count_rules(version))?;
+    let template =
+        creation_template(&state, &caller, &input.cluster_template_id, words, version).await?;
+    let driver = state.cluster_drivers.for_template(&template)?;
+    let owner = ClusterOwner {
+        project_id: caller.context.project_id.clone(),
+        user_id: caller.context.user_id.clone(),
+        now: Utc::now().trunc_subsecs(0),
+    };
+    let cluster = Cluster::new(&input, &template, words.generation, owner)?;
+    check_storage(&template, &cluster)?;
+    driver.check_shape(
+        cluster.master_count,
+        cluster.node_count,
+        cluster.master_lb_enabled,
+    )?;
+    enforce(
+        &state,
+        &words.rule("create"),
+        &caller,
+        &PolicyTarget::own(&caller.context),
+    )?;
+    let limit = match state
+        .database
+        .quotas()
+        .get(&caller.context.project_id, "Cluster")
+        .await
+    {
+        Ok(quota) => quota.hard_limit,
+        Err(DbError::NotFound) => state.max_clusters_per_project,
+        Err(other) => return Err(other.into()),
+    };
+    if state
+        .database
+        .clusters()
+        .count_in_project(&caller.context.project_id)
+        .await?
+        >= limit
+    {
+        return Err(quota_error(limit));
+    }
+    check_references(&state, &caller, &cluster).await?;
+    let defaults = DefaultNodeGroups {
+        image_id: template.image_id.clone(),
+        master_flavor_id: cluster.master_flavor_id.clone(),
+        worker_flavor_id: cluster.flavor_id.clone(),
+        min_node_count: cluster
+            .labels
+            .get("min_node_count")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0),
+    };
+    let stored = match state.database.clusters().insert(&cluster, &defaults).await {
+        Ok(stored) => stored,
+        Err(DbError::Duplicate) => {
+            return Err(ApiError::conflict(format!(
+                "A {} with name {} already exists in this project.",
+                words.noun,
+                cluster.name.as_deref().unwrap_or("None")
+            )))
+        }
+        Err(other) => return Err(other.into()),
+    };
+    tracing::info!(uuid = %stored.uuid, name = ?stored.name, template = %template.uuid, "cluster requested");
+    match words.generation {
+        ApiGeneration::Current => {
+            Ok((StatusCode::ACCEPTED, Json(json!({"uuid": stored.uuid}))).into_response())
+        }
+        ApiGeneration::Seed => {
+            let mut response = (
+                StatusCode::CREATED,
+                Json(cluster_view(
+                    &stored,
+                    ApiGeneration::Seed,
+                    ClusterViewKind::Full,
+                    &base,
+                    None,
+                    false,
+                    false,
+                )),
+            )
+                .into_response();
+            if let Ok(location) = HeaderValue::from_str(&format!("{base}/v1/bays/{}", stored.uuid))
+            {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// Records a new operation on a cluster, refusing it when its status forbids it.
+fn start_operation(
+    cluster: &mut Cluster,
+    operation: Operation,
+    words: &Words,
+) -> Result<(), ApiError> {
+    let status = lifecycle::begin(Some(cluster.status), operation).map_err(|error| match words
+        .generation
+    {
+        ApiGeneration::Seed if operation == Operation::Update => ApiError::bad_request(format!(
+            "Updating a bay when stack status is \"{}\" is not supported.",
+            cluster.status
+        )),
+        _ => ApiError::from(error),
+    })?;
+    cluster.status = status;
+    cluster.status_reason = None;
+    cluster.operation = Some(operation);
+    cluster.operation_generation += 1;
+    Ok(())
+}
+
+/// How many times a change is re-applied when the row changed in between.
+const ATTEMPTS: usize = 20;
+
+/// Applies `change` to the current row and stores it, retrying lost races.
+async fn change_cluster<F>(
+    state: &SharedState,
+    caller: &Caller,
+    ident: &str,
+    words: &Words,
+    mut change: F,
+) -> Result<Cluster, ApiError>
+where
+    F: FnMut(&mut Cluster) -> Result<bool, ApiError>,
+{
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(2 * attempt as u64)).await;
+        }
+        let mut cluster = find_cluster(state, caller, ident, words.title).await?;
+        if !change(&mut cluster)? {
+            return Ok(cluster);
+        }
+        match state.database.clusters().update(&cluster).await {
+            Ok(stored) => return Ok(stored),
+            Err(DbError::Stale) => continue,
+            Err(DbError::NotFound) => return Err(words.not_found(ident)),
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(ApiError::conflict(format!(
+        "The {} {ident} is being changed by other requests; try again.",
+        words.noun
+    )))
+}
+
+async fn patch(
+    state: SharedState,
+    caller: Caller,
+    base: String,
+    version: ApiVersion,
+    ident: String,
+    body: Value,
+    words: &Words,
+) -> Result<Response, ApiError> {
+    let operations = decode_patch(&body)?;
+    let rules = count_rules(version);
+    let current = find_cluster(&state, &caller, &ident, words.title).await?;
+    let template = state
+        .database
+        .cluster_templates()
+        .get_by_uuid(&current.cluster_template_id)
+        .await
+        .map_err(|_| ApiError::bad_request("The cluster's template no longer exists."))?;
+    let driver = state.cluster_drivers.for_template(&template).ok();
+    let stored = change_cluster(&state, &caller, &ident, words, |cluster| {
+        let before = patch_document(cluster, words.generation);
+        let after = apply_patch(
+            &before,
+            &operations,
+            &ClusterPatchRules(words.generation),
+            words.generation,
+        )?;
+        let change = decode_cluster_patch(&before, &after, &operations, words.generation, rules)?;
+        let target = PolicyTarget::of(&cluster.project_id, &cluster.user_id);
+        if change.health_status.is_some() || change.health_status_reason.is_some() {
+            enforce(&state, "cluster:update_health_status", &caller, &target)?;
+        }
+        let mut changed = false;
+        if let Some(count) = change
+            .node_count
+            .filter(|count| *count != cluster.node_count)
+        {
+            enforce(&state, &words.rule("update"), &caller, &target)?;
+            if let Some(driver) = &driver {
+                driver.check_shape(cluster.master_count, count, cluster.master_lb_enabled)?;
+            }
+            start_operation(cluster, Operation::Update, words)?;
+            cluster.node_count = count;
+            changed = true;
+        } else if change.node_count.is_some() {
+            enforce(&state, &words.rule("update"), &caller, &target)?;
+        }
+        if let Some(health) = change.health_status {
+            cluster.health_status = Some(health);
+            changed = true;
+        }
+        if let Some(reason) = change.health_status_reason {
+            cluster.health_status_reason = reason;
+            changed = true;
+        }
+        Ok(changed)
+    })
+    .await?;
+    match words.generation {
+        ApiGeneration::Current => {
+            Ok((StatusCode::ACCEPTED, Json(json!({"uuid": stored.uuid}))).into_response())
+        }
+        ApiGeneration::Seed => Ok(Json(cluster_view(
+            &stored,
+            ApiGeneration::Seed,
+            ClusterViewKind::Full,
+            &base,
+            None,
+            false,
+            false,
+        ))
+        .into_response()),
+    }
+}
+
+async fn delete(
+    state: SharedState,
+    caller: Caller,
+    ident: String,
+    words: &Words,
+) -> Result<StatusCode, ApiError> {
+    change_cluster(&state, &caller, &ident, words, |cluster| {
+        enforce(
+            &state,
+            &words.rule("delete"),
+            &caller,
+            &PolicyTarget::of(&cluster.project_id, &cluster.user_id),
+        )?;
+        if cluster.operation == Some(Operation::Delete) {
+            return Ok(false);
+        }
+        start_operation(cluster, Operation::Delete, words)?;
+        Ok(true)
+    })
+    .await?;
+    tracing::info!(cluster = %ident, "cluster deletion requested");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn resize(
+    State(state): State<SharedState>,
+    caller: Caller,
+    version: ApiVersion,
+    Path(ident): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    version::require(version, ApiVersion::new(1, 7), "resize")?;
+    let body = json_body(&headers, &body)?;
+    let Value::Object(object) = &body else {
+        return Err(ApiError::bad_request(
+            "The resize body must be an object with node_count.",
+        ));
+    };
+    if let Some(unknown) = object
+        .keys()
+        .find(|key| !["node_count", "nodes_to_remove", "nodegroup"].contains(&key.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Unknown attribute for argument resize: {unknown}"
+        )));
+    }
+    let count = decode_int(
+        "node_count",
+        object.get("node_count").unwrap_or(&Value::Null),
+        Some(0),
+        None,
+    )?
+    .ok_or_else(|| DomainError::invalid_field("node_count", "None", "Mandatory field missing."))?;
+    if count == 0 && version < ApiVersion::new(1, 10) {
+        return Err(ApiError::bad_request(
+            "node_count of zero is not supported in the provided microversion; use 1.10 or later.",
+        ));
+    }
+    let nodes_to_remove: Vec<String> = match object.get("nodes_to_remove") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::bad_request("nodes_to_remove must be a list of node names")
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "nodes_to_remove must be a list of node names",
+            ))
+        }
+    };
+    let nodegroup = decode_string(
+        "nodegroup",
+        object.get("nodegroup").unwrap_or(&Value::Null),
+        1,
+        255,
+    )?;
+    let current = find_cluster(&state, &caller, &ident, "Cluster").await?;
+    if let Some(group) = &nodegroup {
+        let found = state
+            .database
+            .clusters()
+            .nodegroup(&current.uuid, group)
+            .await
+            .map_err(|_| ApiError::not_found(format!("Nodegroup {group} could not be found.")))?;
+        if found.role == "master" {
+            return Err(ApiError::bad_request(
+                "Resizing a nodegroup with role master is not supported.",
+            ));
+        }
+    }
+    let template = state
+        .database
+        .cluster_templates()
+        .get_by_uuid(&current.cluster_template_id)
+        .await?;
+    let driver = state.cluster_drivers.for_template(&template)?;
+    let stored = change_cluster(&state, &caller, &ident, &CURRENT, |cluster| {
+        enforce(
+            &state,
+            "cluster:resize",
+            &caller,
+            &PolicyTarget::of(&cluster.project_id, &cluster.user_id),
+        )?;
+        driver.check_shape(cluster.master_count, count, cluster.master_lb_enabled)?;
+        start_operation(cluster, Operation::Resize, &CURRENT)?;
+        cluster.node_count = count;
+        cluster.nodes_to_remove = nodes_to_remove.clone();
+        Ok(true)
+    })
+    .await?;
+    tracing::info!(cluster = %stored.uuid, node_count = count, "resize requested");
+    Ok((StatusCode::ACCEPTED, Json(json!({"uuid": stored.uuid}))).into_response())
+}
+
+async fn upgrade(
+    State(state): State<SharedState>,
+    caller: Caller,
+    version: ApiVersion,
+    Path(ident): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    version::require(version, ApiVersion::new(1, 7), "upgrade")?;
+    if version < ApiVersion::new(1, 8) {
+        return Err(ApiError::bad_request(
+            "Upgrading a cluster is not supported in this microversion; use 1.8 or later.",
+        ));
+    }
+    let body = json_body(&headers, &body)?;
+    let template_ident = decode_string(
+        "cluster_template",
+        body.get("cluster_template").unwrap_or(&Value::Null),
+        1,
+        255,
+    )?
+    .ok_or_else(|| {
+        DomainError::invalid_field("cluster_template", "None", "Mandatory field missing.")
+    })?;
+    decode_int(
+        "max_batch_size",
+        body.get("max_batch_size").unwrap_or(&Value::Null),
+        Some(1),
+        None,
+    )?;
+    let cluster = find_cluster(&state, &caller, &ident, "Cluster").await?;
+    enforce(
+        &state,
+        "cluster:upgrade",
+        &caller,
+        &PolicyTarget::of(&cluster.project_id, &cluster.user_id),
+    )?;
+    cluster_templates::find_template(
+        &state,
+        &caller,
+        &template_ident,
+        &cluster_templates::CURRENT,
+    )
+    .await?;
+    lifecycle::begin(Some(cluster.status), Operation::Upgrade)?;
+    let template = state
+        .database
+        .cluster_templates()
+        .get_by_uuid(&cluster.cluster_template_id)
+        .await?;
+    let driver = state.cluster_drivers.for_template(&template)?;
+    Err(ApiError::bad_request(format!(
+        "Upgrading a cluster that uses the {} driver is not supported.",
+        driver.name()
+    )))
+}
+
+/// Refuses template changes while clusters use it (spec §3.1).
+pub(crate) async fn template_in_use(
+    state: &SharedState,
+    template_uuid: &str,
+) -> Result<bool, ApiError> {
+    Ok(state
+        .database
+        .clusters()
+        .count_using_template(template_uuid)
+        .await?
+        > 0)
+}
+
+type ListQuery = Query<HashMap<String, String>>;
+
+async fn list_current(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    v: ApiVersion,
+    Query(q): ListQuery,
+) -> Result<Response, ApiError> {
+    list(s, c, b, v, q, &CURRENT, false).await
+}
+async fn detail_current(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    v: ApiVersion,
+    Query(q): ListQuery,
+) -> Result<Response, ApiError> {
+    list(s, c, b, v, q, &CURRENT, true).await
+}
+async fn show_current(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    v: ApiVersion,
+    Path(i): Path<String>,
+) -> Result<Response, ApiError> {
+    show(s, c, b, v, i, &CURRENT).await
+}
+async fn create_current(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    v: ApiVersion,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    create(s, c, b, v, h, body, &CURRENT).await
+}
+async fn patch_current(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    v: ApiVersion,
+    Path(i): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    patch(s, c, b, v, i, json_body(&h, &body)?, &CURRENT).await
+}
+async fn delete_current(
+    State(s): State<SharedState>,
+    c: Caller,
+    Path(i): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    delete(s, c, i, &CURRENT).await
+}
+async fn list_seed(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    v: ApiVersion,
+    Query(q): ListQuery,
+) -> Result<Response, ApiError> {
+    list(s, c, b, v, q, &SEED, false).await
+}
+async fn detail_seed(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    v: ApiVersion,
+    Query(q): ListQuery,
+) -> Result<Response, ApiError> {
+    list(s, c, b, v, q, &SEED, true).await
+}
+async fn show_seed(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    v: ApiVersion,
+    Path(i): Path<String>,
+) -> Result<Response, ApiError> {
+    show(s, c, b, v, i, &SEED).await
+}
+async fn create_seed(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    v: ApiVersion,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    create(s, c, b, v, h, body, &SEED).await
+}
+async fn patch_seed(
+    State(s): State<SharedState>,
+    c: Caller,
+    BaseUrl(b): BaseUrl,
+    v: ApiVersion,
+    Path(i): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    patch(s, c, b, v, i, json_body(&h, &body)?, &SEED).await
+}
+async fn delete_seed(
+    State(s): State<SharedState>,
+    c: Caller,
+    Path(i): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    delete(s, c, i, &SEED).await
+}
