@@ -315,10 +315,11 @@ impl SwarmDockerDriver {
             host_config: Some(HostConfig {
                 cap_add: Some(vec!["ALL".to_string()]),
                 cap_drop: Some(vec!["SYS_RESOURCE".to_string()]),
-                security_opt: Some(vec![
-                    "seccomp=unconfined".to_string(),
-                    "systempaths=unconfined".to_string(),
-                ]),
+                // The Engine API has no "systempaths=unconfined"; the CLI translates it to
+                // empty masked and read-only path lists, which is what we send.
+                security_opt: Some(vec!["seccomp=unconfined".to_string()]),
+                masked_paths: Some(Vec::new()),
+                readonly_paths: Some(Vec::new()),
                 cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
                 tmpfs: Some(HashMap::from([
                     ("/run".to_string(), String::new()),
