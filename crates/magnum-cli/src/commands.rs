@@ -35,6 +35,10 @@ pub enum Command {
     BaymodelUpdate(UpdateArgs),
     /// Print a list of magnum services.
     ServiceList,
+    #[command(flatten)]
+    Cluster(crate::clusters::ClusterCommand),
+    #[command(flatten)]
+    Admin(crate::admin::AdminCommand),
 }
 
 /// Options of `cluster-template-create` and `baymodel-create`.
@@ -248,7 +252,7 @@ fn create_body(args: &TemplateCreateArgs, seed: bool) -> Result<Value, ClientErr
     Ok(body)
 }
 
-fn show(value: &Value, as_json: bool) {
+pub fn show(value: &Value, as_json: bool) {
     if as_json {
         println!(
             "{}",
@@ -350,7 +354,10 @@ pub async fn run(
     command: Command,
     as_json: bool,
 ) -> Result<(), ClientError> {
+    let output = crate::Output { json: as_json };
     match command {
+        Command::Cluster(command) => crate::clusters::run(client, command, output).await?,
+        Command::Admin(command) => crate::admin::run(client, command, output).await?,
         Command::ClusterTemplateCreate(args) => {
             let created = client
                 .create("clustertemplates", &create_body(&args, false)?)

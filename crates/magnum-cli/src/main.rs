@@ -1,10 +1,21 @@
 //! `magnum`: the command-line client, command-compatible with python-magnumclient's shell
-//! (`cluster-template-*`, the 2016 `baymodel-*`, `service-list`) and configured by the same
+//! (`cluster-template-*`, `cluster-*`, `cluster-config`, `ca-*`, `quotas-*`, `stats-list`, the
+//! 2016 `baymodel-*` and `bay-*`, `service-list`) and configured by the same
 //! `OS_*` variables and flags as the OpenStack clients. Tables look like python-magnumclient's;
 //! `--json` prints the API's JSON instead.
 
+mod admin;
+mod clusters;
 mod commands;
+mod config;
 mod table;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// The API's JSON instead of tables.
+    pub json: bool,
+}
 
 use clap::{Args, Parser};
 use magnum_client::{ClientError, Credentials, MagnumClient, PasswordAuth};

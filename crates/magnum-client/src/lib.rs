@@ -184,6 +184,8 @@ pub struct MagnumClient {
     root: String,
     token: Option<String>,
     api_version: String,
+    user_name: Option<String>,
+    roles: Vec<String>,
 }
 
 impl MagnumClient {
@@ -198,6 +200,8 @@ impl MagnumClient {
             .user_agent(concat!("magnum-rs-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| ClientError::Transport(error.to_string()))?;
+        let mut user_name = None;
+        let mut roles = Vec::new();
         let (root, token) = match credentials {
             Credentials::Endpoint { endpoint } => (api_root(endpoint), None),
             Credentials::Token { endpoint, token } => (api_root(endpoint), Some(token.clone())),
@@ -228,6 +232,13 @@ impl MagnumClient {
                 })?;
                 let body: Value = serde_json::from_str(&text)
                     .map_err(|error| ClientError::Auth(error.to_string()))?;
+                user_name = body["token"]["user"]["name"].as_str().map(str::to_string);
+                roles = body["token"]["roles"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|role| role["name"].as_str().map(str::to_string))
+                    .collect();
                 let endpoint = match &auth.endpoint_override {
                     Some(endpoint) => endpoint.clone(),
                     None => {
@@ -242,7 +253,19 @@ impl MagnumClient {
             root,
             token,
             api_version: api_version.to_string(),
+            user_name,
+            roles,
         })
+    }
+
+    /// The authenticated user's name, when password authentication told it.
+    pub fn user_name(&self) -> Option<&str> {
+        self.user_name.as_deref()
+    }
+
+    /// The roles of the token, when password authentication told them.
+    pub fn roles(&self) -> &[String] {
+        &self.roles
     }
 
     /// Sends one request; `path` starts with `/v1/`.
@@ -297,7 +320,8 @@ impl MagnumClient {
             .map_err(|error| ClientError::Transport(format!("the answer is not JSON: {error}")))
     }
 
-    async fn get(&self, path: &str) -> ClientResult<Value> {
+    /// `GET path` (`path` starts with `/v1/`).
+    pub async fn get(&self, path: &str) -> ClientResult<Value> {
         Ok(self
             .request(Method::GET, path, None)
             .await?
@@ -314,15 +338,29 @@ impl MagnumClient {
         sort_dir: Option<&str>,
     ) -> ClientResult<Vec<Value>> {
         let mut query = Vec::new();
-        if let Some(limit) = limit {
-            query.push(format!("limit={limit}"));
-        }
         if let Some(sort_key) = sort_key {
             query.push(format!("sort_key={sort_key}"));
         }
         if let Some(sort_dir) = sort_dir {
             query.push(format!("sort_dir={sort_dir}"));
         }
+        self.list_with_query(collection, key, limit, &query).await
+    }
+
+    /// Lists a collection with extra `name=value` query terms (marker, all_tenants, …),
+    /// following `next` links until `limit` items (all when None).
+    pub async fn list_with_query(
+        &self,
+        collection: &str,
+        key: &str,
+        limit: Option<usize>,
+        extra_query: &[String],
+    ) -> ClientResult<Vec<Value>> {
+        let mut query = Vec::new();
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        query.extend(extra_query.iter().cloned());
         let mut path = format!("/v1/{collection}");
         if !query.is_empty() {
             path = format!("{path}?{}", query.join("&"));
@@ -344,6 +382,22 @@ impl MagnumClient {
             }
         }
         Ok(items)
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: Option<&Value>) -> ClientResult<Value> {
+        Ok(self
+            .request(Method::POST, path, body)
+            .await?
+            .unwrap_or(Value::Null))
+    }
+
+    /// `PATCH path` with an optional JSON body.
+    pub async fn patch(&self, path: &str, body: Option<&Value>) -> ClientResult<Value> {
+        Ok(self
+            .request(Method::PATCH, path, body)
+            .await?
+            .unwrap_or(Value::Null))
     }
 
     pub async fn show(&self, collection: &str, ident: &str) -> ClientResult<Value> {

@@ -223,15 +223,16 @@ impl SwarmDockerDriver {
         environment
     }
 
-    /// The master's TLS material as a tar archive for `/etc/docker/tls`.
-    fn master_certificates(
+    /// The master's TLS material for `/etc/docker/tls` (path, content, mode); none when the
+    /// template disables TLS.
+    fn master_certificate_files(
         spec: &ClusterSpec,
         layout: &ClusterLayout,
         node: NodeId,
         address: Ipv4Addr,
-    ) -> Result<Option<Vec<u8>>, DriverError> {
+    ) -> Result<Vec<(&'static str, String, u32)>, DriverError> {
         let Some(certificates) = &spec.certificates else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         let host_name = layout.host_name(node);
         let issued = certificates
@@ -241,8 +242,7 @@ impl SwarmDockerDriver {
                 &[host_name, "localhost".to_string()],
             )
             .map_err(|error| permanent("cannot issue the master's server certificate", error))?;
-        let mut archive = tar::Builder::new(Vec::new());
-        for (path, content, mode) in [
+        Ok(vec![
             ("etc/docker/tls/ca.pem", certificates.ca_pem(), 0o644),
             ("etc/docker/tls/server.pem", issued.certificate_pem, 0o644),
             (
@@ -250,19 +250,44 @@ impl SwarmDockerDriver {
                 issued.private_key_pem,
                 0o600,
             ),
-        ] {
+        ])
+    }
+
+    /// Files as a tar archive to unpack at `/` of a node.
+    fn pack(files: &[(&str, String, u32)]) -> Result<Vec<u8>, DriverError> {
+        let mut archive = tar::Builder::new(Vec::new());
+        for (path, content, mode) in files {
             let mut header = tar::Header::new_gnu();
             header.set_size(content.len() as u64);
-            header.set_mode(mode);
+            header.set_mode(*mode);
             header.set_cksum();
             archive
                 .append_data(&mut header, path, content.as_bytes())
-                .map_err(|error| permanent("cannot pack the master's certificates", error))?;
+                .map_err(|error| permanent("cannot pack the node's files", error))?;
         }
         archive
             .into_inner()
-            .map(Some)
-            .map_err(|error| permanent("cannot pack the master's certificates", error))
+            .map_err(|error| permanent("cannot pack the node's files", error))
+    }
+
+    async fn upload(
+        &self,
+        container: &str,
+        archive: Vec<u8>,
+        what: &str,
+    ) -> Result<(), DriverError> {
+        self.docker()
+            .await?
+            .upload_to_container(
+                container,
+                Some(UploadToContainerOptions {
+                    path: "/".to_string(),
+                    ..UploadToContainerOptions::default()
+                }),
+                bollard::body_full(archive.into()),
+            )
+            .await
+            .map_err(|error| retryable(&format!("cannot copy {what}"), error))
     }
 
     async fn create_node(
@@ -376,22 +401,18 @@ impl SwarmDockerDriver {
                 ))
             }
         }
+        // The entrypoint travels with each node rather than in the image, so a changed
+        // entrypoint never forces an image rebuild.
+        let mut files = vec![(
+            "usr/local/bin/magnum-node-init",
+            crate::node_image::NODE_INIT.to_string(),
+            0o755,
+        )];
         if node.role == Role::Master {
-            if let Some(archive) = Self::master_certificates(spec, layout, node, address)? {
-                self.docker()
-                    .await?
-                    .upload_to_container(
-                        &container_name,
-                        Some(UploadToContainerOptions {
-                            path: "/".to_string(),
-                            ..UploadToContainerOptions::default()
-                        }),
-                        bollard::body_full(archive.into()),
-                    )
-                    .await
-                    .map_err(|error| retryable("cannot copy the master's certificates", error))?;
-            }
+            files.extend(Self::master_certificate_files(spec, layout, node, address)?);
         }
+        self.upload(&container_name, Self::pack(&files)?, "the node's files")
+            .await?;
         self.start(&container_name).await
     }
 
@@ -405,22 +426,16 @@ impl SwarmDockerDriver {
     ) -> Result<(), DriverError> {
         let address = node_address(subnet, container.node)
             .ok_or_else(|| DriverError::Permanent("a master has no address".to_string()))?;
-        let Some(archive) = Self::master_certificates(spec, layout, container.node, address)?
-        else {
+        let files = Self::master_certificate_files(spec, layout, container.node, address)?;
+        if files.is_empty() {
             return Ok(());
-        };
-        self.docker()
-            .await?
-            .upload_to_container(
-                &container.id,
-                Some(UploadToContainerOptions {
-                    path: "/".to_string(),
-                    ..UploadToContainerOptions::default()
-                }),
-                bollard::body_full(archive.into()),
-            )
-            .await
-            .map_err(|error| retryable("cannot copy the master's new certificates", error))?;
+        }
+        self.upload(
+            &container.id,
+            Self::pack(&files)?,
+            "the master's new certificates",
+        )
+        .await?;
         self.docker()
             .await?
             .restart_container(
@@ -549,6 +564,9 @@ impl SwarmDockerDriver {
                     listen_addr: Some("0.0.0.0:2377".to_string()),
                     advertise_addr: Some(address.to_string()),
                     default_addr_pool: Some(vec![self.engine.settings.swarm_address_pool.clone()]),
+                    // Without a subnet size the engine's allocator stops ("invalid pools
+                    // size: 0") and no task is ever scheduled.
+                    subnet_size: Some(24),
                     ..SwarmInitRequest::default()
                 })
                 .await

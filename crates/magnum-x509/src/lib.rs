@@ -87,6 +87,29 @@ pub fn generate_rsa_key_pem(bits: usize) -> Result<String, X509Error> {
         .to_string())
 }
 
+/// A new client key and a certificate signing request for it, both PEM, as
+/// `cluster-config` makes them: RSA-2048, SHA-256, subject `CN=common_name` (plus
+/// `O=organization` when given), no extensions.
+pub fn client_key_and_csr(
+    common_name: &str,
+    organization: Option<&str>,
+) -> Result<CertifiedKey, X509Error> {
+    let private_key_pem = generate_rsa_key_pem(2048)?;
+    let key_pair = rsa_key_pair(&private_key_pem)?;
+    let mut params = CertificateParams::default();
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CommonName, common_name);
+    if let Some(organization) = organization {
+        subject.push(DnType::OrganizationName, organization);
+    }
+    params.distinguished_name = subject;
+    let request = params.serialize_request(&key_pair).map_err(crypto)?;
+    Ok(CertifiedKey {
+        certificate_pem: request.pem().map_err(crypto)?,
+        private_key_pem,
+    })
+}
+
 fn rsa_key_pair(pem: &str) -> Result<KeyPair, X509Error> {
     KeyPair::from_pkcs8_pem_and_sign_algo(pem, &PKCS_RSA_SHA256).map_err(crypto)
 }
@@ -365,6 +388,26 @@ mod tests {
                 .value
                 .server_auth
         );
+    }
+
+    #[test]
+    fn a_client_csr_made_here_is_signed_with_its_subject() {
+        let request = client_key_and_csr("alice", Some("developers")).unwrap();
+        assert!(request
+            .certificate_pem
+            .starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+        let signed = ca()
+            .sign_csr(
+                &request.certificate_pem,
+                &SigningRules::default(),
+                None,
+                Utc::now(),
+            )
+            .unwrap();
+        let der = parse(&signed);
+        let (_, certificate) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(certificate.subject().to_string(), "CN=alice, O=developers");
+        assert!(certificate.extensions().is_empty());
     }
 
     #[test]
