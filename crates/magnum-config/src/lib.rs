@@ -433,6 +433,11 @@ fn known_options() -> Vec<(&'static str, &'static [OptionDoc])> {
             ClusterTemplateSection::SECTION,
             ClusterTemplateSection::OPTIONS,
         ),
+        (DriversSection::SECTION, DriversSection::OPTIONS),
+        (DockerSection::SECTION, DockerSection::OPTIONS),
+        (X509Section::SECTION, X509Section::OPTIONS),
+        (ConductorSection::SECTION, ConductorSection::OPTIONS),
+        (QuotasSection::SECTION, QuotasSection::OPTIONS),
     ]
 }
 
@@ -743,6 +748,19 @@ mod tests {
         let error =
             MagnumConfig::from_text("[api]\nauth_strategy = keystone\n", "m.conf").unwrap_err();
         assert!(error.to_string().contains("[keystone_authtoken] auth_url"));
+    }
+
+    #[test]
+    fn every_section_of_the_sample_is_known() {
+        let config = MagnumConfig::from_text(
+            "[drivers]\nprovider = docker\n[docker]\nnode_image = n:1\n[x509]\nrsa_key_size = 4096\n\
+             [conductor]\nsync_interval = 3\n[quotas]\nmax_clusters_per_project = 2\n",
+            "m.conf",
+        )
+        .unwrap();
+        assert_eq!(config.unknown_options, Vec::<String>::new());
+        let sample = MagnumConfig::from_text(&MagnumConfig::sample(), "sample.conf").unwrap();
+        assert_eq!(sample.unknown_options, Vec::<String>::new());
     }
 
     #[test]

@@ -1,72 +1,9 @@
 //! The stock OpenStack clients (python-openstackclient 10.5.0 with python-magnumclient 5.0.0,
 //! from PyPI) and the Rust `magnum` CLI against a real magnumd.
 
-use crate::common::{binary, require_all, Magnumd, Options};
+use crate::common::cli::{json_of, openstack, password_env, run, stderr, stdout};
+use crate::common::{binary, Magnumd, Options};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-/// The `openstack` executable of the test venv, or None (skipping) outside the full suite.
-fn openstack() -> Option<PathBuf> {
-    let venv = std::env::var("MAGNUM_TEST_VENV")
-        .ok()
-        .filter(|v| !v.is_empty());
-    let path = venv.map(|venv| PathBuf::from(venv).join("bin/openstack"));
-    match path {
-        Some(path) if path.exists() => Some(path),
-        _ => {
-            assert!(
-                !require_all(),
-                "MAGNUM_TEST_VENV must name a venv with the OpenStack clients"
-            );
-            eprintln!("skipping: MAGNUM_TEST_VENV is not set (./scripts/test-all.sh sets it)");
-            None
-        }
-    }
-}
-
-/// Runs a program with only the given environment (plus PATH and HOME).
-fn run(program: &PathBuf, env: &[(&str, String)], args: &[&str]) -> Output {
-    let mut command = Command::new(program);
-    command.env_clear();
-    for name in ["PATH", "HOME"] {
-        if let Ok(value) = std::env::var(name) {
-            command.env(name, value);
-        }
-    }
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.args(args).output().expect("run a client")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).to_string()
-}
-
-/// The JSON document in a client's output (after any notice lines).
-fn json_of(output: &Output) -> Value {
-    let text = stdout(output);
-    let start = text
-        .find(['{', '['])
-        .unwrap_or_else(|| panic!("no JSON in {text:?} / {}", stderr(output)));
-    serde_json::from_str(&text[start..]).unwrap_or_else(|error| panic!("{error}: {text}"))
-}
-
-fn password_env(magnumd: &Magnumd) -> Vec<(&'static str, String)> {
-    vec![
-        ("OS_AUTH_URL", magnumd.identity_url.clone().unwrap()),
-        ("OS_USERNAME", "admin".to_string()),
-        ("OS_PASSWORD", magnumd.admin_password.clone()),
-        ("OS_PROJECT_NAME", "admin".to_string()),
-        ("OS_USER_DOMAIN_NAME", "Default".to_string()),
-        ("OS_PROJECT_DOMAIN_NAME", "Default".to_string()),
-    ]
-}
 
 #[tokio::test]
 async fn openstack_client_manages_templates_through_the_catalog() {

@@ -12,4 +12,5 @@ mod cluster_templates;
 mod identity;
 mod operations;
 mod services;
+mod swarm_clusters;
 mod tenancy;

@@ -3,7 +3,8 @@
 //! `serve` (the default) runs the REST API, the built-in identity (when
 //! `[api] auth_strategy = builtin`) and a conductor; `api` and `conductor` run one role for
 //! scale-out; `db upgrade`/`db version` manage the schema; `identity …` manages users,
-//! projects and roles of the built-in identity; `config sample` prints every option.
+//! projects and roles of the built-in identity; `config sample` prints every option;
+//! `node-image build` prepares the Docker provider's node image ahead of the first cluster.
 
 mod identity_command;
 mod serve;
@@ -45,6 +46,16 @@ enum Command {
     /// Show configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the node image of the Docker provider.
+    #[command(subcommand)]
+    NodeImage(NodeImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeImageCommand {
+    /// Build (or find) the `[docker] node_image` now, so the first cluster does not wait for
+    /// it: debootstrap into `[docker] image_cache_dir` (kept), then import into the engine.
+    Build,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +136,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Identity(identity) => identity_command::run(&config, identity).await,
             Command::Config(ConfigCommand::Sample) => Ok(()),
+            Command::NodeImage(NodeImageCommand::Build) => {
+                let settings = serve::docker_settings(&config)?;
+                let started = std::time::Instant::now();
+                let engine = magnum_driver_docker::LocalEngine::new(settings.clone());
+                magnum_driver_docker::node_image::ensure_node_image(&engine, &settings)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("cannot build the node image: {error}"))?;
+                println!(
+                    "Node image {} is ready ({:.1} s).",
+                    settings.node_image,
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(())
+            }
         }
     })
 }

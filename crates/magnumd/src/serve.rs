@@ -59,18 +59,10 @@ pub struct Infrastructure {
     pub drivers: DriverSet,
 }
 
-/// Builds the infrastructure of `[drivers] provider`. Nothing is contacted yet: the Docker
-/// engine is reached on first use, so magnumd starts even where no engine runs.
-pub fn infrastructure(config: &MagnumConfig) -> anyhow::Result<Infrastructure> {
-    if config.drivers.provider != "docker" {
-        tracing::warn!("[drivers] provider = unverified: image, flavor and network names are accepted without checks and clusters cannot be built");
-        return Ok(Infrastructure {
-            provider: Arc::new(UnverifiedProvider),
-            drivers: DriverSet::default(),
-        });
-    }
+/// The Docker provider's settings from `[docker]`.
+pub fn docker_settings(config: &MagnumConfig) -> anyhow::Result<DockerSettings> {
     let docker = &config.docker;
-    let settings = DockerSettings {
+    Ok(DockerSettings {
         socket: docker.socket.clone(),
         node_image: docker.node_image.clone(),
         image_cache_dir: docker.image_cache_dir.clone().into(),
@@ -90,8 +82,20 @@ pub fn infrastructure(config: &MagnumConfig) -> anyhow::Result<Infrastructure> {
             .collect(),
         state_dir: config.state_path().join("clusters"),
         ready_timeout: Duration::from_secs(docker.ready_timeout),
-    };
-    let engine = LocalEngine::new(settings);
+    })
+}
+
+/// Builds the infrastructure of `[drivers] provider`. Nothing is contacted yet: the Docker
+/// engine is reached on first use, so magnumd starts even where no engine runs.
+pub fn infrastructure(config: &MagnumConfig) -> anyhow::Result<Infrastructure> {
+    if config.drivers.provider != "docker" {
+        tracing::warn!("[drivers] provider = unverified: image, flavor and network names are accepted without checks and clusters cannot be built");
+        return Ok(Infrastructure {
+            provider: Arc::new(UnverifiedProvider),
+            drivers: DriverSet::default(),
+        });
+    }
+    let engine = LocalEngine::new(docker_settings(config)?);
     let swarm: Arc<dyn ClusterDriver> = Arc::new(SwarmDockerDriver::new(engine.clone()));
     Ok(Infrastructure {
         provider: Arc::new(DockerProvider::new(engine)),

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
+pub mod docker;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -79,6 +82,67 @@ async fn fresh_server_database() -> Option<String> {
     Some(format!("{prefix}/{name}"))
 }
 
+/// Starts magnumd on `config_path` and waits until every role it runs has said so on
+/// stdout; returns the process, the API and identity URLs and the lines read.
+fn spawn(config_path: &Path, options: &Options) -> (Child, String, Option<String>, Vec<String>) {
+    let mut child = Command::new(binary("magnumd"))
+        .arg("--config-file")
+        .arg(config_path)
+        .arg(options.role)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start magnumd");
+    let stdout = child.stdout.take().expect("stdout");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wants_api = options.role != "conductor";
+    let wants_identity = wants_api && options.auth_strategy == "builtin";
+    let wants_conductor = options.role != "api";
+    let mut api_url = None;
+    let mut identity_url = None;
+    let mut conductor_started = false;
+    let mut stdout_lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (wants_api && api_url.is_none())
+        || (wants_identity && identity_url.is_none())
+        || (wants_conductor && !conductor_started)
+    {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(remaining) {
+            Ok(line) => {
+                if let Some(url) = line.strip_prefix("Magnum API listening on ") {
+                    api_url = Some(url.trim().to_string());
+                }
+                if let Some(url) = line.strip_prefix("Identity (Keystone v3) listening on ") {
+                    identity_url = Some(url.trim().to_string());
+                }
+                if line.starts_with("Conductor running as ") {
+                    conductor_started = true;
+                }
+                stdout_lines.push(line);
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("magnumd did not start; its output so far: {stdout_lines:?}");
+            }
+        }
+    }
+    (
+        child,
+        api_url.unwrap_or_default(),
+        identity_url,
+        stdout_lines,
+    )
+}
+
 /// How a test wants magnumd configured.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -114,6 +178,7 @@ impl Default for Options {
 /// A running magnumd, stopped (SIGTERM, by PID) when dropped.
 pub struct Magnumd {
     child: Child,
+    options: Options,
     pub api_url: String,
     pub identity_url: Option<String>,
     pub config_path: PathBuf,
@@ -155,56 +220,7 @@ impl Magnumd {
             std::fs::write(state_dir.path().join("policy.yaml"), policy)
                 .expect("write policy.yaml");
         }
-        let mut child = Command::new(binary("magnumd"))
-            .arg("--config-file")
-            .arg(&config_path)
-            .arg(options.role)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start magnumd");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let wants_api = options.role != "conductor";
-        let wants_identity = wants_api && options.auth_strategy == "builtin";
-        let wants_conductor = options.role != "api";
-        let mut api_url = None;
-        let mut identity_url = None;
-        let mut conductor_started = false;
-        let mut stdout_lines = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while (wants_api && api_url.is_none())
-            || (wants_identity && identity_url.is_none())
-            || (wants_conductor && !conductor_started)
-        {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match receiver.recv_timeout(remaining) {
-                Ok(line) => {
-                    if let Some(url) = line.strip_prefix("Magnum API listening on ") {
-                        api_url = Some(url.trim().to_string());
-                    }
-                    if let Some(url) = line.strip_prefix("Identity (Keystone v3) listening on ") {
-                        identity_url = Some(url.trim().to_string());
-                    }
-                    if line.starts_with("Conductor running as ") {
-                        conductor_started = true;
-                    }
-                    stdout_lines.push(line);
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("magnumd did not start; its output so far: {stdout_lines:?}");
-                }
-            }
-        }
+        let (child, api_url, identity_url, stdout_lines) = spawn(&config_path, &options);
         let admin_password = if options.configured_admin_password {
             ADMIN_PASSWORD.to_string()
         } else {
@@ -214,7 +230,8 @@ impl Magnumd {
         };
         Magnumd {
             child,
-            api_url: api_url.unwrap_or_default(),
+            options,
+            api_url,
             identity_url,
             config_path,
             state_dir,
@@ -335,6 +352,25 @@ impl Magnumd {
     pub async fn user(&self, user: &str, project: &str) -> Api {
         let token = self.token(user, &format!("{user}-pw"), project).await;
         Api::new(&self.base_url(), Some(token))
+    }
+
+    /// Kills the process with SIGKILL (a crash at an arbitrary instant) and reaps it.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the process again on the same configuration, state and database (after
+    /// [`Magnumd::kill_hard`] or [`Magnumd::stop`]); the ports may change.
+    pub fn restart(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+        let (child, api_url, identity_url, stdout_lines) = spawn(&self.config_path, &self.options);
+        self.child = child;
+        self.api_url = api_url;
+        self.identity_url = identity_url;
+        self.stdout_lines = stdout_lines;
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit status code.

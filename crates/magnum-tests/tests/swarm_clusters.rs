@@ -1,0 +1,748 @@
+//! Real Swarm clusters on the local Docker engine, end to end: built by magnumd's conductor,
+//! reached with the stock `docker` CLI over the TLS the service set up, scaled, healed,
+//! rotated and deleted, through the Rust `magnum` CLI and the stock `openstack` client.
+//! Nothing here is simulated: the nodes are containers running their own dockerd.
+
+use crate::common::cli::{json_of, openstack, password_env, run, stderr, stdout};
+use crate::common::docker::{
+    engine_ready, exported_environment, labelled_resources, load_workload_image, local_docker,
+    running_nodes, swarm_nodes, NODE_IMAGE, WORKLOAD_IMAGE,
+};
+use crate::common::{binary, Api, Magnumd, Options};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// magnumd on the docker provider, with a short health-sync interval.
+pub async fn start_docker_magnumd(extra_config: &str) -> Magnumd {
+    Magnumd::start_with(Options {
+        provider: "docker",
+        extra_config: format!("[conductor]\nsync_interval = 2\n{extra_config}"),
+        ..Options::default()
+    })
+    .await
+}
+
+/// The Rust `magnum` CLI as the admin user.
+pub fn magnum(magnumd: &Magnumd, args: &[&str]) -> Output {
+    run(&binary("magnum"), &password_env(magnumd), args)
+}
+
+fn succeeded(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}\n{}",
+        stdout(output),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+/// The admin's API client at the newest microversion.
+pub async fn latest_admin(magnumd: &Magnumd) -> Api {
+    magnumd
+        .admin()
+        .await
+        .with_header("OpenStack-API-Version", "container-infra latest")
+}
+
+/// Polls the cluster until no operation is in progress; panics after `limit`.
+pub async fn settled(api: &Api, uuid: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let reply = api.get(&format!("/v1/clusters/{uuid}")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let status = reply.body["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !status.ends_with("_IN_PROGRESS") {
+            return reply.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster {uuid} still {status} after {limit:?}: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Polls until the cluster is gone (404); panics after `limit`.
+pub async fn gone(api: &Api, uuid: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let reply = api.get(&format!("/v1/clusters/{uuid}")).await;
+        if reply.status == 404 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster {uuid} not deleted after {limit:?}: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Creates the Swarm template of the user guide's docker-provider example.
+pub fn create_swarm_template(magnumd: &Magnumd, name: &str, extra: &[&str]) {
+    let mut args = vec![
+        "cluster-template-create",
+        "--name",
+        name,
+        "--coe",
+        "swarm",
+        "--image",
+        NODE_IMAGE,
+        "--external-network",
+        "local",
+        "--network-driver",
+        "docker",
+        "--dns-nameserver",
+        "10.0.0.53",
+        "--flavor",
+        "m1.small",
+    ];
+    args.extend_from_slice(extra);
+    succeeded(&magnum(magnumd, &args), "cluster-template-create");
+}
+
+fn ready_hosts(nodes: &[(String, String)]) -> Vec<String> {
+    nodes
+        .iter()
+        .filter(|(_, status)| status == "Ready")
+        .map(|(host, _)| host.clone())
+        .collect()
+}
+
+/// Waits until `docker node ls` through the cluster shows exactly `hosts` Ready (a node
+/// that has just left is reported Down for a moment before removal completes).
+async fn wait_for_ready_nodes(environment: &[(String, String)], count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let nodes = swarm_nodes(environment).unwrap_or_default();
+        let ready = ready_hosts(&nodes);
+        if ready.len() == count && nodes.len() == count {
+            return ready;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {count} Ready nodes, docker node ls shows {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_swarm_cluster_is_built_used_scaled_and_deleted_with_the_magnum_cli() {
+    if !engine_ready() {
+        return;
+    }
+    let magnumd = start_docker_magnumd("").await;
+    let api = latest_admin(&magnumd).await;
+    create_swarm_template(&magnumd, "swarm", &[]);
+
+    // Create 1 master + 2 workers and wait, with the status line on stderr.
+    let created = magnum(
+        &magnumd,
+        &[
+            "cluster-create",
+            "--name",
+            "c1",
+            "--cluster-template",
+            "swarm",
+            "--master-count",
+            "1",
+            "--node-count",
+            "2",
+            "--wait",
+        ],
+    );
+    let printed = succeeded(&created, "cluster-create --wait");
+    assert!(printed.contains("Request to create cluster "), "{printed}");
+    assert!(printed.contains("CREATE_COMPLETE"), "{printed}");
+    assert!(
+        stderr(&created).contains("cluster c1: CREATE_COMPLETE"),
+        "{}",
+        stderr(&created)
+    );
+
+    let shown = json_of(&magnum(&magnumd, &["cluster-show", "c1", "--json"]));
+    let uuid = shown["uuid"].as_str().unwrap().to_string();
+    assert_eq!(shown["status"], "CREATE_COMPLETE");
+    assert_eq!(shown["health_status"], "HEALTHY");
+    let master = shown["master_addresses"][0].as_str().unwrap().to_string();
+    assert_eq!(shown["api_address"], format!("tcp://{master}:2376"));
+    assert_eq!(shown["node_addresses"].as_array().unwrap().len(), 2);
+    assert_eq!(running_nodes(&uuid).len(), 3);
+
+    // cluster-config: a local key, a CSR signed through the API, the CA, export lines.
+    let dir = tempfile::tempdir().unwrap();
+    let dir_text = dir.path().display().to_string();
+    let configured = magnum(&magnumd, &["cluster-config", "c1", "--dir", &dir_text]);
+    let environment = exported_environment(&succeeded(&configured, "cluster-config"));
+    assert_eq!(
+        environment,
+        vec![
+            ("DOCKER_HOST".to_string(), format!("tcp://{master}:2376")),
+            ("DOCKER_CERT_PATH".to_string(), dir_text.clone()),
+            ("DOCKER_TLS_VERIFY".to_string(), "1".to_string()),
+        ]
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "key.pem must be private");
+    }
+    let verified = Command::new("openssl")
+        .args(["verify", "-CAfile", "ca.pem", "cert.pem"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&verified).trim(),
+        "cert.pem: OK",
+        "{}",
+        stderr(&verified)
+    );
+    let again = magnum(&magnumd, &["cluster-config", "c1", "--dir", &dir_text]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("exists, aborting"));
+
+    // The stock docker CLI over TLS: 3 Ready nodes, and a 3-replica service on 3 nodes.
+    let hosts = wait_for_ready_nodes(&environment, 3).await;
+    assert_eq!(hosts, vec!["c1-master-0", "c1-node-0", "c1-node-1"]);
+    load_workload_image(&uuid);
+    let service = crate::common::docker::cluster_docker(
+        &environment,
+        &[
+            "service",
+            "create",
+            "--detach=false",
+            "--quiet",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "--no-resolve-image",
+            "--endpoint-mode",
+            "dnsrr",
+            WORKLOAD_IMAGE,
+            "sleep",
+            "3600",
+        ],
+    );
+    assert!(service.status.success(), "{}", stderr(&service));
+    let tasks = crate::common::docker::cluster_docker(
+        &environment,
+        &[
+            "service",
+            "ps",
+            "web",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Node}} {{.CurrentState}}",
+        ],
+    );
+    let tasks = stdout(&tasks);
+    let running: BTreeSet<&str> = tasks
+        .lines()
+        .filter(|line| line.contains("Running"))
+        .filter_map(|line| line.split(' ').next())
+        .collect();
+    assert_eq!(running.len(), 3, "replicas per node: {tasks}");
+
+    // Scale out to 4 workers with cluster-update.
+    let scaled = magnum(
+        &magnumd,
+        &["cluster-update", "c1", "replace", "node_count=4", "--wait"],
+    );
+    assert!(succeeded(&scaled, "cluster-update --wait").contains("UPDATE_COMPLETE"));
+    wait_for_ready_nodes(&environment, 5).await;
+    assert_eq!(running_nodes(&uuid).len(), 5);
+
+    // Scale in to 1 worker, choosing the ones to remove (by host name and by address).
+    let shown = json_of(&magnum(&magnumd, &["cluster-show", "c1", "--json"]));
+    let third_address = shown["node_addresses"][3].as_str().unwrap().to_string();
+    let resized = magnum(
+        &magnumd,
+        &[
+            "cluster-resize",
+            "c1",
+            "1",
+            "--nodes-to-remove",
+            "c1-node-0",
+            "--nodes-to-remove",
+            "c1-node-2",
+            "--nodes-to-remove",
+            &third_address,
+            "--wait",
+        ],
+    );
+    assert!(succeeded(&resized, "cluster-resize --wait").contains("UPDATE_COMPLETE"));
+    let hosts = wait_for_ready_nodes(&environment, 2).await;
+    assert_eq!(hosts, vec!["c1-master-0", "c1-node-1"]);
+    let shown = settled(&api, &uuid, Duration::from_secs(5)).await;
+    assert_eq!(shown["node_count"], 1);
+    assert_eq!(shown["status"], "UPDATE_COMPLETE");
+    assert_eq!(shown["node_addresses"].as_array().unwrap().len(), 1);
+    let workers = api
+        .get(&format!("/v1/clusters/{uuid}/nodegroups/default-worker"))
+        .await;
+    assert_eq!(workers.body["node_count"], 1, "{}", workers.text);
+
+    // Delete: nothing labelled with the cluster's uuid remains.
+    let deleted = magnum(&magnumd, &["cluster-delete", "c1", "--wait"]);
+    assert!(succeeded(&deleted, "cluster-delete --wait").contains("has been accepted"));
+    gone(&api, &uuid, Duration::from_secs(5)).await;
+    assert_eq!(labelled_resources(&uuid), Vec::<String>::new());
+    assert!(
+        swarm_nodes(&environment).is_err(),
+        "the endpoint must be gone"
+    );
+}
+
+#[tokio::test]
+async fn tls_endpoints_trust_only_their_own_ca_and_rotation_replaces_it() {
+    if !engine_ready() {
+        return;
+    }
+    let magnumd = start_docker_magnumd("").await;
+    let api = latest_admin(&magnumd).await;
+    create_swarm_template(&magnumd, "swarm", &[]);
+    // Cluster ta is the admin's; tb belongs to a member of the same project.
+    magnumd.add_user("dev", "admin", &["member"]);
+    let member = magnumd
+        .user("dev", "admin")
+        .await
+        .with_header("OpenStack-API-Version", "container-infra latest");
+    let created = magnum(
+        &magnumd,
+        &[
+            "cluster-create",
+            "ta",
+            "--cluster-template",
+            "swarm",
+            "--node-count",
+            "0",
+        ],
+    );
+    succeeded(&created, "cluster-create");
+    let shown = json_of(&magnum(&magnumd, &["cluster-show", "ta", "--json"]));
+    let mut uuids = vec![shown["uuid"].as_str().unwrap().to_string()];
+    let created = member
+        .post(
+            "/v1/clusters",
+            json!({"name": "tb", "cluster_template_id": "swarm", "node_count": 0}),
+        )
+        .await;
+    assert_eq!(created.status, 202, "{}", created.text);
+    uuids.push(created.body["uuid"].as_str().unwrap().to_string());
+    for uuid in &uuids {
+        let cluster = settled(&api, uuid, Duration::from_secs(180)).await;
+        assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
+    }
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let path = |dir: &tempfile::TempDir| dir.path().display().to_string();
+    let env_a = exported_environment(&succeeded(
+        &magnum(&magnumd, &["cluster-config", "ta", "--dir", &path(&dir_a)]),
+        "cluster-config ta",
+    ));
+    let env_b = exported_environment(&succeeded(
+        &magnum(&magnumd, &["cluster-config", "tb", "--dir", &path(&dir_b)]),
+        "cluster-config tb",
+    ));
+    assert_eq!(wait_for_ready_nodes(&env_a, 1).await, vec!["ta-master-0"]);
+    assert_eq!(wait_for_ready_nodes(&env_b, 1).await, vec!["tb-master-0"]);
+
+    // A client certificate of cluster A is refused by cluster B's endpoint (B's CA on our
+    // side, so only the server's check of the client can fail).
+    let host_b = env_b[0].1.clone();
+    let crossed = local_docker(&[
+        "--tlsverify",
+        "--tlscacert",
+        &format!("{}/ca.pem", path(&dir_b)),
+        "--tlscert",
+        &format!("{}/cert.pem", path(&dir_a)),
+        "--tlskey",
+        &format!("{}/key.pem", path(&dir_a)),
+        "-H",
+        &host_b,
+        "node",
+        "ls",
+    ]);
+    assert!(
+        !crossed.status.success(),
+        "B accepted A's client certificate"
+    );
+    assert!(
+        stderr(&crossed).contains("bad certificate") || stderr(&crossed).contains("tls"),
+        "{}",
+        stderr(&crossed)
+    );
+    let no_client_certificate = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            host_b.trim_start_matches("tcp://"),
+            "-CAfile",
+            &format!("{}/ca.pem", path(&dir_b)),
+            "-verify_return_error",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    // The server's certificate verifies against B's CA; the handshake then needs a client
+    // certificate, which openssl did not present.
+    let handshake = format!(
+        "{}{}",
+        stdout(&no_client_certificate),
+        stderr(&no_client_certificate)
+    );
+    assert!(
+        handshake.contains("Verify return code: 0 (ok)") || handshake.contains("Verification: OK"),
+        "{handshake}"
+    );
+
+    // ca-sign with a CSR made by openssl; the certificate verifies against ca-show's CA.
+    let work = tempfile::tempdir().unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=admin",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let signed = magnum(
+        &magnumd,
+        &[
+            "ca-sign",
+            "--cluster",
+            "ta",
+            "--csr",
+            &format!("{}/client.csr", work.path().display()),
+        ],
+    );
+    std::fs::write(
+        work.path().join("client.pem"),
+        succeeded(&signed, "ca-sign"),
+    )
+    .unwrap();
+    let ca = magnum(&magnumd, &["ca-show", "--cluster", "ta"]);
+    std::fs::write(work.path().join("ca.pem"), succeeded(&ca, "ca-show")).unwrap();
+    let verified = Command::new("openssl")
+        .args(["verify", "-CAfile", "ca.pem", "client.pem"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&verified).trim(), "client.pem: OK");
+    // The member may have its own name signed for its cluster, but neither another user's
+    // name nor the administrators' group (admins may ask for anything).
+    for (subject, expected) in [
+        ("/CN=dev", 201),
+        ("/CN=mallory", 403),
+        ("/CN=dev/O=system:masters", 403),
+    ] {
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                subject,
+                "-keyout",
+                "member.key",
+                "-out",
+                "member.csr",
+            ])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", stderr(&made));
+        let answer = member
+            .post(
+                "/v1/certificates",
+                json!({"cluster_uuid": uuids[1],
+                       "csr": std::fs::read_to_string(work.path().join("member.csr")).unwrap()}),
+            )
+            .await;
+        assert_eq!(answer.status, expected, "{subject}: {}", answer.text);
+        if expected == 403 {
+            assert!(
+                answer.error_detail().contains("is not allowed")
+                    || answer.error_detail().contains("group"),
+                "{}",
+                answer.text
+            );
+        }
+    }
+
+    // ca-rotate: the old client certificate stops working, a new cluster-config works.
+    let rotated = magnum(&magnumd, &["ca-rotate", "--cluster", "ta", "--wait"]);
+    succeeded(&rotated, "ca-rotate --wait");
+    let cluster = settled(&api, &uuids[0], Duration::from_secs(60)).await;
+    assert_eq!(cluster["status"], "UPDATE_COMPLETE", "{cluster}");
+    assert!(
+        swarm_nodes(&env_a).is_err(),
+        "the old CA must no longer be trusted"
+    );
+    let new_ca = succeeded(
+        &magnum(&magnumd, &["ca-show", "--cluster", "ta"]),
+        "ca-show",
+    );
+    assert_ne!(
+        new_ca.trim(),
+        std::fs::read_to_string(work.path().join("ca.pem"))
+            .unwrap()
+            .trim()
+    );
+    let env_a = exported_environment(&succeeded(
+        &magnum(
+            &magnumd,
+            &["cluster-config", "ta", "--dir", &path(&dir_a), "--force"],
+        ),
+        "cluster-config --force",
+    ));
+    assert_eq!(wait_for_ready_nodes(&env_a, 1).await, vec!["ta-master-0"]);
+
+    for uuid in &uuids {
+        assert_eq!(
+            api.delete(&format!("/v1/clusters/{uuid}")).await.status,
+            204
+        );
+    }
+    for uuid in &uuids {
+        gone(&api, uuid, Duration::from_secs(60)).await;
+        assert_eq!(labelled_resources(uuid), Vec::<String>::new());
+    }
+}
+
+#[tokio::test]
+async fn tls_disabled_templates_give_a_plain_tcp_endpoint_and_bays_work() {
+    if !engine_ready() {
+        return;
+    }
+    let magnumd = start_docker_magnumd("").await;
+    create_swarm_template(&magnumd, "plain", &["--tls-disabled"]);
+
+    // The 2016 names: bay-create on the template seen as a baymodel, bay-show, bay-config.
+    let created = magnum(
+        &magnumd,
+        &[
+            "bay-create",
+            "--name",
+            "b1",
+            "--baymodel",
+            "plain",
+            "--node-count",
+            "1",
+            "--wait",
+        ],
+    );
+    let printed = succeeded(&created, "bay-create --wait");
+    assert!(printed.contains("Request to create bay "), "{printed}");
+    let bay = json_of(&magnum(&magnumd, &["bay-show", "b1", "--json"]));
+    assert_eq!(bay["status"], "CREATE_COMPLETE");
+    assert_eq!(bay["node_count"], 1);
+    let uuid = bay["uuid"].as_str().unwrap().to_string();
+    assert!(bay["api_address"].as_str().unwrap().starts_with("tcp://"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let configured = magnum(
+        &magnumd,
+        &[
+            "bay-config",
+            "b1",
+            "--dir",
+            &dir.path().display().to_string(),
+        ],
+    );
+    let environment = exported_environment(&succeeded(&configured, "bay-config"));
+    assert_eq!(
+        environment[2],
+        ("DOCKER_TLS_VERIFY".to_string(), String::new())
+    );
+    assert!(!dir.path().join("key.pem").exists());
+    let hosts = wait_for_ready_nodes(&environment, 2).await;
+    assert_eq!(hosts, vec!["b1-master-0", "b1-node-0"]);
+
+    let deleted = magnum(&magnumd, &["bay-delete", "b1", "--wait"]);
+    succeeded(&deleted, "bay-delete --wait");
+    assert_eq!(labelled_resources(&uuid), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn the_openstack_client_creates_configures_resizes_and_deletes_a_cluster() {
+    if !engine_ready() {
+        return;
+    }
+    let Some(openstack) = openstack() else { return };
+    let magnumd = start_docker_magnumd("").await;
+    let api = latest_admin(&magnumd).await;
+    let env = password_env(&magnumd);
+    let osc = |args: &[&str]| run(&openstack, &env, args);
+    create_swarm_template(&magnumd, "swarm", &[]);
+
+    let created = osc(&[
+        "coe",
+        "cluster",
+        "create",
+        "oc1",
+        "--cluster-template",
+        "swarm",
+        "--master-count",
+        "1",
+        "--node-count",
+        "2",
+    ]);
+    let printed = succeeded(&created, "openstack coe cluster create");
+    assert!(
+        printed.contains("Request to create cluster ") && printed.contains(" accepted"),
+        "{printed}"
+    );
+    let shown = json_of(&osc(&["coe", "cluster", "show", "oc1", "-f", "json"]));
+    let uuid = shown["uuid"].as_str().unwrap().to_string();
+    let cluster = settled(&api, &uuid, Duration::from_secs(180)).await;
+    assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
+    let listed = json_of(&osc(&["coe", "cluster", "list", "-f", "json"]));
+    assert_eq!(listed[0]["status"], "CREATE_COMPLETE");
+    assert_eq!(listed[0]["node_count"], 2);
+
+    // The stock client makes its own key and CSR (CN=admin, O=system:masters) and writes
+    // the certificates with --output-certs.
+    let dir = tempfile::tempdir().unwrap();
+    let configured = osc(&[
+        "coe",
+        "cluster",
+        "config",
+        "oc1",
+        "--dir",
+        &dir.path().display().to_string(),
+        "--output-certs",
+    ]);
+    let environment = exported_environment(&succeeded(&configured, "openstack coe cluster config"));
+    assert!(environment
+        .iter()
+        .any(|(name, value)| name == "DOCKER_HOST" && value.ends_with(":2376")));
+    assert_eq!(wait_for_ready_nodes(&environment, 3).await.len(), 3);
+
+    let resized = osc(&[
+        "coe",
+        "cluster",
+        "resize",
+        "oc1",
+        "1",
+        "--nodes-to-remove",
+        "oc1-node-1",
+    ]);
+    succeeded(&resized, "openstack coe cluster resize");
+    let cluster = settled(&api, &uuid, Duration::from_secs(120)).await;
+    assert_eq!(cluster["status"], "UPDATE_COMPLETE", "{cluster}");
+    assert_eq!(
+        wait_for_ready_nodes(&environment, 2).await,
+        vec!["oc1-master-0", "oc1-node-0"]
+    );
+
+    let ca = osc(&["coe", "ca", "show", "oc1"]);
+    assert!(succeeded(&ca, "openstack coe ca show").contains("BEGIN CERTIFICATE"));
+
+    let deleted = osc(&["coe", "cluster", "delete", "oc1"]);
+    assert!(succeeded(&deleted, "openstack coe cluster delete").contains("accepted"));
+    gone(&api, &uuid, Duration::from_secs(60)).await;
+    assert_eq!(labelled_resources(&uuid), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_dead_node_is_reported_and_auto_healing_replaces_it() {
+    if !engine_ready() {
+        return;
+    }
+    let magnumd = start_docker_magnumd("").await;
+    let api = latest_admin(&magnumd).await;
+    create_swarm_template(&magnumd, "swarm", &[]);
+    let mut uuids = Vec::new();
+    for (name, heal) in [("watched", false), ("healed", true)] {
+        let created = api
+            .post(
+                "/v1/clusters",
+                json!({"name": name, "cluster_template_id": "swarm", "node_count": 1,
+                       "labels": {"auto_healing_enabled": heal.to_string()}}),
+            )
+            .await;
+        assert_eq!(created.status, 202, "{}", created.text);
+        uuids.push(created.body["uuid"].as_str().unwrap().to_string());
+    }
+    for uuid in &uuids {
+        let cluster = settled(&api, uuid, Duration::from_secs(180)).await;
+        assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
+    }
+    for uuid in &uuids {
+        let worker = format!("magnum-{uuid}-worker-0");
+        let killed = local_docker(&["kill", &worker]);
+        assert!(killed.status.success(), "{}", stderr(&killed));
+    }
+
+    // Without auto-healing: UNHEALTHY with a reason naming the node.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let cluster = api.get(&format!("/v1/clusters/{}", uuids[0])).await.body;
+        if cluster["health_status"] == "UNHEALTHY" {
+            let reason = cluster["health_status_reason"].to_string();
+            assert!(reason.contains("watched-node-0"), "{reason}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never UNHEALTHY: {cluster}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // With auto-healing: the worker runs again and the cluster is HEALTHY again.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let cluster = api.get(&format!("/v1/clusters/{}", uuids[1])).await.body;
+        let running = running_nodes(&uuids[1]).len();
+        if cluster["health_status"] == "HEALTHY"
+            && running == 2
+            && cluster["status"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("_COMPLETE")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not healed: {running} node(s) running, {cluster}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for uuid in &uuids {
+        assert_eq!(
+            api.delete(&format!("/v1/clusters/{uuid}")).await.status,
+            204
+        );
+    }
+    for uuid in &uuids {
+        gone(&api, uuid, Duration::from_secs(60)).await;
+        assert_eq!(labelled_resources(uuid), Vec::<String>::new());
+    }
+}
