@@ -746,3 +746,203 @@ async fn a_dead_node_is_reported_and_auto_healing_replaces_it() {
         assert_eq!(labelled_resources(uuid), Vec::<String>::new());
     }
 }
+
+/// What a converged cluster of `masters` + `workers` (given by index) must have on the
+/// engine, exactly: one container and one volume per node, and the network.
+fn expected_resources(uuid: &str, masters: usize, workers: &[usize]) -> Vec<String> {
+    let mut expected = vec![format!("network magnum-{uuid}")];
+    let nodes = (0..masters)
+        .map(|index| format!("magnum-{uuid}-master-{index}"))
+        .chain(
+            workers
+                .iter()
+                .map(|index| format!("magnum-{uuid}-worker-{index}")),
+        );
+    for node in nodes {
+        expected.push(format!("container {node}"));
+        expected.push(format!("volume {node}-docker"));
+    }
+    expected.sort();
+    expected
+}
+
+fn sorted(mut items: Vec<String>) -> Vec<String> {
+    items.sort();
+    items
+}
+
+/// Polls (without sleeping long) until `condition` holds for the cluster's labelled
+/// resources, so that a kill lands in the middle of an operation.
+async fn when_resources(uuid: &str, condition: impl Fn(&[String]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let found = labelled_resources(uuid);
+        if condition(&found) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never reached: {found:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn containers(found: &[String]) -> usize {
+    found
+        .iter()
+        .filter(|item| item.starts_with("container "))
+        .count()
+}
+
+#[tokio::test]
+async fn magnumd_killed_during_create_scale_and_delete_converges_after_restart() {
+    if !engine_ready() {
+        return;
+    }
+    let mut magnumd = start_docker_magnumd("").await;
+    let api = latest_admin(&magnumd).await;
+    create_swarm_template(&magnumd, "swarm", &[]);
+    let created = api
+        .post(
+            "/v1/clusters",
+            json!({"name": "crash", "cluster_template_id": "swarm", "node_count": 2}),
+        )
+        .await;
+    assert_eq!(created.status, 202, "{}", created.text);
+    let uuid = created.body["uuid"].as_str().unwrap().to_string();
+
+    // Killed as soon as the first resource exists: the create is under way.
+    when_resources(&uuid, |found| !found.is_empty()).await;
+    magnumd.kill_hard();
+    magnumd.restart();
+    let api = latest_admin(&magnumd).await;
+    let cluster = settled(&api, &uuid, Duration::from_secs(180)).await;
+    assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
+    assert_eq!(
+        sorted(labelled_resources(&uuid)),
+        expected_resources(&uuid, 1, &[0, 1])
+    );
+
+    // Scale out to 4, killed once the first new node exists.
+    let scaled = api
+        .patch(
+            &format!("/v1/clusters/{uuid}"),
+            json!([{"op": "replace", "path": "/node_count", "value": 4}]),
+        )
+        .await;
+    assert_eq!(scaled.status, 202, "{}", scaled.text);
+    when_resources(&uuid, |found| containers(found) >= 4).await;
+    magnumd.kill_hard();
+    magnumd.restart();
+    let api = latest_admin(&magnumd).await;
+    let cluster = settled(&api, &uuid, Duration::from_secs(180)).await;
+    assert_eq!(cluster["status"], "UPDATE_COMPLETE", "{cluster}");
+    assert_eq!(cluster["node_count"], 4);
+    assert_eq!(
+        sorted(labelled_resources(&uuid)),
+        expected_resources(&uuid, 1, &[0, 1, 2, 3])
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let environment = exported_environment(&succeeded(
+        &magnum(
+            &magnumd,
+            &[
+                "cluster-config",
+                "crash",
+                "--dir",
+                &dir.path().display().to_string(),
+            ],
+        ),
+        "cluster-config",
+    ));
+    assert_eq!(wait_for_ready_nodes(&environment, 5).await.len(), 5);
+
+    // Delete, killed once the first node is gone.
+    assert_eq!(
+        api.delete(&format!("/v1/clusters/{uuid}")).await.status,
+        204
+    );
+    when_resources(&uuid, |found| containers(found) < 5).await;
+    magnumd.kill_hard();
+    magnumd.restart();
+    let api = latest_admin(&magnumd).await;
+    gone(&api, &uuid, Duration::from_secs(120)).await;
+    assert_eq!(labelled_resources(&uuid), Vec::<String>::new());
+}
+
+static NEVER_READY_IMAGE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+/// A node image whose nodes never serve the Docker API (its entrypoint only sleeps), so a
+/// create with it cannot finish.
+fn never_ready_image() -> &'static str {
+    const NAME: &str = "magnum-test/never-ready:1";
+    let mut ready = NEVER_READY_IMAGE.lock().unwrap_or_else(|e| e.into_inner());
+    if !*ready {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("bin")).unwrap();
+        std::fs::copy("/bin/busybox", root.path().join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", root.path().join("bin/sleep")).unwrap();
+        let command = format!(
+            "tar -C {} -c . | docker import --change 'LABEL org.openstack.magnum.os_distro=debian' \
+             --change 'ENTRYPOINT [\"/bin/sleep\", \"100000\"]' - {NAME}",
+            root.path().display()
+        );
+        let imported = Command::new("sh")
+            .args(["-c", &command])
+            .env_remove("DOCKER_HOST")
+            .output()
+            .unwrap();
+        succeeded(&imported, "importing the never-ready image");
+        *ready = true;
+    }
+    NAME
+}
+
+#[tokio::test]
+async fn a_create_that_cannot_finish_fails_at_its_timeout_and_leaves_nothing() {
+    if !engine_ready() {
+        return;
+    }
+    let magnumd = start_docker_magnumd("").await;
+    let api = latest_admin(&magnumd).await;
+    let template = api
+        .post(
+            "/v1/clustertemplates",
+            json!({"name": "stuck", "coe": "swarm", "image_id": never_ready_image(),
+                   "external_network_id": "local", "network_driver": "docker"}),
+        )
+        .await;
+    assert_eq!(template.status, 201, "{}", template.text);
+    let started = Instant::now();
+    let created = api
+        .post(
+            "/v1/clusters",
+            json!({"name": "late", "cluster_template_id": "stuck", "node_count": 1,
+                   "create_timeout": 1}),
+        )
+        .await;
+    assert_eq!(created.status, 202, "{}", created.text);
+    let uuid = created.body["uuid"].as_str().unwrap().to_string();
+    let cluster = settled(&api, &uuid, Duration::from_secs(90)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(cluster["status"], "CREATE_FAILED", "{cluster}");
+    assert!(
+        cluster["status_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out after 1 minute"),
+        "{cluster}"
+    );
+    // Not before the timeout; the upper bound (timeout + sync interval + slack) is the
+    // 90 s limit of `settled` above.
+    assert!(
+        elapsed >= Duration::from_secs(58),
+        "failed after {elapsed:?}"
+    );
+
+    // A failed cluster can be deleted, and then nothing of it remains.
+    assert_eq!(
+        api.delete(&format!("/v1/clusters/{uuid}")).await.status,
+        204
+    );
+    gone(&api, &uuid, Duration::from_secs(60)).await;
+    assert_eq!(labelled_resources(&uuid), Vec::<String>::new());
+}
