@@ -9,6 +9,7 @@ mod api_root;
 mod baymodels;
 mod clients;
 mod cluster_templates;
+mod clusters_api;
 mod identity;
 mod operations;
 mod services;
