@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean checkout on Debian 12 as root.
 #
-# Installs what the tests need when it is missing (MariaDB, PostgreSQL, a Python venv with
+# Installs what the tests need when it is missing (MariaDB, PostgreSQL, Docker from Debian's
+# docker.io, debootstrap and busybox-static for node and workload images, a Python venv with
 # python-openstackclient and python-magnumclient from PyPI), starts the database servers on
-# loopback if they are not running, runs formatting and lint checks, the unit tests, and the
-# integration tests on SQLite, PostgreSQL and MariaDB, then stops only what it started.
+# loopback and the Docker engine if they are not running, builds the cluster node image (kept
+# under /var/cache/magnum-rs, so later runs take seconds), runs formatting and lint checks,
+# the unit tests, and the integration tests on SQLite, PostgreSQL and MariaDB, then stops only
+# what it started, by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +16,7 @@ OPENSTACKCLIENT_VERSION=10.5.0
 MAGNUMCLIENT_VERSION=5.0.0
 STARTED_POSTGRES=0
 STARTED_MARIADB=0
+DOCKERD_PID=
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -36,6 +40,14 @@ cleanup() {
         log "stopping the MariaDB server this run started"
         mariadb-admin shutdown
     fi
+    if [ -n "$DOCKERD_PID" ]; then
+        log "stopping the Docker engine this run started (pid $DOCKERD_PID)"
+        kill "$DOCKERD_PID"
+        for _ in $(seq 1 30); do
+            kill -0 "$DOCKERD_PID" 2>/dev/null || break
+            sleep 1
+        done
+    fi
 }
 trap cleanup EXIT
 
@@ -45,6 +57,9 @@ install_packages() {
     command -v pg_ctlcluster >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+    [ -x /bin/busybox ] || missing+=(busybox-static)
     if [ "${#missing[@]}" -gt 0 ]; then
         log "installing ${missing[*]}"
         apt-get update -q
@@ -91,6 +106,24 @@ start_mariadb() {
     MARIADB_ADMIN_URL="mysql+pymysql://magnum_test:magnum_test@127.0.0.1:3306/magnum_admin"
 }
 
+start_docker() {
+    if docker version >/dev/null 2>&1; then
+        return
+    fi
+    log "starting the Docker engine"
+    mkdir -p /var/log
+    dockerd >/var/log/magnum-test-dockerd.log 2>&1 &
+    DOCKERD_PID=$!
+    for _ in $(seq 1 60); do
+        docker version >/dev/null 2>&1 && return
+        kill -0 "$DOCKERD_PID" 2>/dev/null || break
+        sleep 1
+    done
+    echo "the Docker engine did not start; its log:" >&2
+    tail -n 50 /var/log/magnum-test-dockerd.log >&2
+    exit 1
+}
+
 prepare_venv() {
     VENV="$CACHE_DIR/venv-osc${OPENSTACKCLIENT_VERSION}-magnum${MAGNUMCLIENT_VERSION}"
     if [ ! -x "$VENV/bin/openstack" ]; then
@@ -105,6 +138,7 @@ prepare_venv() {
 install_packages
 start_postgres
 start_mariadb
+start_docker
 prepare_venv
 
 log "checking formatting and lints"
@@ -113,6 +147,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "building"
 cargo build --workspace --bins --locked
+
+log "preparing the cluster node image (cached under /var/cache/magnum-rs)"
+./target/debug/magnumd node-image build
 
 export MAGNUM_TEST_VENV="$VENV"
 export MAGNUM_TEST_REQUIRE_ALL=1
