@@ -324,7 +324,7 @@ async fn reconcile_operation(
             }
         }
         Some(Outcome::Retry(reason)) => {
-            tracing::info!(%reason, "will retry");
+            tracing::warn!(%reason, "will retry");
             let mut waiting = cluster.clone();
             waiting.status_reason = Some(format!("{reason} (retrying)"));
             let _ = clusters

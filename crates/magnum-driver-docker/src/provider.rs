@@ -7,6 +7,7 @@ use crate::layout::OS_DISTRO_LABEL;
 use crate::LocalEngine;
 use async_trait::async_trait;
 use ipnet::Ipv4Net;
+use magnum_core::DomainError;
 use magnum_driver::{FlavorInfo, ImageInfo, InfrastructureProvider, LookupError, NetworkInfo};
 use std::sync::Arc;
 
@@ -33,6 +34,17 @@ impl InfrastructureProvider for DockerProvider {
 
     fn verifies(&self) -> bool {
         true
+    }
+
+    fn check_network_driver(&self, _coe: &str, network_driver: &str) -> Result<(), DomainError> {
+        if network_driver == "flannel" {
+            return Err(DomainError::invalid(
+                "Network driver flannel cannot be used with the docker provider: no flannel \
+                 (flanneld) binary exists for these nodes. Use network driver docker (the \
+                 swarm's own overlay network).",
+            ));
+        }
+        Ok(())
     }
 
     async fn find_image(&self, image: &str) -> Result<ImageInfo, LookupError> {

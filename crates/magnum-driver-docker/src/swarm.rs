@@ -401,6 +401,20 @@ impl SwarmDockerDriver {
                 ))
             }
         }
+        self.provision_and_start(spec, layout, address, node, &container_name)
+            .await
+    }
+
+    /// Copies the node's files into its (stopped) container and starts it. Run again for a
+    /// container an interrupted attempt created but did not start: the copy is idempotent.
+    async fn provision_and_start(
+        &self,
+        spec: &ClusterSpec,
+        layout: &ClusterLayout,
+        address: Ipv4Addr,
+        node: NodeId,
+        container: &str,
+    ) -> Result<(), DriverError> {
         // The entrypoint travels with each node rather than in the image, so a changed
         // entrypoint never forces an image rebuild.
         let mut files = vec![(
@@ -411,9 +425,9 @@ impl SwarmDockerDriver {
         if node.role == Role::Master {
             files.extend(Self::master_certificate_files(spec, layout, node, address)?);
         }
-        self.upload(&container_name, Self::pack(&files)?, "the node's files")
+        self.upload(container, Self::pack(&files)?, "the node's files")
             .await?;
-        self.start(&container_name).await
+        self.start(container).await
     }
 
     /// Gives an existing master certificates from the (new) CA and restarts its dockerd.
@@ -907,7 +921,14 @@ impl ClusterDriver for SwarmDockerDriver {
             .iter()
             .filter(|container| !container.running && desired.contains(&container.node))
         {
-            self.start(&container.id).await?;
+            let address = node_address(subnet, container.node).ok_or_else(|| {
+                DriverError::Permanent(format!(
+                    "no address is left in {subnet} for {}",
+                    layout.container_name(container.node)
+                ))
+            })?;
+            self.provision_and_start(spec, &layout, address, container.node, &container.id)
+                .await?;
         }
         if spec.reissue_certificates {
             progress.report("distributing the new certificates");

@@ -118,6 +118,11 @@ pub trait InfrastructureProvider: Send + Sync + std::fmt::Debug {
     async fn find_external_network(&self, network: &str) -> Result<NetworkInfo, LookupError>;
     async fn find_fixed_network(&self, network: &str) -> Result<NetworkInfo, LookupError>;
     async fn find_fixed_subnet(&self, subnet: &str) -> Result<NetworkInfo, LookupError>;
+    /// Refuses a network driver this infrastructure cannot provide for `coe` (beyond the
+    /// COE's own support matrix, which the template rules check). Accepts all by default.
+    fn check_network_driver(&self, _coe: &str, _network_driver: &str) -> Result<(), DomainError> {
+        Ok(())
+    }
 }
 
 /// A provider that knows no infrastructure: every name is accepted as given and nothing is

@@ -362,3 +362,122 @@ async fn magnum_cli_takes_a_token_and_endpoint_or_an_endpoint_alone() {
         stderr(&missing)
     );
 }
+
+#[tokio::test]
+async fn magnum_cli_manages_quotas_and_stats_and_reports_cluster_errors() {
+    let magnumd = Magnumd::start().await;
+    let magnum = binary("magnum");
+    let env = password_env(&magnumd);
+    let cli = |args: &[&str]| run(&magnum, &env, args);
+    magnumd.add_user("quinn", "quota-project", &["member"]);
+    let project = magnumd
+        .password_auth("quinn", "quinn-pw", "quota-project")
+        .await
+        .body["token"]["project"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let created = cli(&[
+        "--json",
+        "quotas-create",
+        "--project-id",
+        &project,
+        "--resource",
+        "Cluster",
+        "--hard-limit",
+        "3",
+    ]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert_eq!(json_of(&created)["hard_limit"], 3);
+    let updated = cli(&[
+        "--json",
+        "quotas-update",
+        "--project-id",
+        &project,
+        "--resource",
+        "Cluster",
+        "--hard-limit",
+        "4",
+    ]);
+    assert!(updated.status.success(), "{}", stderr(&updated));
+    assert_eq!(json_of(&updated)["hard_limit"], 4);
+    let shown = cli(&[
+        "quotas-show",
+        "--project-id",
+        &project,
+        "--resource",
+        "Cluster",
+    ]);
+    assert!(
+        stdout(&shown).contains("| hard_limit "),
+        "{}",
+        stdout(&shown)
+    );
+    let listed = cli(&["quotas-list", "--all-tenants"]);
+    let table = stdout(&listed);
+    assert!(
+        table.contains("| project_id ") && table.contains(&project) && table.contains("| 4 "),
+        "{table}"
+    );
+    let deleted = cli(&[
+        "quotas-delete",
+        "--project-id",
+        &project,
+        "--resource",
+        "Cluster",
+    ]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert!(stdout(&deleted).contains("has been accepted"));
+
+    let stats = cli(&["--json", "stats-list", "--project-id", &project]);
+    assert!(stats.status.success(), "{}", stderr(&stats));
+    assert_eq!(
+        json_of(&stats),
+        serde_json::json!({"clusters": 0, "nodes": 0})
+    );
+
+    let empty = cli(&["cluster-list"]);
+    assert!(empty.status.success(), "{}", stderr(&empty));
+    assert!(
+        stdout(&empty).contains("| uuid | name | keypair | node_count | master_count | status |"),
+        "{}",
+        stdout(&empty)
+    );
+    let unknown_template = cli(&[
+        "cluster-create",
+        "c",
+        "--cluster-template",
+        "no-such-template",
+    ]);
+    assert!(!unknown_template.status.success());
+    assert!(
+        stderr(&unknown_template)
+            .contains("ClusterTemplate no-such-template could not be found (HTTP 404)"),
+        "{}",
+        stderr(&unknown_template)
+    );
+    let unknown_cluster = cli(&["cluster-show", "no-such-cluster"]);
+    assert!(!unknown_cluster.status.success());
+    assert!(
+        stderr(&unknown_cluster).contains("Cluster no-such-cluster could not be found (HTTP 404)"),
+        "{}",
+        stderr(&unknown_cluster)
+    );
+    let config = cli(&["cluster-config", "no-such-cluster"]);
+    assert!(!config.status.success());
+    let no_cluster = cli(&["ca-show"]);
+    assert!(!no_cluster.status.success());
+    assert!(
+        stderr(&no_cluster).contains("A cluster must be given"),
+        "{}",
+        stderr(&no_cluster)
+    );
+    let deleted = cli(&["cluster-delete", "no-such-cluster"]);
+    assert!(!deleted.status.success());
+    assert!(
+        stdout(&deleted).contains("Delete for cluster no-such-cluster failed"),
+        "{}",
+        stdout(&deleted)
+    );
+}

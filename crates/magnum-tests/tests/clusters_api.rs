@@ -164,6 +164,35 @@ async fn cluster_creation_validates_its_input() {
         .await;
     assert_eq!(zero_latest.status, 202, "{}", zero_latest.text);
 
+    // The docker provider has no flannel: such templates are refused with the reason.
+    let flannel = api
+        .post(
+            "/v1/clustertemplates",
+            json!({"name": "f", "coe": "swarm", "image_id": NODE_IMAGE,
+                   "external_network_id": "local", "network_driver": "flannel"}),
+        )
+        .await;
+    assert_eq!(flannel.status, 400, "{}", flannel.text);
+    assert!(
+        flannel
+            .error_detail()
+            .starts_with("Network driver flannel cannot be used with the docker provider"),
+        "{}",
+        flannel.text
+    );
+    let unknown_image = api
+        .post(
+            "/v1/clustertemplates",
+            json!({"name": "i", "coe": "swarm", "image_id": "no-such-image:1",
+                   "external_network_id": "local"}),
+        )
+        .await;
+    assert_eq!(unknown_image.status, 400, "{}", unknown_image.text);
+    assert_eq!(
+        unknown_image.error_detail(),
+        "Image no-such-image:1 could not be found."
+    );
+
     // Malformed bodies are 400, never 500.
     let broken = api
         .raw(

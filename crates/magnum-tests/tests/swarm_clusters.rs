@@ -599,7 +599,9 @@ async fn the_openstack_client_creates_configures_resizes_and_deletes_a_cluster()
     let Some(openstack) = openstack() else { return };
     let magnumd = start_docker_magnumd("").await;
     let api = latest_admin(&magnumd).await;
-    let env = password_env(&magnumd);
+    let mut env = password_env(&magnumd);
+    // `openstack coe cluster config` picks export or setenv lines from the login shell.
+    env.push(("SHELL", "/bin/bash".to_string()));
     let osc = |args: &[&str]| run(&openstack, &env, args);
     create_swarm_template(&magnumd, "swarm", &[]);
 
@@ -809,8 +811,9 @@ async fn magnumd_killed_during_create_scale_and_delete_converges_after_restart()
     assert_eq!(created.status, 202, "{}", created.text);
     let uuid = created.body["uuid"].as_str().unwrap().to_string();
 
-    // Killed as soon as the first resource exists: the create is under way.
-    when_resources(&uuid, |found| !found.is_empty()).await;
+    // Killed as soon as the first node container exists: the create is under way, and
+    // containers may exist that were never provisioned or started.
+    when_resources(&uuid, |found| containers(found) >= 1).await;
     magnumd.kill_hard();
     magnumd.restart();
     let api = latest_admin(&magnumd).await;
@@ -939,6 +942,77 @@ async fn a_create_that_cannot_finish_fails_at_its_timeout_and_leaves_nothing() {
     );
 
     // A failed cluster can be deleted, and then nothing of it remains.
+    assert_eq!(
+        api.delete(&format!("/v1/clusters/{uuid}")).await.status,
+        204
+    );
+    gone(&api, &uuid, Duration::from_secs(60)).await;
+    assert_eq!(labelled_resources(&uuid), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn several_masters_form_a_multi_manager_swarm() {
+    if !engine_ready() {
+        return;
+    }
+    let magnumd = start_docker_magnumd("").await;
+    let api = latest_admin(&magnumd).await;
+    create_swarm_template(&magnumd, "swarm", &[]);
+    let uuid = {
+        let created = api
+            .post(
+                "/v1/clusters",
+                json!({"name": "ha", "cluster_template_id": "swarm", "master_count": 3,
+                       "node_count": 1}),
+            )
+            .await;
+        assert_eq!(created.status, 202, "{}", created.text);
+        created.body["uuid"].as_str().unwrap().to_string()
+    };
+    let cluster = settled(&api, &uuid, Duration::from_secs(180)).await;
+    assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
+    assert_eq!(cluster["master_addresses"].as_array().unwrap().len(), 3);
+    let dir = tempfile::tempdir().unwrap();
+    let environment = exported_environment(&succeeded(
+        &magnum(
+            &magnumd,
+            &[
+                "cluster-config",
+                "ha",
+                "--dir",
+                &dir.path().display().to_string(),
+            ],
+        ),
+        "cluster-config",
+    ));
+    assert_eq!(wait_for_ready_nodes(&environment, 4).await.len(), 4);
+    let managers = crate::common::docker::cluster_docker(
+        &environment,
+        &[
+            "node",
+            "ls",
+            "--filter",
+            "role=manager",
+            "--format",
+            "{{.Hostname}} {{.ManagerStatus}}",
+        ],
+    );
+    let managers = stdout(&managers);
+    let mut lines: Vec<&str> = managers.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 3, "{managers}");
+    assert!(lines.iter().all(|line| line.starts_with("ha-master-")));
+    assert_eq!(
+        lines.iter().filter(|line| line.ends_with("Leader")).count(),
+        1
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|line| line.ends_with("Reachable"))
+            .count(),
+        2
+    );
     assert_eq!(
         api.delete(&format!("/v1/clusters/{uuid}")).await.status,
         204

@@ -204,6 +204,9 @@ async fn check_references(
     if image.os_distro.is_some() {
         template.cluster_distro = image.os_distro.clone();
     }
+    if let Some(network_driver) = &template.network_driver {
+        provider.check_network_driver(template.coe.as_str(), network_driver)?;
+    }
     for (kind, value) in [
         (LookupKind::Flavor, template.flavor_id.clone()),
         (LookupKind::Flavor, template.master_flavor_id.clone()),
