@@ -1020,3 +1020,111 @@ async fn several_masters_form_a_multi_manager_swarm() {
     gone(&api, &uuid, Duration::from_secs(60)).await;
     assert_eq!(labelled_resources(&uuid), Vec::<String>::new());
 }
+
+/// A conductor-only magnumd on `api`'s database and CA sealing key, named `host`.
+async fn start_conductor(api: &Magnumd, host: &str) -> Magnumd {
+    let key = api.state_dir.path().join("ca-encryption.key");
+    Magnumd::start_with(Options {
+        role: "conductor",
+        provider: "docker",
+        database_url: Some(api.database_url()),
+        extra_config: format!(
+            "[DEFAULT]\nhost = {host}\n[x509]\nencryption_key_file = {}\n\
+             [conductor]\nlease_seconds = 4\nsync_interval = 2\n",
+            key.display()
+        ),
+        ..Options::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn conductors_sharing_a_database_take_over_from_a_dead_one_and_share_the_work() {
+    if !engine_ready() {
+        return;
+    }
+    let api_process = Magnumd::start_with(Options {
+        role: "api",
+        provider: "docker",
+        ..Options::default()
+    })
+    .await;
+    let api = latest_admin(&api_process).await;
+    let mut first = start_conductor(&api_process, "conductor-one").await;
+    create_swarm_template(&api_process, "swarm", &[]);
+    let created = api
+        .post(
+            "/v1/clusters",
+            json!({"name": "taken-over", "cluster_template_id": "swarm", "node_count": 1}),
+        )
+        .await;
+    assert_eq!(created.status, 202, "{}", created.text);
+    let uuid = created.body["uuid"].as_str().unwrap().to_string();
+
+    // The only conductor dies in the middle of the create. Another one, on another host,
+    // cannot know it is dead: it takes the operation over when the lease runs out.
+    when_resources(&uuid, |found| containers(found) >= 1).await;
+    first.kill_hard();
+    let second = start_conductor(&api_process, "conductor-two").await;
+    let cluster = settled(&api, &uuid, Duration::from_secs(180)).await;
+    assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
+    assert_eq!(
+        sorted(labelled_resources(&uuid)),
+        expected_resources(&uuid, 1, &[0])
+    );
+
+    // Two live conductors: every cluster is built exactly once.
+    first.restart();
+    let mut uuids = Vec::new();
+    for index in 0..4 {
+        let created = api
+            .post(
+                "/v1/clusters",
+                json!({"name": format!("shared-{index}"), "cluster_template_id": "swarm",
+                       "node_count": 1}),
+            )
+            .await;
+        assert_eq!(created.status, 202, "{}", created.text);
+        uuids.push(created.body["uuid"].as_str().unwrap().to_string());
+    }
+    for uuid in &uuids {
+        let cluster = settled(&api, uuid, Duration::from_secs(180)).await;
+        assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
+        assert_eq!(
+            sorted(labelled_resources(uuid)),
+            expected_resources(uuid, 1, &[0])
+        );
+    }
+    let services = api.get("/v1/mservices").await;
+    let mut hosts: Vec<(String, String)> = services.body["mservices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|service| {
+            (
+                service["host"].as_str().unwrap_or_default().to_string(),
+                service["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    hosts.sort();
+    assert_eq!(
+        hosts,
+        vec![
+            ("conductor-one".to_string(), "up".to_string()),
+            ("conductor-two".to_string(), "up".to_string()),
+        ]
+    );
+    uuids.push(uuid);
+    for uuid in &uuids {
+        assert_eq!(
+            api.delete(&format!("/v1/clusters/{uuid}")).await.status,
+            204
+        );
+    }
+    for uuid in &uuids {
+        gone(&api, uuid, Duration::from_secs(120)).await;
+        assert_eq!(labelled_resources(uuid), Vec::<String>::new());
+    }
+    drop(second);
+}
