@@ -31,6 +31,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
@@ -82,10 +83,12 @@ plain_wait_ready() { # count
 
 plain_join() { # index...
     local token; token=$(plain_tls swarm join-token -q worker)
+    local pids=()
     for index in "$@"; do
         docker exec "plain-$$-worker-$index" sh -c "until docker info >/dev/null 2>&1; do sleep 0.05; done; docker swarm join --token $token $SUBNET_PREFIX.10:2377" >/dev/null &
+        pids+=($!)
     done
-    wait
+    wait "${pids[@]}"
 }
 
 plain_create() { # workers
@@ -93,9 +96,10 @@ plain_create() { # workers
     plain_certificates
     docker network create --internal --label "$PLAIN_LABEL" --subnet "$SUBNET_PREFIX.0/24" \
         --gateway "$SUBNET_PREFIX.1" "$PLAIN_NET" >/dev/null
-    plain_node master 0 10 &
-    for index in $(seq 0 $((workers - 1))); do plain_node worker "$index" $((20 + index)) & done
-    wait
+    local pids=()
+    plain_node master 0 10 & pids+=($!)
+    for index in $(seq 0 $((workers - 1))); do plain_node worker "$index" $((20 + index)) & pids+=($!); done
+    wait "${pids[@]}"  # not a bare wait: magnumd is a background job of this shell too
     until plain_tls info >/dev/null 2>&1; do sleep 0.05; done
     plain_tls swarm init --advertise-addr "$SUBNET_PREFIX.10" --default-addr-pool 10.211.0.0/16 >/dev/null
     plain_join $(seq 0 $((workers - 1)))
@@ -103,8 +107,9 @@ plain_create() { # workers
 }
 
 plain_scale_out() { # from to
-    for index in $(seq "$1" $(($2 - 1))); do plain_node worker "$index" $((20 + index)) & done
-    wait
+    local pids=()
+    for index in $(seq "$1" $(($2 - 1))); do plain_node worker "$index" $((20 + index)) & pids+=($!); done
+    wait "${pids[@]}"
     plain_join $(seq "$1" $(($2 - 1)))
     plain_wait_ready $(($2 + 1))
 }

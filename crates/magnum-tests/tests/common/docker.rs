@@ -231,3 +231,46 @@ pub fn swarm_nodes(environment: &[(String, String)]) -> Result<Vec<(String, Stri
     nodes.sort();
     Ok(nodes)
 }
+
+/// Removes, when dropped, whatever the local engine still holds of the clusters a test
+/// created, so a failing test does not leave containers behind. It touches only resources
+/// labelled with the uuids it was given.
+#[derive(Debug, Default)]
+pub struct Janitor {
+    uuids: Mutex<Vec<String>>,
+}
+
+impl Janitor {
+    pub fn track(&self, uuid: &str) {
+        self.uuids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(uuid.to_string());
+    }
+}
+
+impl Drop for Janitor {
+    fn drop(&mut self) {
+        let uuids = std::mem::take(&mut *self.uuids.lock().unwrap_or_else(|e| e.into_inner()));
+        for uuid in uuids {
+            let leftovers = labelled_resources(&uuid);
+            if leftovers.is_empty() {
+                continue;
+            }
+            eprintln!("removing what a test left of cluster {uuid}: {leftovers:?}");
+            for item in &leftovers {
+                if let Some(name) = item.strip_prefix("container ") {
+                    local_docker(&["rm", "-f", "-v", name]);
+                }
+            }
+            for item in &leftovers {
+                if let Some(name) = item.strip_prefix("volume ") {
+                    local_docker(&["volume", "rm", "-f", name]);
+                }
+                if let Some(name) = item.strip_prefix("network ") {
+                    local_docker(&["network", "rm", name]);
+                }
+            }
+        }
+    }
+}
