@@ -118,7 +118,7 @@ plain_scale_in() { # index (remaining worker count + 1 nodes stay)
     local name="plain-$$-worker-$1" id
     id=$(plain_tls node ls --filter "name=$name" -q)
     plain_tls node update --availability drain "$id" >/dev/null
-    docker exec "$name" docker swarm leave >/dev/null
+    docker exec "$name" docker swarm leave --force >/dev/null
     plain_tls node rm --force "$id" >/dev/null
     docker rm -f "$name" >/dev/null
     docker volume rm "$name-docker" >/dev/null

@@ -120,9 +120,12 @@ async fn work_loop(conductor: Arc<Conductor>, shutdown: CancellationToken) {
                 }
             }
         }
+        // Work recorded by this process (an API in `serve`) starts at once; other
+        // processes' work is found by the next poll.
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(conductor.settings.poll_interval) => {}
+            _ = conductor.database.work_recorded() => {}
         }
     }
     running.close();
@@ -133,6 +136,8 @@ async fn work_loop(conductor: Arc<Conductor>, shutdown: CancellationToken) {
 /// health checks. Operations under way at shutdown release their leases and are resumed by
 /// the next conductor to claim them.
 pub async fn run(conductor: Arc<Conductor>, shutdown: CancellationToken) {
+    // Keys for the next clusters' CAs and certificates are made ahead, off the request path.
+    magnum_x509::key_pool::warm(conductor.certificates.x509.rsa_key_size);
     tracing::info!(host = %conductor.settings.host, workers = conductor.settings.workers, "conductor started");
     let tasks = TaskTracker::new();
     tasks.spawn(heartbeat_loop(conductor.clone(), shutdown.clone()));

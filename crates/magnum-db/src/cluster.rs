@@ -349,6 +349,9 @@ impl Clusters<'_> {
         }
         transaction.commit().await?;
         drop(_turn);
+        if cluster.operation.is_some() {
+            self.database.signal_work();
+        }
         self.get_by_uuid(&cluster.uuid).await
     }
 
@@ -521,6 +524,9 @@ impl Clusters<'_> {
             };
         }
         self.sync_nodegroups(cluster).await?;
+        if cluster.operation.is_some() {
+            self.database.signal_work();
+        }
         self.get_by_uuid(&cluster.uuid).await
     }
 
@@ -733,14 +739,17 @@ impl Clusters<'_> {
 
     /// Gives a lease back without finishing (on shutdown, or when the work was superseded).
     pub async fn release_lease(&self, id: i64, owner: &str) -> DbResult<()> {
-        let _turn = self.database.write_turn().await;
-        sqlx::query(self.database.dialect().sql(
-            "UPDATE cluster SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
-        ))
-        .bind(id)
-        .bind(owner.to_string())
-        .execute(self.database.pool())
-        .await?;
+        {
+            let _turn = self.database.write_turn().await;
+            sqlx::query(self.database.dialect().sql(
+                "UPDATE cluster SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+            ))
+            .bind(id)
+            .bind(owner.to_string())
+            .execute(self.database.pool())
+            .await?;
+        }
+        self.database.signal_work();
         Ok(())
     }
 

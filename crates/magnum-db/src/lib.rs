@@ -96,6 +96,9 @@ pub struct Database {
     /// SQLite allows one writer at a time and makes others sleep and retry; queueing this
     /// process's writers here keeps their latency fair. None on server databases.
     sqlite_write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// Signalled when this process records cluster work (an operation, a released lease),
+    /// so a conductor in the same process starts at once instead of at its next poll.
+    work_signal: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Database {
@@ -157,7 +160,18 @@ impl Database {
             template_cache: std::sync::Arc::new(row_cache::RowCache::new(TEMPLATE_CACHE_CAPACITY)),
             sqlite_write_gate: (backend == DatabaseBackend::Sqlite)
                 .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
+            work_signal: std::sync::Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Resolves when this process has recorded cluster work since the last call (other
+    /// processes' work is only seen by polling).
+    pub async fn work_recorded(&self) {
+        self.work_signal.notified().await;
+    }
+
+    pub(crate) fn signal_work(&self) {
+        self.work_signal.notify_one();
     }
 
     /// Waits for this process's turn to write (SQLite only; a no-op on servers). Hold the

@@ -460,6 +460,30 @@ impl SwarmDockerDriver {
             .map_err(|error| retryable("cannot restart a master", error))
     }
 
+    /// Waits (up to a minute) until the engine no longer knows `container`.
+    async fn wait_until_removed(&self, container: &str) -> Result<(), DriverError> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self
+                .docker()
+                .await?
+                .inspect_container(
+                    container,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+            {
+                Err(error) if is_not_found(&error) => return Ok(()),
+                _ if Instant::now() >= deadline => {
+                    return Err(DriverError::Retryable(format!(
+                        "container {container} is still being removed"
+                    )))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     async fn start(&self, container: &str) -> Result<(), DriverError> {
         match self
             .docker()
@@ -1089,24 +1113,36 @@ impl ClusterDriver for SwarmDockerDriver {
 
     async fn delete(&self, cluster_uuid: &str) -> Result<(), DriverError> {
         let filter = Self::cluster_filter(cluster_uuid);
-        for container in self.containers(cluster_uuid).await? {
-            match self
-                .docker()
+        // Every node at once: the engine stops and removes them in parallel.
+        let removals =
+            self.containers(cluster_uuid)
                 .await?
-                .remove_container(
-                    &container.id,
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        v: true,
-                        ..RemoveContainerOptions::default()
-                    }),
-                )
-                .await
-            {
-                Ok(()) => {}
-                Err(error) if is_not_found(&error) => {}
-                Err(error) => return Err(retryable("cannot remove a node container", error)),
-            }
+                .into_iter()
+                .map(|container| async move {
+                    match self
+                        .docker()
+                        .await?
+                        .remove_container(
+                            &container.id,
+                            Some(RemoveContainerOptions {
+                                force: true,
+                                v: true,
+                                ..RemoveContainerOptions::default()
+                            }),
+                        )
+                        .await
+                    {
+                        Ok(()) => Ok(()),
+                        Err(error) if is_not_found(&error) => Ok(()),
+                        // An earlier attempt (perhaps of a process that died) is removing it.
+                        Err(error) if error.to_string().contains("already in progress") => {
+                            self.wait_until_removed(&container.id).await
+                        }
+                        Err(error) => Err(retryable("cannot remove a node container", error)),
+                    }
+                });
+        for result in futures::future::join_all(removals).await {
+            result?;
         }
         let volumes = self
             .docker()
@@ -1116,22 +1152,27 @@ impl ClusterDriver for SwarmDockerDriver {
             }))
             .await
             .map_err(|error| retryable("cannot list the cluster's volumes", error))?;
-        for volume in volumes.volumes.unwrap_or_default() {
-            match self
-                .docker()
-                .await?
-                .remove_volume(&volume.name, Some(RemoveVolumeOptions { force: true }))
-                .await
-            {
-                Ok(()) => {}
-                Err(error) if is_not_found(&error) => {}
-                Err(error) => {
-                    return Err(retryable(
+        let removals = volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|volume| async move {
+                match self
+                    .docker()
+                    .await?
+                    .remove_volume(&volume.name, Some(RemoveVolumeOptions { force: true }))
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(error) if is_not_found(&error) => Ok(()),
+                    Err(error) => Err(retryable(
                         &format!("cannot remove volume {}", volume.name),
                         error,
-                    ))
+                    )),
                 }
-            }
+            });
+        for result in futures::future::join_all(removals).await {
+            result?;
         }
         let networks = self
             .docker()

@@ -7,6 +7,7 @@
 //! service's key ([`KeySealer`], AES-256-GCM); this crate never writes them anywhere.
 
 mod csr;
+pub mod key_pool;
 mod sealing;
 
 pub use csr::{SigningRules, SubjectCheck};
@@ -164,7 +165,7 @@ impl ClusterCa {
         settings: &X509Settings,
         now: DateTime<Utc>,
     ) -> Result<ClusterCa, X509Error> {
-        let key_pem = generate_rsa_key_pem(settings.rsa_key_size)?;
+        let key_pem = key_pool::take(settings.rsa_key_size)?;
         let key_pair = rsa_key_pair(&key_pem)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = common_name(name);
@@ -220,7 +221,7 @@ impl ClusterCa {
         mut params: CertificateParams,
         now: DateTime<Utc>,
     ) -> Result<CertifiedKey, X509Error> {
-        let key_pem = generate_rsa_key_pem(self.settings.rsa_key_size)?;
+        let key_pem = key_pool::take(self.settings.rsa_key_size)?;
         let key_pair = rsa_key_pair(&key_pem)?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![
