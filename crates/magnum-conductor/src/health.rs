@@ -16,8 +16,14 @@ pub(crate) async fn sync_loop(conductor: Arc<Conductor>, shutdown: CancellationT
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(conductor.settings.sync_interval) => {}
         }
-        if let Err(error) = sync_once(&conductor).await {
-            tracing::warn!(%error, "health check failed");
+        // A check may wait on an unresponsive node; shutting down does not wait for it.
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            result = sync_once(&conductor) => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "health check failed");
+                }
+            }
         }
     }
 }
