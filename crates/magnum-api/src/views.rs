@@ -152,7 +152,10 @@ pub fn cluster_view(
     };
     put("uuid", Value::String(cluster.uuid.clone()));
     put("name", text(&cluster.name));
-    put("node_count", json!(cluster.node_count));
+    put(
+        "node_count",
+        json!(cluster.node_count + cluster.extra_worker_count),
+    );
     put("master_count", json!(cluster.master_count));
     put("status", Value::String(cluster.status.as_str().to_string()));
     put("discovery_url", text(&cluster.discovery_url));

@@ -12,7 +12,10 @@ use crate::Conductor;
 use chrono::Utc;
 use magnum_core::cluster::{Cluster, HealthStatus};
 use magnum_core::lifecycle::{finish, Operation};
-use magnum_driver::{ClusterCertificates, ClusterSpec, DriverError, Observed, ProgressSink};
+use magnum_driver::{
+    ClusterCertificates, ClusterSpec, DriverError, Observed, ProgressSink, WorkerGroupSpec,
+};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -21,8 +24,9 @@ use tracing::Instrument;
 
 /// How one attempt ended.
 enum Outcome {
-    /// The operation ended (well or badly): record this final state.
-    Finished(Box<Cluster>),
+    /// The operation ended (well or badly): record this final state, with the node
+    /// addresses of each nodegroup when the driver reported them.
+    Finished(Box<Cluster>, Option<BTreeMap<String, Vec<String>>>),
     /// Try again after a pause.
     Retry(String),
     /// The cluster's rows are gone (a finished delete).
@@ -57,10 +61,32 @@ fn with_observed(cluster: &Cluster, observed: &Observed) -> Cluster {
     updated
 }
 
+/// The cluster's worker nodegroups besides `default-worker`, as the driver should build
+/// them: a group being deleted is left out, so its nodes go.
+pub(crate) async fn extra_worker_groups(
+    database: &magnum_db::Database,
+    cluster_uuid: &str,
+) -> Result<Vec<WorkerGroupSpec>, magnum_db::DbError> {
+    Ok(database
+        .clusters()
+        .extra_worker_groups(cluster_uuid)
+        .await?
+        .into_iter()
+        .filter(|group| group.status.as_deref() != Some("DELETE_IN_PROGRESS"))
+        .map(|group| WorkerGroupSpec {
+            name: group.name,
+            node_count: group.node_count,
+            flavor: group.flavor_id,
+            image: group.image_id,
+        })
+        .collect())
+}
+
 /// Builds the driver's view of the cluster.
 pub(crate) fn cluster_spec(
     cluster: &Cluster,
     template: &magnum_core::cluster_template::ClusterTemplate,
+    extra_worker_groups: Vec<WorkerGroupSpec>,
     certificates: Option<Arc<dyn ClusterCertificates>>,
     reissue_certificates: bool,
 ) -> ClusterSpec {
@@ -73,6 +99,7 @@ pub(crate) fn cluster_spec(
         node_flavor: cluster.flavor_id.clone(),
         master_count: cluster.master_count,
         node_count: cluster.node_count,
+        extra_worker_groups,
         nodes_to_remove: cluster.nodes_to_remove.clone(),
         dns_nameserver: template.dns_nameserver.clone(),
         fixed_network: cluster.fixed_network.clone(),
@@ -92,7 +119,7 @@ fn failed(cluster: &Cluster, operation: Operation, reason: String) -> Outcome {
     let mut ended = cluster.clone();
     ended.status = finish(operation, false);
     ended.status_reason = Some(reason);
-    Outcome::Finished(Box::new(ended))
+    Outcome::Finished(Box::new(ended), None)
 }
 
 fn from_driver_error(cluster: &Cluster, operation: Operation, error: DriverError) -> Outcome {
@@ -165,9 +192,14 @@ async fn perform(
             }
         }
     };
+    let extra_groups = match extra_worker_groups(database, &cluster.uuid).await {
+        Ok(groups) => groups,
+        Err(error) => return Outcome::Retry(error.to_string()),
+    };
     let spec = cluster_spec(
         cluster,
         &template,
+        extra_groups,
         certificates,
         operation == Operation::RotateCa,
     );
@@ -177,7 +209,7 @@ async fn perform(
             ended.status = finish(operation, true);
             ended.status_reason = None;
             ended.nodes_to_remove = Vec::new();
-            Outcome::Finished(Box::new(ended))
+            Outcome::Finished(Box::new(ended), Some(observed.nodegroup_addresses))
         }
         Err(error) => from_driver_error(cluster, operation, error),
     }
@@ -268,7 +300,7 @@ async fn reconcile_operation(
                         let message = progress_receiver.borrow_and_update().clone();
                         let mut in_progress = cluster.clone();
                         in_progress.status_reason = message;
-                        if let Ok(false) = clusters.record_progress(&in_progress, &owner, cluster.operation_generation, false).await {
+                        if let Ok(false) = clusters.record_progress(&in_progress, &owner, cluster.operation_generation, false, None).await {
                             superseded.cancel();
                             break;
                         }
@@ -308,9 +340,15 @@ async fn reconcile_operation(
             let _ = clusters.release_lease(cluster.id, &owner).await;
         }
         Some(Outcome::Removed) => tracing::info!("deleted"),
-        Some(Outcome::Finished(ended)) => {
+        Some(Outcome::Finished(ended, addresses)) => {
             match clusters
-                .record_progress(&ended, &owner, cluster.operation_generation, true)
+                .record_progress(
+                    &ended,
+                    &owner,
+                    cluster.operation_generation,
+                    true,
+                    addresses.as_ref(),
+                )
                 .await
             {
                 Ok(true) => {
@@ -328,7 +366,7 @@ async fn reconcile_operation(
             let mut waiting = cluster.clone();
             waiting.status_reason = Some(format!("{reason} (retrying)"));
             let _ = clusters
-                .record_progress(&waiting, &owner, cluster.operation_generation, false)
+                .record_progress(&waiting, &owner, cluster.operation_generation, false, None)
                 .await;
             let until = Utc::now()
                 + chrono::Duration::from_std(conductor.settings.retry_after).unwrap_or_default();

@@ -37,6 +37,11 @@ impl HealthStatus {
     }
 }
 
+/// The nodegroups every cluster has; their sizes are the cluster's `master_count` and
+/// `node_count`.
+pub const DEFAULT_MASTER_NODEGROUP: &str = "default-master";
+pub const DEFAULT_WORKER_NODEGROUP: &str = "default-worker";
+
 /// A stored cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
@@ -63,6 +68,9 @@ pub struct Cluster {
     /// Desired counts (the default nodegroups' sizes).
     pub master_count: i64,
     pub node_count: i64,
+    /// Workers of the cluster's other (non-default) worker nodegroups, read from their rows;
+    /// the API shows `node_count + extra_worker_count` as the cluster's node count.
+    pub extra_worker_count: i64,
     /// The infrastructure's handle for the cluster (Heat stack id, or the Docker label value).
     pub stack_id: Option<String>,
     pub status: ClusterStatus,
@@ -347,6 +355,7 @@ impl Cluster {
             discovery_url: input.discovery_url.clone(),
             master_count,
             node_count,
+            extra_worker_count: 0,
             stack_id: None,
             status: ClusterStatus::CreateInProgress,
             status_reason: None,

@@ -24,6 +24,7 @@ pub mod fields;
 pub mod labels;
 pub mod lifecycle;
 pub mod names;
+pub mod nodegroup;
 pub mod patch;
 
 pub use error::{DomainError, DomainErrorKind};

@@ -9,6 +9,7 @@ use crate::page::{after_marker, order_by, Bind, Page, SortValue};
 use crate::{row, time, Database, DbError, DbResult};
 use chrono::{DateTime, Utc};
 use magnum_core::cluster::{Cluster, HealthStatus};
+use std::collections::BTreeMap;
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Arguments, Row};
@@ -19,6 +20,10 @@ const COLUMNS: &str = "id, uuid, name, project_id, user_id, cluster_template_id,
     node_count, stack_id, status, status_reason, health_status, health_status_reason, \
     api_address, master_addresses, node_addresses, coe_version, container_version, operation, \
     operation_generation, nodes_to_remove, create_deadline, version, created_at, updated_at";
+
+pub use magnum_core::cluster::{
+    DEFAULT_MASTER_NODEGROUP as DEFAULT_MASTER, DEFAULT_WORKER_NODEGROUP as DEFAULT_WORKER,
+};
 
 /// Columns a cluster list may be sorted by, with whether they hold integers.
 const SORTABLE_COLUMNS: &[(&str, bool)] = &[
@@ -105,6 +110,7 @@ fn decode(row: &AnyRow) -> DbResult<Cluster> {
         discovery_url: row::optional_text(row, "discovery_url")?,
         master_count: row::integer(row, "master_count")?,
         node_count: row::integer(row, "node_count")?,
+        extra_worker_count: row::integer(row, "extra_worker_count")?,
         stack_id: row::optional_text(row, "stack_id")?,
         status: status_text
             .parse()
@@ -226,13 +232,36 @@ pub struct NodeGroup {
     pub stack_id: Option<String>,
     pub status: Option<String>,
     pub status_reason: Option<String>,
+    /// Kubernetes node labels (a JSON object), when set.
+    pub node_labels: Option<serde_json::Value>,
+    /// Kubernetes node taints (a JSON list of `{key, value, effect}`), when set.
+    pub node_taints: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
 const NODEGROUP_COLUMNS: &str = "id, uuid, name, cluster_id, project_id, docker_volume_size, \
     labels, flavor_id, image_id, node_addresses, node_count, role, max_node_count, \
-    min_node_count, is_default, stack_id, status, status_reason, created_at, updated_at";
+    min_node_count, is_default, stack_id, status, status_reason, node_labels, node_taints, \
+    created_at, updated_at";
+
+fn optional_json(row: &AnyRow, column: &'static str) -> DbResult<Option<serde_json::Value>> {
+    match row::optional_text(row, column)? {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|error| corrupt(column, error)),
+    }
+}
+
+/// A change to one nodegroup, stored in the same transaction as its cluster's new operation.
+#[derive(Debug, Clone)]
+pub enum NodeGroupChange {
+    /// A new (non-default) nodegroup.
+    Insert(NodeGroup),
+    /// New counts, limits, node labels/taints and status of an existing nodegroup (by uuid).
+    Update(NodeGroup),
+}
 
 fn decode_nodegroup(row: &AnyRow) -> DbResult<NodeGroup> {
     Ok(NodeGroup {
@@ -254,6 +283,8 @@ fn decode_nodegroup(row: &AnyRow) -> DbResult<NodeGroup> {
         stack_id: row::optional_text(row, "stack_id")?,
         status: row::optional_text(row, "status")?,
         status_reason: row::optional_text(row, "status_reason")?,
+        node_labels: optional_json(row, "node_labels")?,
+        node_taints: optional_json(row, "node_taints")?,
         created_at: time::decode("created_at", &row::text(row, "created_at")?)?,
         updated_at: time::decode_optional("updated_at", row::optional_text(row, "updated_at")?)?,
     })
@@ -281,6 +312,16 @@ impl Database {
 }
 
 impl Clusters<'_> {
+    /// `SELECT … FROM cluster` with every column [`decode`] reads, including the workers of
+    /// the cluster's non-default nodegroups.
+    fn select(&self) -> String {
+        let extra = self.database.dialect().as_bigint(
+            "(SELECT COALESCE(SUM(n.node_count), 0) FROM nodegroup n \
+             WHERE n.cluster_id = cluster.uuid AND n.is_default = 0 AND n.role <> 'master')",
+        );
+        format!("SELECT {COLUMNS}, {extra} AS extra_worker_count FROM cluster")
+    }
+
     /// Stores a new cluster with its default nodegroups (`default-master`, `default-worker`)
     /// in one transaction. A duplicate uuid or a name its project already uses is
     /// [`DbError::Duplicate`].
@@ -356,7 +397,7 @@ impl Clusters<'_> {
     }
 
     pub async fn get_by_uuid(&self, uuid: &str) -> DbResult<Cluster> {
-        let sql = format!("SELECT {COLUMNS} FROM cluster WHERE uuid = ?");
+        let sql = format!("{} WHERE uuid = ?", self.select());
         let row = sqlx::query(self.database.dialect().sql(sql))
             .bind(uuid.to_string())
             .fetch_optional(self.database.pool())
@@ -372,7 +413,7 @@ impl Clusters<'_> {
         visibility: &ClusterVisibility,
     ) -> DbResult<Cluster> {
         let (condition, bind) = visibility.condition();
-        let sql = format!("SELECT {COLUMNS} FROM cluster WHERE name = ? AND {condition} LIMIT 2");
+        let sql = format!("{} WHERE name = ? AND {condition} LIMIT 2", self.select());
         let mut query = sqlx::query(self.database.dialect().sql(sql)).bind(name.to_string());
         if let Some(project_id) = bind {
             query = query.bind(project_id);
@@ -400,7 +441,7 @@ impl Clusters<'_> {
         if let Some(project_id) = &visibility_bind {
             arguments.add(project_id.clone()).map_err(argument_error)?;
         }
-        let mut sql = format!("SELECT {COLUMNS} FROM cluster WHERE {condition}");
+        let mut sql = format!("{} WHERE {condition}", self.select());
         if let Some(marker) = &page.marker {
             let marker_sql = format!(
                 "SELECT id, {column} AS sort_value FROM cluster WHERE uuid = ? AND {condition}",
@@ -500,6 +541,18 @@ impl Clusters<'_> {
     /// Stores every attribute of `cluster` if its revision is unchanged (the API's way of
     /// recording a new desired state and operation). [`DbError::Stale`] when it changed.
     pub async fn update(&self, cluster: &Cluster) -> DbResult<Cluster> {
+        self.update_with_nodegroup(cluster, None).await
+    }
+
+    /// As [`Clusters::update`], and in the same transaction inserts or changes one nodegroup
+    /// (a nodegroup create, resize, update or delete records the cluster's operation with
+    /// it). A nodegroup name the cluster already has is [`DbError::Duplicate`].
+    pub async fn update_with_nodegroup(
+        &self,
+        cluster: &Cluster,
+        change: Option<&NodeGroupChange>,
+    ) -> DbResult<Cluster> {
+        let dialect = self.database.dialect();
         let mut arguments = AnyArguments::default();
         bind_attributes(&mut arguments, cluster).map_err(argument_error)?;
         arguments
@@ -511,19 +564,75 @@ impl Clusters<'_> {
             "UPDATE cluster SET {ATTRIBUTE_ASSIGNMENTS}, updated_at = ?, version = version + 1 \
              WHERE id = ? AND version = ?"
         );
-        let result = {
+        let updated = {
             let _turn = self.database.write_turn().await;
-            sqlx::query_with(self.database.dialect().sql(sql), arguments)
-                .execute(self.database.pool())
+            let mut transaction = self.database.pool().begin().await?;
+            let updated = sqlx::query_with(dialect.sql(sql), arguments)
+                .execute(&mut *transaction)
                 .await?
+                .rows_affected();
+            if updated == 1 {
+                match change {
+                    None => {}
+                    Some(NodeGroupChange::Insert(group)) => {
+                        sqlx::query(dialect.sql(
+                            "INSERT INTO nodegroup (uuid, name, cluster_id, project_id, docker_volume_size, \
+                             labels, flavor_id, image_id, node_addresses, node_count, role, max_node_count, \
+                             min_node_count, is_default, stack_id, status, status_reason, node_labels, \
+                             node_taints, version, created_at) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, 0, ?, ?, NULL, ?, ?, 0, ?)",
+                        ))
+                        .bind(group.uuid.clone())
+                        .bind(group.name.clone())
+                        .bind(group.cluster_id.clone())
+                        .bind(group.project_id.clone())
+                        .bind(group.docker_volume_size)
+                        .bind(to_json(&group.labels))
+                        .bind(group.flavor_id.clone())
+                        .bind(group.image_id.clone())
+                        .bind(group.node_count)
+                        .bind(group.role.clone())
+                        .bind(group.max_node_count)
+                        .bind(group.min_node_count)
+                        .bind(group.stack_id.clone())
+                        .bind(group.status.clone())
+                        .bind(group.node_labels.as_ref().map(to_json))
+                        .bind(group.node_taints.as_ref().map(to_json))
+                        .bind(time::encode(&group.created_at))
+                        .execute(&mut *transaction)
+                        .await?;
+                    }
+                    Some(NodeGroupChange::Update(group)) => {
+                        sqlx::query(dialect.sql(
+                            "UPDATE nodegroup SET node_count = ?, min_node_count = ?, max_node_count = ?, \
+                             status = ?, status_reason = ?, node_labels = ?, node_taints = ?, \
+                             updated_at = ?, version = version + 1 WHERE uuid = ? AND cluster_id = ?",
+                        ))
+                        .bind(group.node_count)
+                        .bind(group.min_node_count)
+                        .bind(group.max_node_count)
+                        .bind(group.status.clone())
+                        .bind(group.status_reason.clone())
+                        .bind(group.node_labels.as_ref().map(to_json))
+                        .bind(group.node_taints.as_ref().map(to_json))
+                        .bind(time::encode(&Utc::now()))
+                        .bind(group.uuid.clone())
+                        .bind(cluster.uuid.clone())
+                        .execute(&mut *transaction)
+                        .await?;
+                    }
+                }
+            }
+            transaction.commit().await?;
+            updated
         };
-        if result.rows_affected() == 0 {
+        if updated == 0 {
             return match self.get_by_uuid(&cluster.uuid).await {
                 Ok(_) => Err(DbError::Stale),
                 Err(error) => Err(error),
             };
         }
-        self.sync_nodegroups(cluster).await?;
+        self.sync_nodegroups(cluster, None).await?;
         if cluster.operation.is_some() {
             self.database.signal_work();
         }
@@ -531,11 +640,20 @@ impl Clusters<'_> {
     }
 
     /// Keeps the default nodegroups' counts, addresses and status in line with the cluster.
-    async fn sync_nodegroups(&self, cluster: &Cluster) -> DbResult<()> {
+    /// `addresses` (by nodegroup name, from the driver) gives each group its own nodes;
+    /// without it the default worker group shows the cluster's worker addresses.
+    async fn sync_nodegroups(
+        &self,
+        cluster: &Cluster,
+        addresses: Option<&BTreeMap<String, Vec<String>>>,
+    ) -> DbResult<()> {
         let _turn = self.database.write_turn().await;
+        let worker_addresses = addresses
+            .and_then(|addresses| addresses.get(DEFAULT_WORKER))
+            .unwrap_or(&cluster.node_addresses);
         for (role, count, addresses) in [
             ("master", cluster.master_count, &cluster.master_addresses),
-            ("worker", cluster.node_count, &cluster.node_addresses),
+            ("worker", cluster.node_count, worker_addresses),
         ] {
             sqlx::query(self.database.dialect().sql(
                 "UPDATE nodegroup SET node_count = ?, node_addresses = ?, status = ?, status_reason = ?, \
@@ -588,7 +706,7 @@ impl Clusters<'_> {
                 .rows_affected()
             };
             if claimed == 1 {
-                let sql = format!("SELECT {COLUMNS} FROM cluster WHERE id = ?");
+                let sql = format!("{} WHERE id = ?", self.select());
                 let row = sqlx::query(self.database.dialect().sql(sql))
                     .bind(id)
                     .fetch_optional(self.database.pool())
@@ -632,13 +750,16 @@ impl Clusters<'_> {
     /// Records what the conductor observed while it holds the lease and the operation is
     /// still `generation`: status, reason and observed attributes. With `finished`, the
     /// operation is cleared and the lease released. Returns false when the operation was
-    /// superseded meanwhile (nothing is written then).
+    /// superseded meanwhile (nothing is written then). A finished operation also ends the
+    /// pending changes of the non-default nodegroups (see [`Clusters::finish_nodegroups`]);
+    /// `nodegroup_addresses` are the driver's node addresses by nodegroup name.
     pub async fn record_progress(
         &self,
         observed: &Cluster,
         owner: &str,
         generation: i64,
         finished: bool,
+        nodegroup_addresses: Option<&BTreeMap<String, Vec<String>>>,
     ) -> DbResult<bool> {
         let sql =
             "UPDATE cluster SET status = ?, status_reason = ?, stack_id = ?, api_address = ?, \
@@ -702,11 +823,90 @@ impl Clusters<'_> {
                 .await?
         };
         if result.rows_affected() == 1 {
-            self.sync_nodegroups(observed).await?;
+            self.sync_nodegroups(observed, nodegroup_addresses).await?;
+            if finished {
+                self.finish_nodegroups(observed, nodegroup_addresses)
+                    .await?;
+            }
             Ok(true)
         } else {
             Ok(false)
         }
+    }
+
+    /// Ends the pending changes of a cluster's non-default nodegroups once its operation
+    /// finished: `*_IN_PROGRESS` becomes `*_COMPLETE` or `*_FAILED` as the cluster's status
+    /// did, a deleted group's row is removed when the deletion succeeded, and every group
+    /// takes its node addresses from `addresses`.
+    async fn finish_nodegroups(
+        &self,
+        cluster: &Cluster,
+        addresses: Option<&BTreeMap<String, Vec<String>>>,
+    ) -> DbResult<()> {
+        let succeeded = cluster.status.as_str().ends_with("_COMPLETE");
+        let sql = format!(
+            "SELECT {NODEGROUP_COLUMNS} FROM nodegroup WHERE cluster_id = ? AND is_default = 0"
+        );
+        let rows = sqlx::query(self.database.dialect().sql(sql))
+            .bind(cluster.uuid.clone())
+            .fetch_all(self.database.pool())
+            .await?;
+        let groups: Vec<NodeGroup> = rows.iter().map(decode_nodegroup).collect::<DbResult<_>>()?;
+        let _turn = self.database.write_turn().await;
+        for group in groups {
+            let status = group.status.clone().unwrap_or_default();
+            let action = status.strip_suffix("_IN_PROGRESS");
+            if action == Some("DELETE") && succeeded {
+                sqlx::query(
+                    self.database
+                        .dialect()
+                        .sql("DELETE FROM nodegroup WHERE uuid = ?"),
+                )
+                .bind(group.uuid.clone())
+                .execute(self.database.pool())
+                .await?;
+                continue;
+            }
+            let (status, reason) = match action {
+                Some(action) if succeeded => (Some(format!("{action}_COMPLETE")), None),
+                Some(action) => (
+                    Some(format!("{action}_FAILED")),
+                    cluster.status_reason.clone(),
+                ),
+                None => (group.status.clone(), group.status_reason.clone()),
+            };
+            let node_addresses = addresses
+                .and_then(|addresses| addresses.get(&group.name))
+                .cloned()
+                .unwrap_or(group.node_addresses);
+            sqlx::query(self.database.dialect().sql(
+                "UPDATE nodegroup SET status = ?, status_reason = ?, node_addresses = ?, \
+                 stack_id = ?, updated_at = ?, version = version + 1 WHERE uuid = ?",
+            ))
+            .bind(status)
+            .bind(reason)
+            .bind(to_json(&node_addresses))
+            .bind(cluster.stack_id.clone())
+            .bind(time::encode(&Utc::now()))
+            .bind(group.uuid.clone())
+            .execute(self.database.pool())
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The non-default worker nodegroups of a cluster, oldest first: what the conductor
+    /// builds besides the default groups.
+    pub async fn extra_worker_groups(&self, cluster_uuid: &str) -> DbResult<Vec<NodeGroup>> {
+        let sql = format!(
+            "SELECT {NODEGROUP_COLUMNS} FROM nodegroup WHERE cluster_id = ? AND is_default = 0 \
+             AND role <> 'master' ORDER BY id"
+        );
+        let rows = sqlx::query(self.database.dialect().sql(sql))
+            .bind(cluster_uuid.to_string())
+            .fetch_all(self.database.pool())
+            .await?;
+        rows.iter().map(decode_nodegroup).collect()
     }
 
     /// Releases every lease `owner` holds: a restarted conductor takes its interrupted work up
@@ -790,7 +990,7 @@ impl Clusters<'_> {
 
     /// Clusters with no pending operation, for periodic health checks.
     pub async fn idle(&self) -> DbResult<Vec<Cluster>> {
-        let sql = format!("SELECT {COLUMNS} FROM cluster WHERE operation IS NULL ORDER BY id");
+        let sql = format!("{} WHERE operation IS NULL ORDER BY id", self.select());
         let rows = sqlx::query(self.database.dialect().sql(sql))
             .fetch_all(self.database.pool())
             .await?;
@@ -1105,7 +1305,7 @@ mod tests {
         let mut observed = claimed.clone();
         observed.status = ClusterStatus::CreateComplete;
         assert!(!clusters
-            .record_progress(&observed, "a", claimed.operation_generation, true)
+            .record_progress(&observed, "a", claimed.operation_generation, true, None)
             .await
             .unwrap());
         assert_eq!(
@@ -1157,7 +1357,7 @@ mod tests {
         observed.api_address = Some("https://10.0.0.10:2376".to_string());
         observed.node_addresses = vec!["10.0.0.20".to_string(), "10.0.0.21".to_string()];
         assert!(clusters
-            .record_progress(&observed, "a", claimed.operation_generation, false)
+            .record_progress(&observed, "a", claimed.operation_generation, false, None)
             .await
             .unwrap());
         assert!(clusters
@@ -1167,7 +1367,7 @@ mod tests {
             .is_none());
         observed.status = ClusterStatus::CreateComplete;
         assert!(clusters
-            .record_progress(&observed, "a", claimed.operation_generation, true)
+            .record_progress(&observed, "a", claimed.operation_generation, true, None)
             .await
             .unwrap());
         let done = clusters.get_by_uuid(&claimed.uuid).await.unwrap();

@@ -9,6 +9,9 @@ use std::net::Ipv4Addr;
 pub const CLUSTER_LABEL: &str = "org.openstack.magnum.cluster";
 /// Label carrying a node's role (`master` or `worker`).
 pub const ROLE_LABEL: &str = "org.openstack.magnum.role";
+/// Label carrying a worker's nodegroup name (absent on nodes made before nodegroups: those
+/// belong to `default-worker`).
+pub const NODEGROUP_LABEL: &str = "org.openstack.magnum.nodegroup";
 /// Label carrying a node's index within its role.
 pub const INDEX_LABEL: &str = "org.openstack.magnum.index";
 /// Label on node images telling their distribution (the `os_distro` of a Glance image).
@@ -139,9 +142,15 @@ pub fn candidate_subnets(pool: Ipv4Net) -> impl Iterator<Item = Ipv4Net> {
         .flatten()
 }
 
-/// Which workers to keep when the cluster should have `count` of them: the ones named in
-/// `remove` go first, then the highest indices; missing ones get the lowest free indices.
-pub fn plan_workers(existing: &[u32], count: usize, remove: &[u32]) -> (Vec<u32>, Vec<u32>) {
+/// Which workers of one nodegroup to keep when it should have `count` of them: the ones
+/// named in `remove` go first, then the highest indices; missing ones get the lowest indices
+/// neither the group nor `reserved` (other groups' workers) use.
+pub fn plan_workers(
+    existing: &[u32],
+    count: usize,
+    remove: &[u32],
+    reserved: &[u32],
+) -> (Vec<u32>, Vec<u32>) {
     let mut kept: Vec<u32> = existing
         .iter()
         .copied()
@@ -160,7 +169,7 @@ pub fn plan_workers(existing: &[u32], count: usize, remove: &[u32]) -> (Vec<u32>
     }
     let mut next = 0;
     while kept.len() < count {
-        if !kept.contains(&next) && !existing.contains(&next) {
+        if !kept.contains(&next) && !existing.contains(&next) && !reserved.contains(&next) {
             kept.push(next);
         }
         next += 1;
@@ -255,14 +264,22 @@ mod tests {
 
     #[test]
     fn worker_plans_remove_named_then_highest_and_fill_lowest() {
-        assert_eq!(plan_workers(&[0, 1, 2], 4, &[]), (vec![0, 1, 2, 3], vec![]));
         assert_eq!(
-            plan_workers(&[0, 1, 2, 3], 1, &[]),
+            plan_workers(&[0, 1, 2], 4, &[], &[]),
+            (vec![0, 1, 2, 3], vec![])
+        );
+        assert_eq!(
+            plan_workers(&[0, 1, 2, 3], 1, &[], &[]),
             (vec![0], vec![1, 2, 3])
         );
-        assert_eq!(plan_workers(&[0, 1, 2], 2, &[0]), (vec![1, 2], vec![0]));
-        assert_eq!(plan_workers(&[1, 2], 3, &[]), (vec![0, 1, 2], vec![]));
-        assert_eq!(plan_workers(&[0, 1], 2, &[1]), (vec![0, 2], vec![1]));
-        assert_eq!(plan_workers(&[], 0, &[]), (vec![], vec![]));
+        assert_eq!(
+            plan_workers(&[0, 1, 2], 2, &[0], &[]),
+            (vec![1, 2], vec![0])
+        );
+        assert_eq!(plan_workers(&[1, 2], 3, &[], &[]), (vec![0, 1, 2], vec![]));
+        assert_eq!(plan_workers(&[0, 1], 2, &[1], &[]), (vec![0, 2], vec![1]));
+        assert_eq!(plan_workers(&[], 0, &[], &[]), (vec![], vec![]));
+        // Another group's workers 0 and 2 keep their indices.
+        assert_eq!(plan_workers(&[1], 3, &[], &[0, 2]), (vec![1, 3, 4], vec![]));
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::layout::{
     candidate_subnets, gateway, node_address, plan_workers, ClusterLayout, NodeId, Role, API_PORT,
-    CLUSTER_LABEL, INDEX_LABEL, ROLE_LABEL,
+    CLUSTER_LABEL, INDEX_LABEL, NODEGROUP_LABEL, ROLE_LABEL,
 };
 use crate::{node_image, LocalEngine};
 use async_trait::async_trait;
@@ -25,9 +25,10 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 use ipnet::Ipv4Net;
+use magnum_core::cluster::{DEFAULT_MASTER_NODEGROUP, DEFAULT_WORKER_NODEGROUP};
 use magnum_core::DomainError;
 use magnum_driver::{
-    ClusterDriver, ClusterSpec, DriverError, HealthReport, Observed, ProgressSink,
+    ClusterDriver, ClusterSpec, DriverError, HealthReport, Observed, ProgressSink, WorkerGroupSpec,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -56,6 +57,8 @@ fn is_not_found(error: &bollard::errors::Error) -> bool {
 #[derive(Debug, Clone)]
 struct NodeContainer {
     node: NodeId,
+    /// The node's nodegroup name.
+    group: String,
     id: String,
     running: bool,
     state: String,
@@ -98,12 +101,20 @@ impl SwarmDockerDriver {
             let role = labels.get(ROLE_LABEL).and_then(|role| Role::parse(role));
             let index = labels.get(INDEX_LABEL).and_then(|index| index.parse().ok());
             if let (Some(role), Some(index), Some(id)) = (role, index, summary.id) {
+                let group = labels.get(NODEGROUP_LABEL).cloned().unwrap_or_else(|| {
+                    match role {
+                        Role::Master => DEFAULT_MASTER_NODEGROUP,
+                        Role::Worker => DEFAULT_WORKER_NODEGROUP,
+                    }
+                    .to_string()
+                });
                 let state = summary
                     .state
                     .map(|state| state.to_string())
                     .unwrap_or_default();
                 nodes.push(NodeContainer {
                     node: NodeId { role, index },
+                    group,
                     id,
                     running: state == "running",
                     exit_code: None,
@@ -296,6 +307,7 @@ impl SwarmDockerDriver {
         layout: &ClusterLayout,
         subnet: Ipv4Net,
         node: NodeId,
+        group: &WorkerGroupSpec,
     ) -> Result<(), DriverError> {
         let address = node_address(subnet, node).ok_or_else(|| {
             DriverError::Permanent(format!(
@@ -308,6 +320,7 @@ impl SwarmDockerDriver {
             (CLUSTER_LABEL.to_string(), layout.uuid.clone()),
             (ROLE_LABEL.to_string(), node.role.as_str().to_string()),
             (INDEX_LABEL.to_string(), node.index.to_string()),
+            (NODEGROUP_LABEL.to_string(), group.name.clone()),
         ]);
         let volume = layout.volume_name(node);
         self.docker()
@@ -319,11 +332,7 @@ impl SwarmDockerDriver {
             })
             .await
             .map_err(|error| retryable(&format!("cannot create volume {volume}"), error))?;
-        let flavor_name = match node.role {
-            Role::Master => spec.master_flavor.as_ref().or(spec.node_flavor.as_ref()),
-            Role::Worker => spec.node_flavor.as_ref(),
-        };
-        let flavor = flavor_name.and_then(|name| {
+        let flavor = group.flavor.as_ref().and_then(|name| {
             self.engine
                 .settings
                 .flavors
@@ -333,7 +342,7 @@ impl SwarmDockerDriver {
         let network = layout.network_name();
         let container_name = layout.container_name(node);
         let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
+            image: Some(group.image.clone().unwrap_or_else(|| spec.image.clone())),
             hostname: Some(layout.host_name(node)),
             env: Some(self.node_environment(spec, node)),
             labels: Some(labels),
@@ -785,7 +794,7 @@ impl SwarmDockerDriver {
         spec: &ClusterSpec,
         layout: &ClusterLayout,
         subnet: Ipv4Net,
-        workers: &[u32],
+        workers: &[(u32, String)],
         server_version: Option<String>,
     ) -> Observed {
         let masters: Vec<String> = (0..u32::try_from(spec.master_count).unwrap_or(0))
@@ -800,19 +809,27 @@ impl SwarmDockerDriver {
             })
             .map(|address| address.to_string())
             .collect();
-        let nodes: Vec<String> = workers
-            .iter()
-            .filter_map(|index| {
-                node_address(
-                    subnet,
-                    NodeId {
-                        role: Role::Worker,
-                        index: *index,
-                    },
-                )
-            })
-            .map(|address| address.to_string())
-            .collect();
+        let mut nodegroup_addresses = BTreeMap::from([
+            (DEFAULT_MASTER_NODEGROUP.to_string(), masters.clone()),
+            (DEFAULT_WORKER_NODEGROUP.to_string(), Vec::new()),
+        ]);
+        for group in &spec.extra_worker_groups {
+            nodegroup_addresses.insert(group.name.clone(), Vec::new());
+        }
+        let mut nodes = Vec::new();
+        for (index, group) in workers {
+            let node = NodeId {
+                role: Role::Worker,
+                index: *index,
+            };
+            if let Some(address) = node_address(subnet, node) {
+                nodes.push(address.to_string());
+                nodegroup_addresses
+                    .entry(group.clone())
+                    .or_default()
+                    .push(address.to_string());
+            }
+        }
         Observed {
             stack_id: Some(layout.network_name()),
             api_address: masters
@@ -820,10 +837,37 @@ impl SwarmDockerDriver {
                 .map(|address| format!("tcp://{address}:{API_PORT}")),
             master_addresses: masters,
             node_addresses: nodes,
+            nodegroup_addresses,
             coe_version: server_version.clone(),
             container_version: server_version,
             health: HealthReport::default(),
         }
+    }
+
+    /// The nodegroups of a cluster's nodes, masters first, then `default-worker`, then the
+    /// others: names, sizes, flavors and images.
+    fn node_groups(spec: &ClusterSpec) -> (WorkerGroupSpec, Vec<WorkerGroupSpec>) {
+        let masters = WorkerGroupSpec {
+            name: DEFAULT_MASTER_NODEGROUP.to_string(),
+            node_count: spec.master_count,
+            flavor: spec.master_flavor.clone().or(spec.node_flavor.clone()),
+            image: None,
+        };
+        let mut workers = vec![WorkerGroupSpec {
+            name: DEFAULT_WORKER_NODEGROUP.to_string(),
+            node_count: spec.node_count,
+            flavor: spec.node_flavor.clone(),
+            image: None,
+        }];
+        workers.extend(
+            spec.extra_worker_groups
+                .iter()
+                .map(|group| WorkerGroupSpec {
+                    flavor: group.flavor.clone().or(spec.node_flavor.clone()),
+                    ..group.clone()
+                }),
+        );
+        (masters, workers)
     }
 }
 
@@ -887,20 +931,23 @@ impl ClusterDriver for SwarmDockerDriver {
         progress: &dyn ProgressSink,
     ) -> Result<Observed, DriverError> {
         let layout = ClusterLayout::new(&spec.uuid, &spec.name);
-        if spec.image == self.engine.settings.node_image {
-            progress.report("preparing the node image");
-            node_image::ensure_node_image(&self.engine, &self.engine.settings).await?;
-        } else if self
-            .docker()
-            .await?
-            .inspect_image(&spec.image)
-            .await
-            .is_err()
-        {
-            return Err(DriverError::Permanent(format!(
-                "the image {} is not in the local engine",
-                spec.image
-            )));
+        let (master_group, worker_groups) = Self::node_groups(spec);
+        let mut images: Vec<&String> = worker_groups
+            .iter()
+            .filter_map(|group| group.image.as_ref())
+            .chain([&spec.image])
+            .collect();
+        images.sort();
+        images.dedup();
+        for image in images {
+            if image == &self.engine.settings.node_image {
+                progress.report("preparing the node image");
+                node_image::ensure_node_image(&self.engine, &self.engine.settings).await?;
+            } else if self.docker().await?.inspect_image(image).await.is_err() {
+                return Err(DriverError::Permanent(format!(
+                    "the image {image} is not in the local engine"
+                )));
+            }
         }
         let subnet = self
             .ensure_network(&layout, spec.fixed_network.as_deref())
@@ -912,8 +959,49 @@ impl ClusterDriver for SwarmDockerDriver {
             .map(|container| container.node.index)
             .collect();
         let remove = Self::indices_to_remove(spec, &layout, subnet, &existing_workers)?;
-        let node_count = usize::try_from(spec.node_count).unwrap_or(0);
-        let (workers, surplus) = plan_workers(&existing_workers, node_count, &remove);
+        // Each worker nodegroup is planned on its own; new workers take indices no other
+        // group's worker (existing or just planned) has.
+        let mut workers: Vec<(u32, String)> = Vec::new();
+        let mut surplus: Vec<u32> = Vec::new();
+        let mut group_of: HashMap<u32, &WorkerGroupSpec> = HashMap::new();
+        for group in &worker_groups {
+            let in_group: Vec<u32> = existing
+                .iter()
+                .filter(|c| c.node.role == Role::Worker && c.group == group.name)
+                .map(|c| c.node.index)
+                .collect();
+            let reserved: Vec<u32> = existing_workers
+                .iter()
+                .copied()
+                .filter(|index| !in_group.contains(index))
+                .chain(workers.iter().map(|(index, _)| *index))
+                .collect();
+            let group_remove: Vec<u32> = remove
+                .iter()
+                .copied()
+                .filter(|index| in_group.contains(index))
+                .collect();
+            let count = usize::try_from(group.node_count).unwrap_or(0);
+            let (kept, gone) = plan_workers(&in_group, count, &group_remove, &reserved);
+            for index in kept {
+                group_of.insert(index, group);
+                workers.push((index, group.name.clone()));
+            }
+            surplus.extend(gone);
+        }
+        // Workers of a nodegroup that no longer exists go too.
+        surplus.extend(
+            existing
+                .iter()
+                .filter(|c| {
+                    c.node.role == Role::Worker
+                        && !worker_groups.iter().any(|group| group.name == c.group)
+                })
+                .map(|c| c.node.index),
+        );
+        workers.sort();
+        surplus.sort_unstable();
+        surplus.dedup();
         let masters: Vec<u32> = (0..u32::try_from(spec.master_count).unwrap_or(1)).collect();
         let desired: Vec<NodeId> = masters
             .iter()
@@ -921,7 +1009,7 @@ impl ClusterDriver for SwarmDockerDriver {
                 role: Role::Master,
                 index: *index,
             })
-            .chain(workers.iter().map(|index| NodeId {
+            .chain(workers.iter().map(|(index, _)| NodeId {
                 role: Role::Worker,
                 index: *index,
             }))
@@ -935,9 +1023,13 @@ impl ClusterDriver for SwarmDockerDriver {
         if !missing.is_empty() {
             progress.report(&format!("creating {} node container(s)", missing.len()));
         }
-        let creations = missing
-            .iter()
-            .map(|node| self.create_node(spec, &layout, subnet, *node));
+        let creations = missing.iter().map(|node| {
+            let group = match node.role {
+                Role::Master => &master_group,
+                Role::Worker => group_of.get(&node.index).copied().unwrap_or(&master_group),
+            };
+            self.create_node(spec, &layout, subnet, *node, group)
+        });
         for result in futures::future::join_all(creations).await {
             result?;
         }
@@ -1218,7 +1310,15 @@ impl ClusterDriver for SwarmDockerDriver {
             }
         }
         let expected_masters = usize::try_from(spec.master_count).unwrap_or(0);
-        let expected_workers = usize::try_from(spec.node_count).unwrap_or(0);
+        let expected_workers = usize::try_from(
+            spec.node_count
+                + spec
+                    .extra_worker_groups
+                    .iter()
+                    .map(|group| group.node_count)
+                    .sum::<i64>(),
+        )
+        .unwrap_or(0);
         let n_masters = containers
             .iter()
             .filter(|c| c.node.role == Role::Master)
@@ -1234,10 +1334,10 @@ impl ClusterDriver for SwarmDockerDriver {
                 format!("{n_masters} of {expected_masters} master and {n_workers} of {expected_workers} worker containers exist"),
             );
         }
-        let workers: Vec<u32> = containers
+        let workers: Vec<(u32, String)> = containers
             .iter()
             .filter(|c| c.node.role == Role::Worker)
-            .map(|c| c.node.index)
+            .map(|c| (c.node.index, c.group.clone()))
             .collect();
         let network = layout.network_name();
         let subnet = self

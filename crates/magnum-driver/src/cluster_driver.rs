@@ -39,6 +39,17 @@ pub trait ClusterCertificates: Send + Sync + std::fmt::Debug {
     fn conductor_client(&self) -> IssuedCertificate;
 }
 
+/// A worker nodegroup besides `default-worker` (made with `POST …/nodegroups`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerGroupSpec {
+    /// The nodegroup's name, unique in the cluster; nodes carry it.
+    pub name: String,
+    pub node_count: i64,
+    /// The group's flavor and image; the cluster's when None.
+    pub flavor: Option<String>,
+    pub image: Option<String>,
+}
+
 /// Everything a driver needs to build or change one cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -50,7 +61,10 @@ pub struct ClusterSpec {
     pub master_flavor: Option<String>,
     pub node_flavor: Option<String>,
     pub master_count: i64,
+    /// Workers of the `default-worker` nodegroup.
     pub node_count: i64,
+    /// The other worker nodegroups; workers of a group not listed (a deleted one) go.
+    pub extra_worker_groups: Vec<WorkerGroupSpec>,
     /// Workers to remove first when scaling in (names, addresses or ids).
     pub nodes_to_remove: Vec<String>,
     pub dns_nameserver: Option<String>,
@@ -84,7 +98,10 @@ pub struct Observed {
     pub stack_id: Option<String>,
     pub api_address: Option<String>,
     pub master_addresses: Vec<String>,
+    /// Every worker's address, of all worker nodegroups.
     pub node_addresses: Vec<String>,
+    /// Node addresses by nodegroup name (`default-master`, `default-worker`, others).
+    pub nodegroup_addresses: BTreeMap<String, Vec<String>>,
     pub coe_version: Option<String>,
     pub container_version: Option<String>,
     pub health: HealthReport,

@@ -13,7 +13,7 @@ pub mod registry;
 
 pub use cluster_driver::{
     ClusterCertificates, ClusterDriver, ClusterSpec, DriverError, HealthReport, IssuedCertificate,
-    Observed, ProgressSink,
+    Observed, ProgressSink, WorkerGroupSpec,
 };
 pub use provider::{
     FlavorInfo, ImageInfo, InfrastructureProvider, LookupError, NetworkInfo, UnverifiedProvider,

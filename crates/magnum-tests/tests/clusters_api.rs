@@ -230,7 +230,82 @@ async fn the_status_of_a_cluster_decides_what_may_happen_to_it() {
     .await;
 
     // No conductor runs, so the cluster stays CREATE_IN_PROGRESS: changes are refused now,
-    // synchronously, with the reason.
+    // synchronously, with the reason. A nodegroup needs the cluster's API address first.
+    let nodegroups = format!("/v1/clusters/{uuid}/nodegroups");
+    for (body, status, detail) in [
+        (
+            json!({"name": "pool"}),
+            409,
+            "Cluster API address is not available yet",
+        ),
+        (json!({}), 400, "name"),
+        (
+            json!({"name": "pool", "role": "master"}),
+            400,
+            "Creating master nodegroups is currently not supported.",
+        ),
+        (
+            json!({"name": "pool", "node_count": 1, "min_node_count": 2}),
+            409,
+            "min_node_count for pool is invalid",
+        ),
+        (
+            json!({"name": "pool", "node_count": 3, "max_node_count": 2}),
+            409,
+            "max_node_count for pool is invalid",
+        ),
+        (
+            json!({"name": "pool", "node_taints": [{"key": "k", "effect": "Often"}]}),
+            409,
+            "node_taints for pool is invalid",
+        ),
+        (
+            json!({"name": "pool", "node_labels": {"kubernetes.io/role": "x"}}),
+            409,
+            "node_labels for pool is invalid",
+        ),
+        (json!({"name": "pool", "surprise": 1}), 400, "surprise"),
+    ] {
+        let reply = api.post(&nodegroups, body.clone()).await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.text);
+        assert!(
+            reply.error_detail().contains(detail),
+            "{body}: expected {detail:?} in {}",
+            reply.text
+        );
+    }
+    let old_client = admin
+        .with_header("OpenStack-API-Version", "container-infra 1.8")
+        .post(&nodegroups, json!({"name": "pool"}))
+        .await;
+    assert_eq!(old_client.status, 406, "{}", old_client.text);
+    let default_group = api.delete(&format!("{nodegroups}/default-worker")).await;
+    assert_eq!(default_group.status, 400, "{}", default_group.text);
+    assert!(default_group.error_detail().contains("default nodegroup"));
+    let internal = api
+        .patch(
+            &format!("{nodegroups}/default-worker"),
+            json!([{"op": "replace", "path": "/node_count", "value": 3}]),
+        )
+        .await;
+    assert_eq!(internal.status, 400, "{}", internal.text);
+    assert!(internal.error_detail().contains("internal attribute"));
+    let limits = api
+        .patch(
+            &format!("{nodegroups}/default-worker"),
+            json!([{"op": "replace", "path": "/max_node_count", "value": 3}]),
+        )
+        .await;
+    assert_eq!(limits.status, 400, "{}", limits.text);
+    assert!(
+        limits.error_detail().contains("CREATE_IN_PROGRESS"),
+        "{}",
+        limits.text
+    );
+    let unknown = api.delete(&format!("{nodegroups}/nope")).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+    assert_eq!(unknown.error_detail(), "Nodegroup nope could not be found.");
+
     let patched = api
         .patch(
             &format!("/v1/clusters/{uuid}"),
@@ -390,6 +465,20 @@ async fn other_projects_cannot_see_or_touch_a_cluster() {
             )
             .await,
             bob.get(&format!("/v1/clusters/{ident}/nodegroups")).await,
+            bob.get(&format!("/v1/clusters/{ident}/nodegroups/default-worker"))
+                .await,
+            bob.post(
+                &format!("/v1/clusters/{ident}/nodegroups"),
+                json!({"name": "pool"}),
+            )
+            .await,
+            bob.patch(
+                &format!("/v1/clusters/{ident}/nodegroups/default-worker"),
+                json!([{"op": "replace", "path": "/max_node_count", "value": 3}]),
+            )
+            .await,
+            bob.delete(&format!("/v1/clusters/{ident}/nodegroups/default-worker"))
+                .await,
             bob.get(&format!("/v1/certificates/{ident}")).await,
             bob.raw(
                 reqwest::Method::PATCH,

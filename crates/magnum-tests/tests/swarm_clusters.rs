@@ -1148,3 +1148,186 @@ async fn conductors_sharing_a_database_take_over_from_a_dead_one_and_share_the_w
     }
     drop(second);
 }
+
+/// The cluster's containers that belong to one nodegroup (by the driver's nodegroup label).
+fn nodegroup_containers(uuid: &str, nodegroup: &str) -> Vec<String> {
+    let listed = local_docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=org.openstack.magnum.cluster={uuid}"),
+        "--filter",
+        &format!("label=org.openstack.magnum.nodegroup={nodegroup}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    let mut names: Vec<String> = stdout(&listed).lines().map(str::to_string).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn nodegroups_add_resize_limit_and_remove_workers_of_their_own() {
+    if !engine_ready() {
+        return;
+    }
+    let janitor = Janitor::default();
+    let Some(openstack) = openstack() else { return };
+    let magnumd = start_docker_magnumd("").await;
+    let api = latest_admin(&magnumd).await;
+    let env = password_env(&magnumd);
+    let osc = |args: &[&str]| run(&openstack, &env, args);
+    create_swarm_template(&magnumd, "swarm", &[]);
+    let created = api
+        .post(
+            "/v1/clusters",
+            json!({"name": "ngc", "cluster_template_id": "swarm", "node_count": 1}),
+        )
+        .await;
+    assert_eq!(created.status, 202, "{}", created.text);
+    let uuid = created.body["uuid"].as_str().unwrap().to_string();
+    janitor.track(&uuid);
+    let cluster = settled(&api, &uuid, Duration::from_secs(180)).await;
+    assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
+    let groups = format!("/v1/clusters/{uuid}/nodegroups");
+
+    // The stock client adds a nodegroup of two workers; the cluster goes through
+    // UPDATE_IN_PROGRESS and the group ends CREATE_COMPLETE with its own nodes.
+    let added = osc(&[
+        "coe",
+        "nodegroup",
+        "create",
+        "ngc",
+        "pool-b",
+        "--node-count",
+        "2",
+        "--min-nodes",
+        "1",
+        "--labels",
+        "zone=b",
+    ]);
+    succeeded(&added, "openstack coe nodegroup create");
+    let clash = api
+        .post(&groups, json!({"name": "pool-b", "node_count": 1}))
+        .await;
+    assert_eq!(clash.status, 409, "{}", clash.text);
+    assert!(
+        clash
+            .error_detail()
+            .contains("A node group with name pool-b already exists in the cluster ngc."),
+        "{}",
+        clash.text
+    );
+    let cluster = settled(&api, &uuid, Duration::from_secs(120)).await;
+    assert_eq!(cluster["status"], "UPDATE_COMPLETE", "{cluster}");
+    assert_eq!(cluster["node_count"], 3, "{cluster}");
+    assert_eq!(cluster["node_addresses"].as_array().unwrap().len(), 3);
+    let group = api.get(&format!("{groups}/pool-b")).await;
+    assert_eq!(group.status, 200, "{}", group.text);
+    assert_eq!(group.body["status"], "CREATE_COMPLETE", "{}", group.text);
+    assert_eq!(group.body["node_count"], 2);
+    assert_eq!(group.body["min_node_count"], 1);
+    assert_eq!(group.body["role"], "worker");
+    assert_eq!(group.body["is_default"], false);
+    assert_eq!(group.body["labels"]["zone"], "b");
+    assert_eq!(group.body["flavor_id"], "m1.small");
+    assert_eq!(group.body["image_id"], NODE_IMAGE);
+    assert_eq!(group.body["node_addresses"].as_array().unwrap().len(), 2);
+    let default_worker = api.get(&format!("{groups}/default-worker")).await;
+    assert_eq!(
+        default_worker.body["node_addresses"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(nodegroup_containers(&uuid, "pool-b").len(), 2);
+    let listed = json_of(&osc(&["coe", "nodegroup", "list", "ngc", "-f", "json"]));
+    let names: BTreeSet<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|group| group["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["default-master", "default-worker", "pool-b"])
+    );
+
+    // The swarm has all four nodes Ready, seen through the stock docker CLI.
+    let dir = tempfile::tempdir().unwrap();
+    let configured = magnum(
+        &magnumd,
+        &[
+            "cluster-config",
+            "ngc",
+            "--dir",
+            &dir.path().display().to_string(),
+        ],
+    );
+    let environment = exported_environment(&succeeded(&configured, "cluster-config"));
+    assert_eq!(wait_for_ready_nodes(&environment, 4).await.len(), 4);
+
+    // Resizing the group touches only its own workers; its limits are enforced.
+    let below = api
+        .post(
+            &format!("/v1/clusters/{uuid}/actions/resize"),
+            json!({"node_count": 0, "nodegroup": "pool-b"}),
+        )
+        .await;
+    assert_eq!(below.status, 400, "{}", below.text);
+    assert!(below.error_detail().contains("outside the allowed range"));
+    let default_before = nodegroup_containers(&uuid, "default-worker");
+    let resized = api
+        .post(
+            &format!("/v1/clusters/{uuid}/actions/resize"),
+            json!({"node_count": 1, "nodegroup": "pool-b"}),
+        )
+        .await;
+    assert_eq!(resized.status, 202, "{}", resized.text);
+    let cluster = settled(&api, &uuid, Duration::from_secs(120)).await;
+    assert_eq!(cluster["status"], "UPDATE_COMPLETE", "{cluster}");
+    assert_eq!(cluster["node_count"], 2, "{cluster}");
+    assert_eq!(nodegroup_containers(&uuid, "pool-b").len(), 1);
+    assert_eq!(
+        nodegroup_containers(&uuid, "default-worker"),
+        default_before
+    );
+    let group = api.get(&format!("{groups}/pool-b")).await;
+    assert_eq!(group.body["status"], "UPDATE_COMPLETE", "{}", group.text);
+    assert_eq!(group.body["node_count"], 1);
+
+    // PATCH changes the limits only (node_count is the resize action's).
+    let limited = api
+        .patch(
+            &format!("{groups}/pool-b"),
+            json!([{"op": "replace", "path": "/max_node_count", "value": 1}]),
+        )
+        .await;
+    assert_eq!(limited.status, 202, "{}", limited.text);
+    assert_eq!(limited.body["max_node_count"], 1);
+    assert_eq!(limited.body["status"], "UPDATE_IN_PROGRESS");
+    settled(&api, &uuid, Duration::from_secs(60)).await;
+    let above = api
+        .post(
+            &format!("/v1/clusters/{uuid}/actions/resize"),
+            json!({"node_count": 2, "nodegroup": "pool-b"}),
+        )
+        .await;
+    assert_eq!(above.status, 400, "{}", above.text);
+
+    // Deleting the group drains and removes its workers and then its row.
+    let removed = osc(&["coe", "nodegroup", "delete", "ngc", "pool-b"]);
+    succeeded(&removed, "openstack coe nodegroup delete");
+    let cluster = settled(&api, &uuid, Duration::from_secs(120)).await;
+    assert_eq!(cluster["status"], "UPDATE_COMPLETE", "{cluster}");
+    assert_eq!(cluster["node_count"], 1, "{cluster}");
+    assert_eq!(api.get(&format!("{groups}/pool-b")).await.status, 404);
+    assert_eq!(nodegroup_containers(&uuid, "pool-b"), Vec::<String>::new());
+    assert_eq!(wait_for_ready_nodes(&environment, 2).await.len(), 2);
+
+    let deleted = api.delete(&format!("/v1/clusters/{uuid}")).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    gone(&api, &uuid, Duration::from_secs(60)).await;
+    assert_eq!(labelled_resources(&uuid), Vec::<String>::new());
+}

@@ -26,7 +26,7 @@ use magnum_core::fields::{decode_int, decode_string};
 use magnum_core::lifecycle::{self, Operation};
 use magnum_core::patch::{apply_patch, decode_patch};
 use magnum_core::{is_uuid_like, ApiGeneration, DomainError};
-use magnum_db::cluster::{is_sortable, ClusterVisibility, DefaultNodeGroups};
+use magnum_db::cluster::{is_sortable, ClusterVisibility, DefaultNodeGroups, NodeGroupChange};
 use magnum_db::DbError;
 use magnum_driver::provider::LookupKind;
 use serde_json::{json, Value};
@@ -445,8 +445,59 @@ fn start_operation(
     Ok(())
 }
 
+/// Records a new operation on a cluster of the current API (nodegroup changes use it).
+pub(crate) fn begin_operation(cluster: &mut Cluster, operation: Operation) -> Result<(), ApiError> {
+    start_operation(cluster, operation, &CURRENT)
+}
+
 /// How many times a change is re-applied when the row changed in between.
 const ATTEMPTS: usize = 20;
+
+/// Applies `change` to the current cluster row and stores it together with the nodegroup
+/// change it returns, retrying lost races; a nodegroup name the cluster already has is
+/// refused with 409.
+pub(crate) async fn change_cluster_with_group<F>(
+    state: &SharedState,
+    caller: &Caller,
+    ident: &str,
+    mut change: F,
+) -> Result<Cluster, ApiError>
+where
+    F: FnMut(&mut Cluster) -> Result<NodeGroupChange, ApiError>,
+{
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(2 * attempt as u64)).await;
+        }
+        let mut cluster = find_cluster(state, caller, ident, CURRENT.title).await?;
+        let group_change = change(&mut cluster)?;
+        match state
+            .database
+            .clusters()
+            .update_with_nodegroup(&cluster, Some(&group_change))
+            .await
+        {
+            Ok(stored) => return Ok(stored),
+            Err(DbError::Stale) => continue,
+            Err(DbError::NotFound) => return Err(CURRENT.not_found(ident)),
+            Err(DbError::Duplicate) => {
+                let name = match &group_change {
+                    NodeGroupChange::Insert(group) | NodeGroupChange::Update(group) => {
+                        group.name.clone()
+                    }
+                };
+                return Err(ApiError::conflict(format!(
+                    "A node group with name {name} already exists in the cluster {}.",
+                    cluster.name.as_deref().unwrap_or(&cluster.uuid)
+                )));
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(ApiError::conflict(format!(
+        "The cluster {ident} is being changed by other requests; try again."
+    )))
+}
 
 /// Applies `change` to the current row and stores it, retrying lost races.
 async fn change_cluster<F>(
@@ -637,17 +688,36 @@ async fn resize(
         255,
     )?;
     let current = find_cluster(&state, &caller, &ident, "Cluster").await?;
-    if let Some(group) = &nodegroup {
+    let mut target_group = None;
+    // Without a nodegroup the default worker group is resized (its bounds apply too).
+    let group = nodegroup
+        .clone()
+        .unwrap_or_else(|| magnum_db::cluster::DEFAULT_WORKER.to_string());
+    {
         let found = state
             .database
             .clusters()
-            .nodegroup(&current.uuid, group)
+            .nodegroup(&current.uuid, &group)
             .await
             .map_err(|_| ApiError::not_found(format!("Nodegroup {group} could not be found.")))?;
         if found.role == "master" {
             return Err(ApiError::bad_request(
                 "Resizing a nodegroup with role master is not supported.",
             ));
+        }
+        if count < found.min_node_count || found.max_node_count.is_some_and(|max| count > max) {
+            return Err(ApiError::bad_request(format!(
+                "Resizing {} outside the allowed range: min_node_count = {}, max_node_count = {}",
+                found.name,
+                found.min_node_count,
+                found
+                    .max_node_count
+                    .map(|max| max.to_string())
+                    .unwrap_or_else(|| "None".to_string())
+            )));
+        }
+        if !found.is_default {
+            target_group = Some(found);
         }
     }
     let template = state
@@ -656,20 +726,51 @@ async fn resize(
         .get_by_uuid(&current.cluster_template_id)
         .await?;
     let driver = state.cluster_drivers.for_template(&template)?;
-    let stored = change_cluster(&state, &caller, &ident, &CURRENT, |cluster| {
+    let authorize = |cluster: &Cluster| {
         enforce(
             &state,
             "cluster:resize",
             &caller,
             &PolicyTarget::of(&cluster.project_id, &cluster.user_id),
-        )?;
-        driver.check_shape(cluster.master_count, count, cluster.master_lb_enabled)?;
-        start_operation(cluster, Operation::Resize, &CURRENT)?;
-        cluster.node_count = count;
-        cluster.nodes_to_remove = nodes_to_remove.clone();
-        Ok(true)
-    })
-    .await?;
+        )
+    };
+    let stored = match target_group {
+        // A non-default nodegroup's size lives in its own row.
+        Some(group) => {
+            change_cluster_with_group(&state, &caller, &ident, |cluster| {
+                authorize(cluster)?;
+                let others = cluster.extra_worker_count - group.node_count;
+                driver.check_shape(
+                    cluster.master_count,
+                    cluster.node_count + others + count,
+                    cluster.master_lb_enabled,
+                )?;
+                start_operation(cluster, Operation::Resize, &CURRENT)?;
+                cluster.nodes_to_remove = nodes_to_remove.clone();
+                let mut resized = group.clone();
+                resized.node_count = count;
+                resized.status = Some("UPDATE_IN_PROGRESS".to_string());
+                resized.status_reason = None;
+                Ok(NodeGroupChange::Update(resized))
+            })
+            .await?
+        }
+        None => {
+            change_cluster(&state, &caller, &ident, &CURRENT, |cluster| {
+                authorize(cluster)?;
+                driver.check_shape(
+                    cluster.master_count,
+                    count + cluster.extra_worker_count,
+                    cluster.master_lb_enabled,
+                )?;
+                start_operation(cluster, Operation::Resize, &CURRENT)?;
+                cluster.node_count = count;
+                cluster.nodes_to_remove = nodes_to_remove.clone();
+                Ok(true)
+            })
+            .await?
+        }
+    };
     tracing::info!(cluster = %stored.uuid, node_count = count, "resize requested");
     Ok((StatusCode::ACCEPTED, Json(json!({"uuid": stored.uuid}))).into_response())
 }

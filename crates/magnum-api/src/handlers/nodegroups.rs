@@ -1,43 +1,46 @@
 //! `/v1/clusters/{cluster}/nodegroups` (microversion 1.9): every cluster has the default
-//! `default-master` and `default-worker` nodegroups; they can be listed and shown. Adding,
-//! changing or removing nodegroups is not implemented and says so.
+//! `default-master` and `default-worker` nodegroups; more worker nodegroups can be added,
+//! resized (the cluster's resize action with `nodegroup`), updated (limits, node labels and
+//! taints) and removed. Each change records the cluster's operation (the cluster goes to
+//! `UPDATE_IN_PROGRESS`) together with the nodegroup row, in one transaction; a conductor
+//! then builds or removes the group's nodes and ends the group's status.
 
 use crate::error::ApiError;
 use crate::handlers::cluster_templates::enforce;
-use crate::handlers::clusters::find_cluster;
+use crate::handlers::clusters::{begin_operation, change_cluster_with_group, find_cluster};
 use crate::pagination::{next_link, page_from_query};
 use crate::policy::PolicyTarget;
-use crate::request::{BaseUrl, Caller};
+use crate::request::{json_body, BaseUrl, Caller};
 use crate::version::{self, ApiVersion};
 use crate::SharedState;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use bytes::Bytes;
+use chrono::{SubsecRound, Utc};
+use magnum_core::cluster::Cluster;
 use magnum_core::cluster_template::format_timestamp;
-use magnum_db::cluster::NodeGroup;
+use magnum_core::fields::decode_int;
+use magnum_core::lifecycle::Operation;
+use magnum_core::nodegroup::{
+    check_counts, check_node_labels, check_node_taints, effective_labels, NodeGroupInput, PATCHABLE,
+};
+use magnum_core::patch::{decode_patch, PatchOp, PatchOperation};
+use magnum_db::cluster::{NodeGroup, NodeGroupChange};
 use magnum_db::DbError;
+use magnum_driver::provider::LookupKind;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
-        .route(
-            "/v1/clusters/{ident}/nodegroups",
-            get(list).post(not_implemented),
-        )
+        .route("/v1/clusters/{ident}/nodegroups", get(list).post(create))
         .route(
             "/v1/clusters/{ident}/nodegroups/{nodegroup}",
-            get(show).patch(not_implemented).delete(not_implemented),
+            get(show).patch(update).delete(delete),
         )
-}
-
-async fn not_implemented() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "Adding, changing or removing nodegroups is not implemented by this service yet; resize the default-worker nodegroup instead.",
-    )
 }
 
 fn summary(group: &NodeGroup) -> Value {
@@ -55,7 +58,8 @@ fn full(group: &NodeGroup, base: &str) -> Value {
         "docker_volume_size": group.docker_volume_size, "labels": group.labels,
         "node_addresses": group.node_addresses, "min_node_count": group.min_node_count,
         "max_node_count": group.max_node_count, "status_reason": group.status_reason,
-        "version": null, "merge_labels": null, "node_labels": null, "node_taints": null,
+        "version": null, "merge_labels": null, "node_labels": group.node_labels,
+        "node_taints": group.node_taints,
         "labels_overridden": {}, "labels_added": {}, "labels_skipped": {},
         "created_at": format_timestamp(&group.created_at),
         "updated_at": group.updated_at.as_ref().map(format_timestamp),
@@ -144,4 +148,239 @@ async fn show(
         ))),
         Err(other) => Err(other.into()),
     }
+}
+
+/// The nodegroup of a cluster, or the spec's 404.
+async fn find_group(
+    state: &SharedState,
+    cluster_uuid: &str,
+    ident: &str,
+) -> Result<NodeGroup, ApiError> {
+    match state
+        .database
+        .clusters()
+        .nodegroup(cluster_uuid, ident)
+        .await
+    {
+        Ok(group) => Ok(group),
+        Err(DbError::NotFound) => Err(ApiError::not_found(format!(
+            "Nodegroup {ident} could not be found."
+        ))),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Starts the cluster operation a nodegroup change needs, refusing it (400) when the
+/// cluster's status does not allow changing its nodes.
+fn begin_group_change(cluster: &mut Cluster) -> Result<(), ApiError> {
+    let status = cluster.status;
+    begin_operation(cluster, Operation::Resize).map_err(|_| {
+        ApiError::bad_request(format!(
+            "Changing the nodegroups of a cluster when status is \"{status}\" is not supported."
+        ))
+    })
+}
+
+async fn create(
+    State(state): State<SharedState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    version: ApiVersion,
+    Path(ident): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    version::require(version, ApiVersion::new(1, 9), "nodegroups")?;
+    let body = json_body(&headers, &body)?;
+    let input = NodeGroupInput::decode(&body, version >= ApiVersion::new(1, 14))?;
+    let current = find_cluster(&state, &caller, &ident, "Cluster").await?;
+    enforce(
+        &state,
+        "nodegroup:create",
+        &caller,
+        &PolicyTarget::of(&current.project_id, &current.user_id),
+    )?;
+    if current.api_address.is_none() {
+        return Err(ApiError::conflict(
+            "Cluster API address is not available yet",
+        ));
+    }
+    let template = state
+        .database
+        .cluster_templates()
+        .get_by_uuid(&current.cluster_template_id)
+        .await
+        .map_err(|_| ApiError::bad_request("The cluster's template no longer exists."))?;
+    let driver = state.cluster_drivers.for_template(&template)?;
+    if let Some(flavor) = &input.flavor_id {
+        state
+            .provider
+            .find_flavor(flavor)
+            .await
+            .map_err(|error| error.into_domain(LookupKind::Flavor, flavor))?;
+    }
+    if let Some(image) = &input.image_id {
+        state
+            .provider
+            .find_image(image)
+            .await
+            .map_err(|error| error.into_domain(LookupKind::Image, image))?;
+    }
+    let group_uuid = uuid::Uuid::new_v4().to_string();
+    let stored = change_cluster_with_group(&state, &caller, &ident, |cluster| {
+        driver.check_shape(
+            cluster.master_count,
+            cluster.node_count + cluster.extra_worker_count + input.node_count,
+            cluster.master_lb_enabled,
+        )?;
+        begin_group_change(cluster)?;
+        Ok(NodeGroupChange::Insert(NodeGroup {
+            id: 0,
+            uuid: group_uuid.clone(),
+            name: input.name.clone(),
+            cluster_id: cluster.uuid.clone(),
+            project_id: cluster.project_id.clone(),
+            docker_volume_size: input.docker_volume_size.or(cluster.docker_volume_size),
+            labels: effective_labels(&cluster.labels, input.labels.as_ref(), input.merge_labels),
+            flavor_id: input.flavor_id.clone().or(cluster.flavor_id.clone()),
+            image_id: Some(
+                input
+                    .image_id
+                    .clone()
+                    .unwrap_or_else(|| template.image_id.clone()),
+            ),
+            node_addresses: Vec::new(),
+            node_count: input.node_count,
+            role: input.role.clone(),
+            max_node_count: input.max_node_count,
+            min_node_count: input.min_node_count,
+            is_default: false,
+            stack_id: cluster.stack_id.clone(),
+            status: Some("CREATE_IN_PROGRESS".to_string()),
+            status_reason: None,
+            node_labels: input.node_labels.clone(),
+            node_taints: input.node_taints.clone(),
+            created_at: Utc::now().trunc_subsecs(0),
+            updated_at: None,
+        }))
+    })
+    .await?;
+    let group = find_group(&state, &stored.uuid, &group_uuid).await?;
+    tracing::info!(cluster = %stored.uuid, nodegroup = %group.name, node_count = group.node_count, "nodegroup creation requested");
+    Ok((StatusCode::ACCEPTED, Json(full(&group, &base))).into_response())
+}
+
+/// A nodegroup with a JSON patch applied to its patchable attributes.
+fn patched(
+    group: &NodeGroup,
+    operations: &[PatchOperation],
+    version: ApiVersion,
+) -> Result<NodeGroup, ApiError> {
+    let mut changed = group.clone();
+    for operation in operations {
+        let attribute = operation.segments.first().map(String::as_str).unwrap_or("");
+        let node_label_attribute = ["node_labels", "node_taints"].contains(&attribute);
+        if !PATCHABLE.contains(&attribute)
+            || operation.segments.len() != 1
+            || (node_label_attribute && version < ApiVersion::new(1, 14))
+        {
+            return Err(ApiError::bad_request(format!(
+                "'{}' is an internal attribute and can not be updated",
+                operation.path
+            )));
+        }
+        let value = match operation.op {
+            PatchOp::Remove => Value::Null,
+            PatchOp::Add | PatchOp::Replace => operation.value.clone().unwrap_or(Value::Null),
+        };
+        match attribute {
+            "min_node_count" => {
+                changed.min_node_count =
+                    decode_int("min_node_count", &value, Some(0), None)?.unwrap_or(0);
+            }
+            "max_node_count" => {
+                changed.max_node_count = decode_int("max_node_count", &value, Some(0), None)?;
+            }
+            "node_labels" => changed.node_labels = check_node_labels(&group.name, &value)?,
+            _ => changed.node_taints = check_node_taints(&group.name, &value, &group.role)?,
+        }
+    }
+    check_counts(
+        &changed.name,
+        changed.node_count,
+        changed.min_node_count,
+        changed.max_node_count,
+    )?;
+    Ok(changed)
+}
+
+async fn update(
+    State(state): State<SharedState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    version: ApiVersion,
+    Path((ident, nodegroup)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    version::require(version, ApiVersion::new(1, 9), "nodegroups")?;
+    let body = json_body(&headers, &body)?;
+    let operations = decode_patch(&body)?;
+    let current = find_cluster(&state, &caller, &ident, "Cluster").await?;
+    enforce(
+        &state,
+        "nodegroup:update",
+        &caller,
+        &PolicyTarget::of(&current.project_id, &current.user_id),
+    )?;
+    let group = find_group(&state, &current.uuid, &nodegroup).await?;
+    let mut changed = patched(&group, &operations, version)?;
+    if changed == group {
+        return Ok((StatusCode::ACCEPTED, Json(full(&group, &base))).into_response());
+    }
+    changed.status = Some("UPDATE_IN_PROGRESS".to_string());
+    changed.status_reason = None;
+    let stored = change_cluster_with_group(&state, &caller, &ident, |cluster| {
+        begin_group_change(cluster)?;
+        Ok(NodeGroupChange::Update(changed.clone()))
+    })
+    .await?;
+    let group = find_group(&state, &stored.uuid, &group.uuid).await?;
+    Ok((StatusCode::ACCEPTED, Json(full(&group, &base))).into_response())
+}
+
+async fn delete(
+    State(state): State<SharedState>,
+    caller: Caller,
+    version: ApiVersion,
+    Path((ident, nodegroup)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    version::require(version, ApiVersion::new(1, 9), "nodegroups")?;
+    let current = find_cluster(&state, &caller, &ident, "Cluster").await?;
+    enforce(
+        &state,
+        "nodegroup:delete",
+        &caller,
+        &PolicyTarget::of(&current.project_id, &current.user_id),
+    )?;
+    let group = find_group(&state, &current.uuid, &nodegroup).await?;
+    if group.is_default {
+        return Err(ApiError::bad_request(format!(
+            "Deleting a default nodegroup is not supported ({} is one).",
+            group.name
+        )));
+    }
+    if group.status.as_deref() == Some("DELETE_IN_PROGRESS") {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let mut deleting = group.clone();
+    deleting.status = Some("DELETE_IN_PROGRESS".to_string());
+    deleting.status_reason = None;
+    change_cluster_with_group(&state, &caller, &ident, |cluster| {
+        begin_group_change(cluster)?;
+        Ok(NodeGroupChange::Update(deleting.clone()))
+    })
+    .await?;
+    tracing::info!(cluster = %current.uuid, nodegroup = %group.name, "nodegroup deletion requested");
+    Ok(StatusCode::NO_CONTENT)
 }
