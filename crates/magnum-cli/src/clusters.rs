@@ -65,6 +65,64 @@ pub enum ClusterCommand {
     NodegroupList(NodegroupListArgs),
     /// Show details about a nodegroup.
     NodegroupShow { cluster: String, nodegroup: String },
+    /// Add a worker nodegroup to a cluster.
+    NodegroupCreate(NodegroupCreateArgs),
+    /// Update a nodegroup's limits, node labels or taints: `<cluster> <nodegroup> <op>
+    /// <path=value>...`.
+    NodegroupUpdate(NodegroupUpdateArgs),
+    /// Delete nodegroup(s) of a cluster.
+    NodegroupDelete {
+        cluster: String,
+        #[arg(required = true)]
+        nodegroups: Vec<String>,
+        /// Wait until the cluster has removed their nodes.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+/// Options of `nodegroup-create`.
+#[derive(Debug, Args)]
+pub struct NodegroupCreateArgs {
+    cluster: String,
+    name: String,
+    #[arg(long)]
+    docker_volume_size: Option<i64>,
+    /// Labels as KEY=VALUE[,KEY=VALUE...]; repeatable.
+    #[arg(long)]
+    labels: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    node_count: i64,
+    #[arg(long, default_value_t = 0)]
+    min_nodes: i64,
+    #[arg(long)]
+    max_nodes: Option<i64>,
+    #[arg(long, default_value = "worker")]
+    role: String,
+    #[arg(long)]
+    image: Option<String>,
+    #[arg(long)]
+    flavor: Option<String>,
+    /// Merge the labels with the cluster's instead of replacing them.
+    #[arg(long)]
+    merge_labels: bool,
+    /// Wait until the nodegroup's nodes are built, showing progress.
+    #[arg(long)]
+    wait: bool,
+}
+
+/// Options of `nodegroup-update`.
+#[derive(Debug, Args)]
+pub struct NodegroupUpdateArgs {
+    cluster: String,
+    nodegroup: String,
+    #[arg(value_parser = ["add", "replace", "remove"])]
+    op: String,
+    /// Attributes as PATH=VALUE (only PATH for remove).
+    #[arg(required = true)]
+    attributes: Vec<String>,
+    #[arg(long)]
+    wait: bool,
 }
 
 /// Options of `cluster-create`.
@@ -602,6 +660,120 @@ async fn nodegroup_list(
     Ok(())
 }
 
+/// Waits for the cluster's operation on a nodegroup, then shows the nodegroup (or, once it
+/// is gone, the cluster).
+async fn wait_for_nodegroup(
+    client: &MagnumClient,
+    cluster: &str,
+    nodegroup: &str,
+    output: Output,
+) -> Result<(), ClientError> {
+    let settled = wait_for_cluster(client, Generation::Cluster, cluster).await?;
+    match client
+        .get(&format!("/v1/clusters/{cluster}/nodegroups/{nodegroup}"))
+        .await
+    {
+        Ok(group) => show(&group, output.json),
+        Err(_) => show(&settled, output.json),
+    }
+    Ok(())
+}
+
+async fn nodegroup_create(
+    client: &MagnumClient,
+    args: &NodegroupCreateArgs,
+    output: Output,
+) -> Result<(), ClientError> {
+    let cluster = client.show("clusters", &args.cluster).await?;
+    let uuid = cluster["uuid"].as_str().unwrap_or_default().to_string();
+    let mut body = json!({
+        "name": args.name,
+        "node_count": args.node_count,
+        "min_node_count": args.min_nodes,
+        "role": args.role,
+    });
+    for (key, value) in [
+        (
+            "docker_volume_size",
+            args.docker_volume_size.map(Value::from),
+        ),
+        ("max_node_count", args.max_nodes.map(Value::from)),
+        ("image_id", args.image.clone().map(Value::from)),
+        ("flavor_id", args.flavor.clone().map(Value::from)),
+    ] {
+        if let Some(value) = value {
+            body[key] = value;
+        }
+    }
+    if !args.labels.is_empty() {
+        body["labels"] = Value::Object(parse_labels(&args.labels)?);
+    }
+    if args.merge_labels {
+        body["merge_labels"] = json!(true);
+    }
+    let created = client
+        .post(&format!("/v1/clusters/{uuid}/nodegroups"), Some(&body))
+        .await?;
+    println!(
+        "Request to create nodegroup {} has been accepted.",
+        created["uuid"].as_str().unwrap_or(&args.name)
+    );
+    if args.wait {
+        wait_for_nodegroup(client, &uuid, &args.name, output).await?;
+    }
+    Ok(())
+}
+
+async fn nodegroup_update(
+    client: &MagnumClient,
+    args: &NodegroupUpdateArgs,
+    output: Output,
+) -> Result<(), ClientError> {
+    let cluster = client.show("clusters", &args.cluster).await?;
+    let uuid = cluster["uuid"].as_str().unwrap_or_default().to_string();
+    let patch = build_patch(&args.op, &args.attributes)?;
+    let updated = client
+        .patch(
+            &format!("/v1/clusters/{uuid}/nodegroups/{}", args.nodegroup),
+            Some(&patch),
+        )
+        .await?;
+    if args.wait {
+        wait_for_nodegroup(client, &uuid, &args.nodegroup, output).await
+    } else {
+        show(&updated, output.json);
+        Ok(())
+    }
+}
+
+async fn nodegroup_delete(
+    client: &MagnumClient,
+    cluster: &str,
+    nodegroups: &[String],
+    wait: bool,
+) -> Result<(), ClientError> {
+    let found = client.show("clusters", cluster).await?;
+    let uuid = found["uuid"].as_str().unwrap_or_default().to_string();
+    let collection = format!("clusters/{uuid}/nodegroups");
+    let mut failed = None;
+    for nodegroup in nodegroups {
+        match client.delete(&collection, nodegroup).await {
+            Ok(()) => println!("Request to delete nodegroup {nodegroup} has been accepted."),
+            Err(error) => {
+                println!("Delete for nodegroup {nodegroup} failed: {error}");
+                failed = Some(error);
+            }
+        }
+    }
+    if wait {
+        wait_for_cluster(client, Generation::Cluster, &uuid).await?;
+    }
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
 pub async fn run(
     client: &MagnumClient,
     command: ClusterCommand,
@@ -649,6 +821,13 @@ pub async fn run(
             show(&found, output.json);
             Ok(())
         }
+        ClusterCommand::NodegroupCreate(args) => nodegroup_create(client, &args, output).await,
+        ClusterCommand::NodegroupUpdate(args) => nodegroup_update(client, &args, output).await,
+        ClusterCommand::NodegroupDelete {
+            cluster,
+            nodegroups,
+            wait,
+        } => nodegroup_delete(client, &cluster, &nodegroups, wait).await,
     }
 }
 

@@ -1144,6 +1144,168 @@ mod tests {
         }
     }
 
+    /// Claims the cluster's pending operation and finishes it with `status`.
+    async fn finish_operation(
+        clusters: &Clusters<'_>,
+        status: ClusterStatus,
+        addresses: Option<&BTreeMap<String, Vec<String>>>,
+    ) -> Cluster {
+        let claimed = clusters
+            .claim_next("a", chrono::Duration::seconds(30), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut observed = claimed.clone();
+        observed.status = status;
+        assert!(clusters
+            .record_progress(
+                &observed,
+                "a",
+                claimed.operation_generation,
+                true,
+                addresses
+            )
+            .await
+            .unwrap());
+        clusters.get_by_uuid(&claimed.uuid).await.unwrap()
+    }
+
+    fn extra_group(cluster: &Cluster, name: &str, count: i64) -> NodeGroup {
+        NodeGroup {
+            id: 0,
+            uuid: uuid::Uuid::new_v4().to_string(),
+            name: name.to_string(),
+            cluster_id: cluster.uuid.clone(),
+            project_id: cluster.project_id.clone(),
+            docker_volume_size: None,
+            labels: Default::default(),
+            flavor_id: None,
+            image_id: Some("img".to_string()),
+            node_addresses: Vec::new(),
+            node_count: count,
+            role: "worker".to_string(),
+            max_node_count: None,
+            min_node_count: 0,
+            is_default: false,
+            stack_id: None,
+            status: Some("CREATE_IN_PROGRESS".to_string()),
+            status_reason: None,
+            node_labels: Some(json!({"tier": "b"})),
+            node_taints: None,
+            created_at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 0),
+            updated_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_nodegroup_is_recorded_with_its_operation_and_ended_by_the_conductor() {
+        let test = database().await;
+        let clusters = test.database.clusters();
+        clusters
+            .insert(&cluster("p", "ngs", 1), &defaults())
+            .await
+            .unwrap();
+        let built = finish_operation(&clusters, ClusterStatus::CreateComplete, None).await;
+        assert_eq!(built.extra_worker_count, 0);
+
+        // The API records the resize operation and the new group in one transaction.
+        let mut changing = built.clone();
+        changing.status = ClusterStatus::UpdateInProgress;
+        changing.operation = Some(Operation::Resize);
+        changing.operation_generation += 1;
+        let group = extra_group(&built, "pool", 2);
+        let stored = clusters
+            .update_with_nodegroup(&changing, Some(&NodeGroupChange::Insert(group.clone())))
+            .await
+            .unwrap();
+        assert_eq!(stored.extra_worker_count, 2);
+        assert_eq!(stored.status, ClusterStatus::UpdateInProgress);
+        // A second group of that name is a duplicate, and the cluster is left as it was.
+        let mut again = stored.clone();
+        again.operation_generation += 1;
+        let clash = clusters
+            .update_with_nodegroup(
+                &again,
+                Some(&NodeGroupChange::Insert(extra_group(&built, "pool", 1))),
+            )
+            .await;
+        assert!(matches!(clash, Err(DbError::Duplicate)), "{clash:?}");
+        let unchanged = clusters.get_by_uuid(&stored.uuid).await.unwrap();
+        assert_eq!(unchanged.revision, stored.revision);
+        assert_eq!(unchanged.extra_worker_count, 2);
+
+        let addresses = BTreeMap::from([
+            (
+                "pool".to_string(),
+                vec!["10.1.0.21".to_string(), "10.1.0.22".to_string()],
+            ),
+            (DEFAULT_WORKER.to_string(), vec!["10.1.0.20".to_string()]),
+        ]);
+        let updated =
+            finish_operation(&clusters, ClusterStatus::UpdateComplete, Some(&addresses)).await;
+        assert_eq!(updated.extra_worker_count, 2);
+        let pool = clusters.nodegroup(&updated.uuid, "pool").await.unwrap();
+        assert_eq!(pool.status.as_deref(), Some("CREATE_COMPLETE"));
+        assert_eq!(pool.node_addresses, addresses["pool"]);
+        assert_eq!(pool.node_labels, Some(json!({"tier": "b"})));
+        let default_worker = clusters
+            .nodegroup(&updated.uuid, DEFAULT_WORKER)
+            .await
+            .unwrap();
+        assert_eq!(default_worker.node_addresses, addresses[DEFAULT_WORKER]);
+
+        // A failed resize of the group leaves it UPDATE_FAILED with the cluster's reason.
+        let mut resizing = updated.clone();
+        resizing.status = ClusterStatus::UpdateInProgress;
+        resizing.operation = Some(Operation::Resize);
+        resizing.operation_generation += 1;
+        let mut bigger = pool.clone();
+        bigger.node_count = 3;
+        bigger.status = Some("UPDATE_IN_PROGRESS".to_string());
+        clusters
+            .update_with_nodegroup(&resizing, Some(&NodeGroupChange::Update(bigger)))
+            .await
+            .unwrap();
+        let claimed = clusters
+            .claim_next("a", chrono::Duration::seconds(30), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.extra_worker_count, 3);
+        let mut failed = claimed.clone();
+        failed.status = ClusterStatus::UpdateFailed;
+        failed.status_reason = Some("no room".to_string());
+        clusters
+            .record_progress(&failed, "a", claimed.operation_generation, true, None)
+            .await
+            .unwrap();
+        let pool = clusters.nodegroup(&updated.uuid, "pool").await.unwrap();
+        assert_eq!(pool.status.as_deref(), Some("UPDATE_FAILED"));
+        assert_eq!(pool.status_reason.as_deref(), Some("no room"));
+
+        // A deleted group's row goes once the conductor has removed its nodes.
+        let mut deleting = clusters.get_by_uuid(&updated.uuid).await.unwrap();
+        deleting.status = ClusterStatus::UpdateInProgress;
+        deleting.operation = Some(Operation::Resize);
+        deleting.operation_generation += 1;
+        let mut gone = pool.clone();
+        gone.status = Some("DELETE_IN_PROGRESS".to_string());
+        clusters
+            .update_with_nodegroup(&deleting, Some(&NodeGroupChange::Update(gone)))
+            .await
+            .unwrap();
+        let ended = finish_operation(&clusters, ClusterStatus::UpdateComplete, None).await;
+        assert_eq!(ended.extra_worker_count, 0);
+        assert!(matches!(
+            clusters.nodegroup(&ended.uuid, "pool").await,
+            Err(DbError::NotFound)
+        ));
+        assert_eq!(
+            clusters.extra_worker_groups(&ended.uuid).await.unwrap(),
+            vec![]
+        );
+    }
+
     #[tokio::test]
     async fn insert_creates_the_default_nodegroups() {
         let test = database().await;

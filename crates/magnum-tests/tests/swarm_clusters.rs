@@ -1278,13 +1278,22 @@ async fn nodegroups_add_resize_limit_and_remove_workers_of_their_own() {
     assert_eq!(below.status, 400, "{}", below.text);
     assert!(below.error_detail().contains("outside the allowed range"));
     let default_before = nodegroup_containers(&uuid, "default-worker");
-    let resized = api
-        .post(
-            &format!("/v1/clusters/{uuid}/actions/resize"),
-            json!({"node_count": 1, "nodegroup": "pool-b"}),
-        )
-        .await;
-    assert_eq!(resized.status, 202, "{}", resized.text);
+    let resized = magnum(
+        &magnumd,
+        &[
+            "cluster-resize",
+            "ngc",
+            "1",
+            "--nodegroup",
+            "pool-b",
+            "--wait",
+        ],
+    );
+    assert!(
+        succeeded(&resized, "cluster-resize --nodegroup").contains("UPDATE_COMPLETE"),
+        "{}",
+        stdout(&resized)
+    );
     let cluster = settled(&api, &uuid, Duration::from_secs(120)).await;
     assert_eq!(cluster["status"], "UPDATE_COMPLETE", "{cluster}");
     assert_eq!(cluster["node_count"], 2, "{cluster}");
@@ -1325,6 +1334,39 @@ async fn nodegroups_add_resize_limit_and_remove_workers_of_their_own() {
     assert_eq!(api.get(&format!("{groups}/pool-b")).await.status, 404);
     assert_eq!(nodegroup_containers(&uuid, "pool-b"), Vec::<String>::new());
     assert_eq!(wait_for_ready_nodes(&environment, 2).await.len(), 2);
+
+    // The same through the Rust CLI, waiting with a status line.
+    let made = magnum(
+        &magnumd,
+        &[
+            "nodegroup-create",
+            "ngc",
+            "pool-c",
+            "--node-count",
+            "1",
+            "--wait",
+        ],
+    );
+    let printed = succeeded(&made, "nodegroup-create --wait");
+    assert!(printed.contains("CREATE_COMPLETE"), "{printed}");
+    assert_eq!(nodegroup_containers(&uuid, "pool-c").len(), 1);
+    let updated = magnum(
+        &magnumd,
+        &[
+            "nodegroup-update",
+            "ngc",
+            "pool-c",
+            "replace",
+            "max_node_count=3",
+            "--wait",
+        ],
+    );
+    let printed = succeeded(&updated, "nodegroup-update --wait");
+    assert!(printed.contains("UPDATE_COMPLETE"), "{printed}");
+    let dropped = magnum(&magnumd, &["nodegroup-delete", "ngc", "pool-c", "--wait"]);
+    succeeded(&dropped, "nodegroup-delete --wait");
+    assert_eq!(nodegroup_containers(&uuid, "pool-c"), Vec::<String>::new());
+    assert_eq!(api.get(&format!("{groups}/pool-c")).await.status, 404);
 
     let deleted = api.delete(&format!("/v1/clusters/{uuid}")).await;
     assert_eq!(deleted.status, 204, "{}", deleted.text);
