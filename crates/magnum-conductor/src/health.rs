@@ -2,7 +2,7 @@
 //! reason, and auto-healing (label `auto_healing_enabled=true`) by asking for an update that
 //! re-applies the cluster's shape.
 
-use crate::reconcile::{cluster_spec, extra_worker_groups};
+use crate::reconcile::{cluster_spec, nodegroup_specs};
 use crate::{certificates, Conductor};
 use magnum_core::cluster::HealthStatus;
 use magnum_core::lifecycle::{ClusterStatus, Operation};
@@ -61,10 +61,10 @@ pub(crate) async fn sync_once(conductor: &Conductor) -> Result<(), String> {
                 _ => continue,
             }
         };
-        let Ok(extra_groups) = extra_worker_groups(&conductor.database, &cluster.uuid).await else {
+        let Ok(groups) = nodegroup_specs(&conductor.database, &cluster.uuid).await else {
             continue;
         };
-        let spec = cluster_spec(&cluster, &template, extra_groups, certificates, false);
+        let spec = cluster_spec(&cluster, &template, groups, certificates, false);
         let observed = match driver.observe(&spec).await {
             Ok(observed) => observed,
             Err(error) => {

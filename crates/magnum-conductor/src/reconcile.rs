@@ -61,17 +61,33 @@ fn with_observed(cluster: &Cluster, observed: &Observed) -> Cluster {
     updated
 }
 
-/// The cluster's worker nodegroups besides `default-worker`, as the driver should build
-/// them: a group being deleted is left out, so its nodes go.
-pub(crate) async fn extra_worker_groups(
+/// What the driver needs of a cluster's nodegroups: the worker groups besides
+/// `default-worker` (a group being deleted is left out, so its nodes go) and every group's
+/// node labels.
+pub(crate) struct NodeGroupSpecs {
+    pub extra_worker_groups: Vec<WorkerGroupSpec>,
+    pub node_labels: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+pub(crate) async fn nodegroup_specs(
     database: &magnum_db::Database,
     cluster_uuid: &str,
-) -> Result<Vec<WorkerGroupSpec>, magnum_db::DbError> {
-    Ok(database
-        .clusters()
-        .extra_worker_groups(cluster_uuid)
-        .await?
+) -> Result<NodeGroupSpecs, magnum_db::DbError> {
+    let groups = database.clusters().all_nodegroups(cluster_uuid).await?;
+    let node_labels = groups
+        .iter()
+        .filter_map(|group| {
+            let labels = group.node_labels.as_ref()?.as_object()?;
+            let labels = labels
+                .iter()
+                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string())))
+                .collect();
+            Some((group.name.clone(), labels))
+        })
+        .collect();
+    let extra_worker_groups = groups
         .into_iter()
+        .filter(|group| !group.is_default && group.role != "master")
         .filter(|group| group.status.as_deref() != Some("DELETE_IN_PROGRESS"))
         .map(|group| WorkerGroupSpec {
             name: group.name,
@@ -79,14 +95,18 @@ pub(crate) async fn extra_worker_groups(
             flavor: group.flavor_id,
             image: group.image_id,
         })
-        .collect())
+        .collect();
+    Ok(NodeGroupSpecs {
+        extra_worker_groups,
+        node_labels,
+    })
 }
 
 /// Builds the driver's view of the cluster.
 pub(crate) fn cluster_spec(
     cluster: &Cluster,
     template: &magnum_core::cluster_template::ClusterTemplate,
-    extra_worker_groups: Vec<WorkerGroupSpec>,
+    groups: NodeGroupSpecs,
     certificates: Option<Arc<dyn ClusterCertificates>>,
     reissue_certificates: bool,
 ) -> ClusterSpec {
@@ -99,7 +119,8 @@ pub(crate) fn cluster_spec(
         node_flavor: cluster.flavor_id.clone(),
         master_count: cluster.master_count,
         node_count: cluster.node_count,
-        extra_worker_groups,
+        extra_worker_groups: groups.extra_worker_groups,
+        node_labels: groups.node_labels,
         nodes_to_remove: cluster.nodes_to_remove.clone(),
         dns_nameserver: template.dns_nameserver.clone(),
         fixed_network: cluster.fixed_network.clone(),
@@ -192,14 +213,14 @@ async fn perform(
             }
         }
     };
-    let extra_groups = match extra_worker_groups(database, &cluster.uuid).await {
+    let groups = match nodegroup_specs(database, &cluster.uuid).await {
         Ok(groups) => groups,
         Err(error) => return Outcome::Retry(error.to_string()),
     };
     let spec = cluster_spec(
         cluster,
         &template,
-        extra_groups,
+        groups,
         certificates,
         operation == Operation::RotateCa,
     );

@@ -895,13 +895,10 @@ impl Clusters<'_> {
         Ok(())
     }
 
-    /// The non-default worker nodegroups of a cluster, oldest first: what the conductor
-    /// builds besides the default groups.
-    pub async fn extra_worker_groups(&self, cluster_uuid: &str) -> DbResult<Vec<NodeGroup>> {
-        let sql = format!(
-            "SELECT {NODEGROUP_COLUMNS} FROM nodegroup WHERE cluster_id = ? AND is_default = 0 \
-             AND role <> 'master' ORDER BY id"
-        );
+    /// Every nodegroup of a cluster, oldest first: what the conductor builds.
+    pub async fn all_nodegroups(&self, cluster_uuid: &str) -> DbResult<Vec<NodeGroup>> {
+        let sql =
+            format!("SELECT {NODEGROUP_COLUMNS} FROM nodegroup WHERE cluster_id = ? ORDER BY id");
         let rows = sqlx::query(self.database.dialect().sql(sql))
             .bind(cluster_uuid.to_string())
             .fetch_all(self.database.pool())
@@ -1300,10 +1297,14 @@ mod tests {
             clusters.nodegroup(&ended.uuid, "pool").await,
             Err(DbError::NotFound)
         ));
-        assert_eq!(
-            clusters.extra_worker_groups(&ended.uuid).await.unwrap(),
-            vec![]
-        );
+        let names: Vec<String> = clusters
+            .all_nodegroups(&ended.uuid)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|group| group.name)
+            .collect();
+        assert_eq!(names, [DEFAULT_MASTER, DEFAULT_WORKER]);
     }
 
     #[tokio::test]

@@ -53,6 +53,9 @@ fn is_not_found(error: &bollard::errors::Error) -> bool {
     )
 }
 
+/// The swarm node label naming a node's nodegroup.
+const SWARM_NODEGROUP_LABEL: &str = "magnum.nodegroup";
+
 /// A node container as the engine reports it.
 #[derive(Debug, Clone)]
 struct NodeContainer {
@@ -678,6 +681,61 @@ impl SwarmDockerDriver {
             .collect())
     }
 
+    /// Gives every swarm node the label `magnum.nodegroup=<its nodegroup>` and its
+    /// nodegroup's `node_labels` (usable in placement constraints). Labels added to the
+    /// swarm by hand stay.
+    async fn label_swarm_nodes(
+        &self,
+        master: &Docker,
+        node_groups: &[(String, String)],
+        spec: &ClusterSpec,
+    ) -> Result<(), DriverError> {
+        let nodes = master
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(|error| retryable("cannot list the swarm's nodes", error))?;
+        for node in nodes {
+            let host = node
+                .description
+                .as_ref()
+                .and_then(|description| description.hostname.clone())
+                .unwrap_or_default();
+            let Some((_, group)) = node_groups.iter().find(|(name, _)| *name == host) else {
+                continue;
+            };
+            let (Some(id), Some(mut node_spec)) = (node.id, node.spec) else {
+                continue;
+            };
+            let mut wanted: HashMap<String, String> = spec
+                .node_labels
+                .get(group)
+                .map(|labels| labels.clone().into_iter().collect())
+                .unwrap_or_default();
+            wanted.insert(SWARM_NODEGROUP_LABEL.to_string(), group.clone());
+            let mut labels = node_spec.labels.take().unwrap_or_default();
+            if wanted
+                .iter()
+                .all(|(key, value)| labels.get(key) == Some(value))
+            {
+                continue;
+            }
+            labels.extend(wanted);
+            node_spec.labels = Some(labels);
+            let version = node
+                .version
+                .and_then(|version| version.index)
+                .map(|index| index as i64)
+                .unwrap_or_default();
+            master
+                .update_node(&id, node_spec, UpdateNodeOptions { version })
+                .await
+                .map_err(|error| {
+                    retryable(&format!("cannot label the swarm node {host}"), error)
+                })?;
+        }
+        Ok(())
+    }
+
     async fn remove_worker(
         &self,
         master: &Docker,
@@ -1186,6 +1244,24 @@ impl ClusterDriver for SwarmDockerDriver {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let node_groups: Vec<(String, String)> = masters
+            .iter()
+            .map(|index| {
+                let node = NodeId {
+                    role: Role::Master,
+                    index: *index,
+                };
+                (layout.host_name(node), DEFAULT_MASTER_NODEGROUP.to_string())
+            })
+            .chain(workers.iter().map(|(index, group)| {
+                let node = NodeId {
+                    role: Role::Worker,
+                    index: *index,
+                };
+                (layout.host_name(node), group.clone())
+            }))
+            .collect();
+        self.label_swarm_nodes(&master, &node_groups, spec).await?;
         let version = master
             .version()
             .await

@@ -65,6 +65,8 @@ pub struct ClusterSpec {
     pub node_count: i64,
     /// The other worker nodegroups; workers of a group not listed (a deleted one) go.
     pub extra_worker_groups: Vec<WorkerGroupSpec>,
+    /// The `node_labels` of each nodegroup (by name), for the COE's own node labels.
+    pub node_labels: BTreeMap<String, BTreeMap<String, String>>,
     /// Workers to remove first when scaling in (names, addresses or ids).
     pub nodes_to_remove: Vec<String>,
     pub dns_nameserver: Option<String>,

@@ -5,8 +5,8 @@
 
 use crate::common::cli::{json_of, openstack, password_env, run, stderr, stdout};
 use crate::common::docker::{
-    engine_ready, exported_environment, labelled_resources, load_workload_image, local_docker,
-    running_nodes, swarm_nodes, Janitor, NODE_IMAGE, WORKLOAD_IMAGE,
+    cluster_docker, engine_ready, exported_environment, labelled_resources, load_workload_image,
+    local_docker, running_nodes, swarm_nodes, Janitor, NODE_IMAGE, WORKLOAD_IMAGE,
 };
 use crate::common::{binary, Api, Magnumd, Options};
 use serde_json::{json, Value};
@@ -1003,6 +1003,16 @@ async fn several_masters_form_a_multi_manager_swarm() {
         "cluster-config",
     ));
     assert_eq!(wait_for_ready_nodes(&environment, 4).await.len(), 4);
+    // Swarm nodes carry their nodegroup and its node labels, for placement constraints.
+    assert_eq!(
+        labelled_swarm_nodes(&environment, "magnum.nodegroup=pool-b").len(),
+        2
+    );
+    assert_eq!(labelled_swarm_nodes(&environment, "tier=b").len(), 2);
+    assert_eq!(
+        labelled_swarm_nodes(&environment, "magnum.nodegroup=default-worker"),
+        vec!["ngc-node-0"]
+    );
     let managers = crate::common::docker::cluster_docker(
         &environment,
         &[
@@ -1149,6 +1159,24 @@ async fn conductors_sharing_a_database_take_over_from_a_dead_one_and_share_the_w
     drop(second);
 }
 
+/// Host names of the swarm's nodes with a label (`key=value`), through the cluster's API.
+fn labelled_swarm_nodes(environment: &[(String, String)], label: &str) -> Vec<String> {
+    let listed = cluster_docker(
+        environment,
+        &[
+            "node",
+            "ls",
+            "--filter",
+            &format!("node.label={label}"),
+            "--format",
+            "{{.Hostname}}",
+        ],
+    );
+    let mut hosts: Vec<String> = stdout(&listed).lines().map(str::to_string).collect();
+    hosts.sort();
+    hosts
+}
+
 /// The cluster's containers that belong to one nodegroup (by the driver's nodegroup label).
 fn nodegroup_containers(uuid: &str, nodegroup: &str) -> Vec<String> {
     let listed = local_docker(&[
@@ -1205,6 +1233,8 @@ async fn nodegroups_add_resize_limit_and_remove_workers_of_their_own() {
         "1",
         "--labels",
         "zone=b",
+        "--node-labels",
+        "tier=b",
     ]);
     succeeded(&added, "openstack coe nodegroup create");
     let clash = api
@@ -1230,6 +1260,7 @@ async fn nodegroups_add_resize_limit_and_remove_workers_of_their_own() {
     assert_eq!(group.body["role"], "worker");
     assert_eq!(group.body["is_default"], false);
     assert_eq!(group.body["labels"]["zone"], "b");
+    assert_eq!(group.body["node_labels"], json!({"tier": "b"}));
     assert_eq!(group.body["flavor_id"], "m1.small");
     assert_eq!(group.body["image_id"], NODE_IMAGE);
     assert_eq!(group.body["node_addresses"].as_array().unwrap().len(), 2);
@@ -1317,6 +1348,19 @@ async fn nodegroups_add_resize_limit_and_remove_workers_of_their_own() {
     assert_eq!(limited.body["max_node_count"], 1);
     assert_eq!(limited.body["status"], "UPDATE_IN_PROGRESS");
     settled(&api, &uuid, Duration::from_secs(60)).await;
+    let ssd = api
+        .patch(
+            &format!("{groups}/default-worker"),
+            json!([{"op": "replace", "path": "/node_labels", "value": {"disk": "ssd"}}]),
+        )
+        .await;
+    assert_eq!(ssd.status, 202, "{}", ssd.text);
+    let cluster = settled(&api, &uuid, Duration::from_secs(60)).await;
+    assert_eq!(cluster["status"], "UPDATE_COMPLETE", "{cluster}");
+    assert_eq!(
+        labelled_swarm_nodes(&environment, "disk=ssd"),
+        vec!["ngc-node-0"]
+    );
     let above = api
         .post(
             &format!("/v1/clusters/{uuid}/actions/resize"),

@@ -705,6 +705,7 @@ async fn resize(
                 "Resizing a nodegroup with role master is not supported.",
             ));
         }
+        crate::handlers::nodegroups::refuse_if_deleting(&found)?;
         if count < found.min_node_count || found.max_node_count.is_some_and(|max| count > max) {
             return Err(ApiError::bad_request(format!(
                 "Resizing {} outside the allowed range: min_node_count = {}, max_node_count = {}",

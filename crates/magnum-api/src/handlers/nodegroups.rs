@@ -170,6 +170,17 @@ async fn find_group(
     }
 }
 
+/// A nodegroup being deleted cannot be changed any more (400).
+pub(crate) fn refuse_if_deleting(group: &NodeGroup) -> Result<(), ApiError> {
+    if group.status.as_deref() == Some("DELETE_IN_PROGRESS") {
+        return Err(ApiError::bad_request(format!(
+            "Nodegroup {} is being deleted and cannot be changed.",
+            group.name
+        )));
+    }
+    Ok(())
+}
+
 /// Starts the cluster operation a nodegroup change needs, refusing it (400) when the
 /// cluster's status does not allow changing its nodes.
 fn begin_group_change(cluster: &mut Cluster) -> Result<(), ApiError> {
@@ -334,6 +345,7 @@ async fn update(
         &PolicyTarget::of(&current.project_id, &current.user_id),
     )?;
     let group = find_group(&state, &current.uuid, &nodegroup).await?;
+    refuse_if_deleting(&group)?;
     let mut changed = patched(&group, &operations, version)?;
     if changed == group {
         return Ok((StatusCode::ACCEPTED, Json(full(&group, &base))).into_response());
