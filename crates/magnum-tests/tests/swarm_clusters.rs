@@ -1003,16 +1003,6 @@ async fn several_masters_form_a_multi_manager_swarm() {
         "cluster-config",
     ));
     assert_eq!(wait_for_ready_nodes(&environment, 4).await.len(), 4);
-    // Swarm nodes carry their nodegroup and its node labels, for placement constraints.
-    assert_eq!(
-        labelled_swarm_nodes(&environment, "magnum.nodegroup=pool-b").len(),
-        2
-    );
-    assert_eq!(labelled_swarm_nodes(&environment, "tier=b").len(), 2);
-    assert_eq!(
-        labelled_swarm_nodes(&environment, "magnum.nodegroup=default-worker"),
-        vec!["ngc-node-0"]
-    );
     let managers = crate::common::docker::cluster_docker(
         &environment,
         &[
@@ -1298,6 +1288,16 @@ async fn nodegroups_add_resize_limit_and_remove_workers_of_their_own() {
     );
     let environment = exported_environment(&succeeded(&configured, "cluster-config"));
     assert_eq!(wait_for_ready_nodes(&environment, 4).await.len(), 4);
+    // Swarm nodes carry their nodegroup and its node labels, for placement constraints.
+    assert_eq!(
+        labelled_swarm_nodes(&environment, "magnum.nodegroup=pool-b").len(),
+        2
+    );
+    assert_eq!(labelled_swarm_nodes(&environment, "tier=b").len(), 2);
+    assert_eq!(
+        labelled_swarm_nodes(&environment, "magnum.nodegroup=default-worker"),
+        vec!["ngc-node-0"]
+    );
 
     // Resizing the group touches only its own workers; its limits are enforced.
     let below = api
