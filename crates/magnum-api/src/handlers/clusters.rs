@@ -570,7 +570,12 @@ async fn patch(
         {
             enforce(&state, &words.rule("update"), &caller, &target)?;
             if let Some(driver) = &driver {
-                driver.check_shape(cluster.master_count, count, cluster.master_lb_enabled)?;
+                // The driver's limits are on all workers, other nodegroups' included.
+                driver.check_shape(
+                    cluster.master_count,
+                    count + cluster.extra_worker_count,
+                    cluster.master_lb_enabled,
+                )?;
             }
             start_operation(cluster, Operation::Update, words)?;
             cluster.node_count = count;
