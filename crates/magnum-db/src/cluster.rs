@@ -12,6 +12,7 @@ use magnum_core::cluster::{Cluster, HealthStatus};
 use std::collections::BTreeMap;
 
 use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::AnyConnection;
 use sqlx::{Arguments, Row};
 
 const COLUMNS: &str = "id, uuid, name, project_id, user_id, cluster_template_id, keypair, \
@@ -622,6 +623,8 @@ impl Clusters<'_> {
                         .await?;
                     }
                 }
+                self.sync_nodegroups(&mut transaction, cluster, None)
+                    .await?;
             }
             transaction.commit().await?;
             updated
@@ -632,7 +635,6 @@ impl Clusters<'_> {
                 Err(error) => Err(error),
             };
         }
-        self.sync_nodegroups(cluster, None).await?;
         if cluster.operation.is_some() {
             self.database.signal_work();
         }
@@ -642,12 +644,13 @@ impl Clusters<'_> {
     /// Keeps the default nodegroups' counts, addresses and status in line with the cluster.
     /// `addresses` (by nodegroup name, from the driver) gives each group its own nodes;
     /// without it the default worker group shows the cluster's worker addresses.
+    /// Runs on the connection of the transaction that changed the cluster.
     async fn sync_nodegroups(
         &self,
+        connection: &mut AnyConnection,
         cluster: &Cluster,
         addresses: Option<&BTreeMap<String, Vec<String>>>,
     ) -> DbResult<()> {
-        let _turn = self.database.write_turn().await;
         let worker_addresses = addresses
             .and_then(|addresses| addresses.get(DEFAULT_WORKER))
             .unwrap_or(&cluster.node_addresses);
@@ -668,7 +671,7 @@ impl Clusters<'_> {
             .bind(time::encode(&Utc::now()))
             .bind(cluster.uuid.clone())
             .bind(role.to_string())
-            .execute(self.database.pool())
+            .execute(&mut *connection)
             .await?;
         }
         Ok(())
@@ -778,60 +781,62 @@ impl Clusters<'_> {
         } else {
             Some(owner.to_string())
         };
-        let result = {
-            let _turn = self.database.write_turn().await;
-            let lease_expiry: Option<String> = if finished {
-                None
-            } else {
-                sqlx::query_scalar(
-                    self.database
-                        .dialect()
-                        .sql("SELECT lease_expires_at FROM cluster WHERE id = ?"),
-                )
-                .bind(observed.id)
-                .fetch_optional(self.database.pool())
-                .await?
-                .flatten()
-            };
-            sqlx::query(self.database.dialect().sql(sql))
-                .bind(observed.status.as_str().to_string())
-                .bind(observed.status_reason.clone())
-                .bind(observed.stack_id.clone())
-                .bind(observed.api_address.clone())
-                .bind(to_json(&observed.master_addresses))
-                .bind(to_json(&observed.node_addresses))
-                .bind(observed.coe_version.clone())
-                .bind(observed.container_version.clone())
-                .bind(observed.discovery_url.clone())
-                .bind(
-                    observed
-                        .health_status
-                        .map(|status| status.as_str().to_string()),
-                )
-                .bind(to_json(&observed.health_status_reason))
-                .bind(observed.node_count)
-                .bind(observed.master_count)
-                .bind(to_json(&observed.nodes_to_remove))
-                .bind(operation)
-                .bind(lease_owner)
-                .bind(lease_expiry)
-                .bind(time::encode(&Utc::now()))
-                .bind(observed.id)
-                .bind(owner.to_string())
-                .bind(generation)
-                .execute(self.database.pool())
-                .await?
-        };
-        if result.rows_affected() == 1 {
-            self.sync_nodegroups(observed, nodegroup_addresses).await?;
-            if finished {
-                self.finish_nodegroups(observed, nodegroup_addresses)
-                    .await?;
-            }
-            Ok(true)
+        // The cluster row and its nodegroups change together: nobody sees a finished
+        // cluster whose nodegroups are still in progress, even after a crash.
+        let _turn = self.database.write_turn().await;
+        let mut transaction = self.database.pool().begin().await?;
+        let lease_expiry: Option<String> = if finished {
+            None
         } else {
-            Ok(false)
+            sqlx::query_scalar(
+                self.database
+                    .dialect()
+                    .sql("SELECT lease_expires_at FROM cluster WHERE id = ?"),
+            )
+            .bind(observed.id)
+            .fetch_optional(&mut *transaction)
+            .await?
+            .flatten()
+        };
+        let result = sqlx::query(self.database.dialect().sql(sql))
+            .bind(observed.status.as_str().to_string())
+            .bind(observed.status_reason.clone())
+            .bind(observed.stack_id.clone())
+            .bind(observed.api_address.clone())
+            .bind(to_json(&observed.master_addresses))
+            .bind(to_json(&observed.node_addresses))
+            .bind(observed.coe_version.clone())
+            .bind(observed.container_version.clone())
+            .bind(observed.discovery_url.clone())
+            .bind(
+                observed
+                    .health_status
+                    .map(|status| status.as_str().to_string()),
+            )
+            .bind(to_json(&observed.health_status_reason))
+            .bind(observed.node_count)
+            .bind(observed.master_count)
+            .bind(to_json(&observed.nodes_to_remove))
+            .bind(operation)
+            .bind(lease_owner)
+            .bind(lease_expiry)
+            .bind(time::encode(&Utc::now()))
+            .bind(observed.id)
+            .bind(owner.to_string())
+            .bind(generation)
+            .execute(&mut *transaction)
+            .await?;
+        if result.rows_affected() != 1 {
+            return Ok(false);
         }
+        self.sync_nodegroups(&mut transaction, observed, nodegroup_addresses)
+            .await?;
+        if finished {
+            self.finish_nodegroups(&mut transaction, observed, nodegroup_addresses)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(true)
     }
 
     /// Ends the pending changes of a cluster's non-default nodegroups once its operation
@@ -840,6 +845,7 @@ impl Clusters<'_> {
     /// takes its node addresses from `addresses`.
     async fn finish_nodegroups(
         &self,
+        connection: &mut AnyConnection,
         cluster: &Cluster,
         addresses: Option<&BTreeMap<String, Vec<String>>>,
     ) -> DbResult<()> {
@@ -849,10 +855,9 @@ impl Clusters<'_> {
         );
         let rows = sqlx::query(self.database.dialect().sql(sql))
             .bind(cluster.uuid.clone())
-            .fetch_all(self.database.pool())
+            .fetch_all(&mut *connection)
             .await?;
         let groups: Vec<NodeGroup> = rows.iter().map(decode_nodegroup).collect::<DbResult<_>>()?;
-        let _turn = self.database.write_turn().await;
         for group in groups {
             let status = group.status.clone().unwrap_or_default();
             let action = status.strip_suffix("_IN_PROGRESS");
@@ -863,7 +868,7 @@ impl Clusters<'_> {
                         .sql("DELETE FROM nodegroup WHERE uuid = ?"),
                 )
                 .bind(group.uuid.clone())
-                .execute(self.database.pool())
+                .execute(&mut *connection)
                 .await?;
                 continue;
             }
@@ -889,7 +894,7 @@ impl Clusters<'_> {
             .bind(cluster.stack_id.clone())
             .bind(time::encode(&Utc::now()))
             .bind(group.uuid.clone())
-            .execute(self.database.pool())
+            .execute(&mut *connection)
             .await?;
         }
         Ok(())
