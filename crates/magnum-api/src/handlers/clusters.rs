@@ -34,22 +34,10 @@ use std::collections::HashMap;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
-        .route("/v1/clusters", get(list_current).post(create_current))
-        .route("/v1/clusters/detail", get(detail_current))
-        .route(
-            "/v1/clusters/{ident}",
-            get(show_current)
-                .patch(patch_current)
-                .delete(delete_current),
-        )
+        .merge(generation_routes::<Current>("/v1/clusters"))
+        .merge(generation_routes::<Seed>("/v1/bays"))
         .route("/v1/clusters/{ident}/actions/resize", post(resize))
         .route("/v1/clusters/{ident}/actions/upgrade", post(upgrade))
-        .route("/v1/bays", get(list_seed).post(create_seed))
-        .route("/v1/bays/detail", get(detail_seed))
-        .route(
-            "/v1/bays/{ident}",
-            get(show_seed).patch(patch_seed).delete(delete_seed),
-        )
 }
 
 /// The words of each generation.
@@ -453,38 +441,52 @@ pub(crate) fn begin_operation(cluster: &mut Cluster, operation: Operation) -> Re
 /// How many times a change is re-applied when the row changed in between.
 const ATTEMPTS: usize = 20;
 
-/// Applies `change` to the current cluster row and stores it together with the nodegroup
-/// change it returns, retrying lost races; a nodegroup name the cluster already has is
-/// refused with 409.
-pub(crate) async fn change_cluster_with_group<F>(
+/// What a change function decided for the freshly read cluster.
+enum Decided {
+    /// Nothing to store.
+    Unchanged,
+    /// Store the changed cluster row.
+    Cluster,
+    /// Store the changed cluster row together with this nodegroup change.
+    WithNodeGroup(Box<NodeGroupChange>),
+}
+
+/// Applies `change` to the current row and stores what it decided, retrying lost races.
+async fn store_change<F>(
     state: &SharedState,
     caller: &Caller,
     ident: &str,
+    words: &Words,
     mut change: F,
 ) -> Result<Cluster, ApiError>
 where
-    F: FnMut(&mut Cluster) -> Result<NodeGroupChange, ApiError>,
+    F: FnMut(&mut Cluster) -> Result<Decided, ApiError>,
 {
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(2 * attempt as u64)).await;
         }
-        let mut cluster = find_cluster(state, caller, ident, CURRENT.title).await?;
-        let group_change = change(&mut cluster)?;
+        let mut cluster = find_cluster(state, caller, ident, words.title).await?;
+        let group_change = match change(&mut cluster)? {
+            Decided::Unchanged => return Ok(cluster),
+            Decided::Cluster => None,
+            Decided::WithNodeGroup(group_change) => Some(*group_change),
+        };
         match state
             .database
             .clusters()
-            .update_with_nodegroup(&cluster, Some(&group_change))
+            .update_with_nodegroup(&cluster, group_change.as_ref())
             .await
         {
             Ok(stored) => return Ok(stored),
             Err(DbError::Stale) => continue,
-            Err(DbError::NotFound) => return Err(CURRENT.not_found(ident)),
+            Err(DbError::NotFound) => return Err(words.not_found(ident)),
             Err(DbError::Duplicate) => {
                 let name = match &group_change {
-                    NodeGroupChange::Insert(group) | NodeGroupChange::Update(group) => {
-                        group.name.clone()
+                    Some(NodeGroupChange::Insert(group) | NodeGroupChange::Update(group)) => {
+                        group.name.as_str()
                     }
+                    None => "",
                 };
                 return Err(ApiError::conflict(format!(
                     "A node group with name {name} already exists in the cluster {}.",
@@ -495,11 +497,12 @@ where
         }
     }
     Err(ApiError::conflict(format!(
-        "The cluster {ident} is being changed by other requests; try again."
+        "The {} {ident} is being changed by other requests; try again.",
+        words.noun
     )))
 }
 
-/// Applies `change` to the current row and stores it, retrying lost races.
+/// Applies `change` to the current row and stores it when it returns true.
 async fn change_cluster<F>(
     state: &SharedState,
     caller: &Caller,
@@ -510,25 +513,31 @@ async fn change_cluster<F>(
 where
     F: FnMut(&mut Cluster) -> Result<bool, ApiError>,
 {
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(2 * attempt as u64)).await;
-        }
-        let mut cluster = find_cluster(state, caller, ident, words.title).await?;
-        if !change(&mut cluster)? {
-            return Ok(cluster);
-        }
-        match state.database.clusters().update(&cluster).await {
-            Ok(stored) => return Ok(stored),
-            Err(DbError::Stale) => continue,
-            Err(DbError::NotFound) => return Err(words.not_found(ident)),
-            Err(other) => return Err(other.into()),
-        }
-    }
-    Err(ApiError::conflict(format!(
-        "The {} {ident} is being changed by other requests; try again.",
-        words.noun
-    )))
+    store_change(state, caller, ident, words, |cluster| {
+        Ok(if change(cluster)? {
+            Decided::Cluster
+        } else {
+            Decided::Unchanged
+        })
+    })
+    .await
+}
+
+/// Applies `change` to the current row and stores it together with the nodegroup change
+/// it returns, in one transaction; a nodegroup name the cluster already has is 409.
+pub(crate) async fn change_cluster_with_group<F>(
+    state: &SharedState,
+    caller: &Caller,
+    ident: &str,
+    mut change: F,
+) -> Result<Cluster, ApiError>
+where
+    F: FnMut(&mut Cluster) -> Result<NodeGroupChange, ApiError>,
+{
+    store_change(state, caller, ident, &CURRENT, |cluster| {
+        change(cluster).map(|group_change| Decided::WithNodeGroup(Box::new(group_change)))
+    })
+    .await
 }
 
 async fn patch(
@@ -851,115 +860,96 @@ pub(crate) async fn template_in_use(
         > 0)
 }
 
+/// A cluster API generation: `/v1/clusters` or the 2016 `/v1/bays`, one set of handlers.
+trait Generation: Send + Sync + 'static {
+    const WORDS: &'static Words;
+}
+
+/// `/v1/clusters`.
+struct Current;
+/// `/v1/bays`.
+struct Seed;
+
+impl Generation for Current {
+    const WORDS: &'static Words = &CURRENT;
+}
+
+impl Generation for Seed {
+    const WORDS: &'static Words = &SEED;
+}
+
+fn generation_routes<G: Generation>(collection: &str) -> Router<SharedState> {
+    Router::new()
+        .route(collection, get(list_route::<G>).post(create_route::<G>))
+        .route(&format!("{collection}/detail"), get(detail_route::<G>))
+        .route(
+            &format!("{collection}/{{ident}}"),
+            get(show_route::<G>)
+                .patch(patch_route::<G>)
+                .delete(delete_route::<G>),
+        )
+}
+
 type ListQuery = Query<HashMap<String, String>>;
 
-async fn list_current(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    v: ApiVersion,
-    Query(q): ListQuery,
+async fn list_route<G: Generation>(
+    State(state): State<SharedState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    version: ApiVersion,
+    Query(query): ListQuery,
 ) -> Result<Response, ApiError> {
-    list(s, c, b, v, q, &CURRENT, false).await
+    list(state, caller, base, version, query, G::WORDS, false).await
 }
-async fn detail_current(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    v: ApiVersion,
-    Query(q): ListQuery,
+
+async fn detail_route<G: Generation>(
+    State(state): State<SharedState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    version: ApiVersion,
+    Query(query): ListQuery,
 ) -> Result<Response, ApiError> {
-    list(s, c, b, v, q, &CURRENT, true).await
+    list(state, caller, base, version, query, G::WORDS, true).await
 }
-async fn show_current(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    v: ApiVersion,
-    Path(i): Path<String>,
+
+async fn show_route<G: Generation>(
+    State(state): State<SharedState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    version: ApiVersion,
+    Path(ident): Path<String>,
 ) -> Result<Response, ApiError> {
-    show(s, c, b, v, i, &CURRENT).await
+    show(state, caller, base, version, ident, G::WORDS).await
 }
-async fn create_current(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    v: ApiVersion,
-    h: HeaderMap,
+
+async fn create_route<G: Generation>(
+    State(state): State<SharedState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    version: ApiVersion,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    create(s, c, b, v, h, body, &CURRENT).await
+    create(state, caller, base, version, headers, body, G::WORDS).await
 }
-async fn patch_current(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    v: ApiVersion,
-    Path(i): Path<String>,
-    h: HeaderMap,
+
+async fn patch_route<G: Generation>(
+    State(state): State<SharedState>,
+    caller: Caller,
+    BaseUrl(base): BaseUrl,
+    version: ApiVersion,
+    Path(ident): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    patch(s, c, b, v, i, json_body(&h, &body)?, &CURRENT).await
+    let body = json_body(&headers, &body)?;
+    patch(state, caller, base, version, ident, body, G::WORDS).await
 }
-async fn delete_current(
-    State(s): State<SharedState>,
-    c: Caller,
-    Path(i): Path<String>,
+
+async fn delete_route<G: Generation>(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(ident): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    delete(s, c, i, &CURRENT).await
-}
-async fn list_seed(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    v: ApiVersion,
-    Query(q): ListQuery,
-) -> Result<Response, ApiError> {
-    list(s, c, b, v, q, &SEED, false).await
-}
-async fn detail_seed(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    v: ApiVersion,
-    Query(q): ListQuery,
-) -> Result<Response, ApiError> {
-    list(s, c, b, v, q, &SEED, true).await
-}
-async fn show_seed(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    v: ApiVersion,
-    Path(i): Path<String>,
-) -> Result<Response, ApiError> {
-    show(s, c, b, v, i, &SEED).await
-}
-async fn create_seed(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    v: ApiVersion,
-    h: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    create(s, c, b, v, h, body, &SEED).await
-}
-async fn patch_seed(
-    State(s): State<SharedState>,
-    c: Caller,
-    BaseUrl(b): BaseUrl,
-    v: ApiVersion,
-    Path(i): Path<String>,
-    h: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    patch(s, c, b, v, i, json_body(&h, &body)?, &SEED).await
-}
-async fn delete_seed(
-    State(s): State<SharedState>,
-    c: Caller,
-    Path(i): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    delete(s, c, i, &SEED).await
+    delete(state, caller, ident, G::WORDS).await
 }

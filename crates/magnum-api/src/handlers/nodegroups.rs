@@ -136,18 +136,8 @@ async fn show(
         &caller,
         &PolicyTarget::of(&cluster.project_id, &cluster.user_id),
     )?;
-    match state
-        .database
-        .clusters()
-        .nodegroup(&cluster.uuid, &nodegroup)
-        .await
-    {
-        Ok(group) => Ok(Json(full(&group, &base)).into_response()),
-        Err(DbError::NotFound) => Err(ApiError::not_found(format!(
-            "Nodegroup {nodegroup} could not be found."
-        ))),
-        Err(other) => Err(other.into()),
-    }
+    let group = find_group(&state, &cluster.uuid, &nodegroup).await?;
+    Ok(Json(full(&group, &base)).into_response())
 }
 
 /// The nodegroup of a cluster, or the spec's 404.
