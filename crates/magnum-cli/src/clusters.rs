@@ -564,13 +564,39 @@ async fn cluster_update(
     Ok(())
 }
 
+/// The uuid of a cluster given by name or uuid.
+async fn cluster_uuid(client: &MagnumClient, ident: &str) -> Result<String, ClientError> {
+    let cluster = client.show("clusters", ident).await?;
+    Ok(cluster["uuid"].as_str().unwrap_or_default().to_string())
+}
+
+/// Posts a cluster action (`resize`, `upgrade`), says it was accepted, and with `wait`
+/// follows the cluster until the action ends.
+async fn cluster_action(
+    client: &MagnumClient,
+    ident: &str,
+    action: &str,
+    body: &Value,
+    wait: bool,
+    output: Output,
+) -> Result<(), ClientError> {
+    let uuid = cluster_uuid(client, ident).await?;
+    client
+        .post(&format!("/v1/clusters/{uuid}/actions/{action}"), Some(body))
+        .await?;
+    println!("Request to {action} cluster {ident} has been accepted.");
+    if wait {
+        let cluster = wait_for_cluster(client, Generation::Cluster, &uuid).await?;
+        show(&cluster, output.json);
+    }
+    Ok(())
+}
+
 async fn cluster_resize(
     client: &MagnumClient,
     args: &ClusterResizeArgs,
     output: Output,
 ) -> Result<(), ClientError> {
-    let cluster = client.show("clusters", &args.cluster).await?;
-    let uuid = cluster["uuid"].as_str().unwrap_or_default().to_string();
     let mut body = json!({"node_count": args.node_count});
     if !args.nodes_to_remove.is_empty() {
         body["nodes_to_remove"] = json!(args.nodes_to_remove);
@@ -578,18 +604,7 @@ async fn cluster_resize(
     if let Some(nodegroup) = &args.nodegroup {
         body["nodegroup"] = json!(nodegroup);
     }
-    client
-        .post(&format!("/v1/clusters/{uuid}/actions/resize"), Some(&body))
-        .await?;
-    println!(
-        "Request to resize cluster {} has been accepted.",
-        args.cluster
-    );
-    if args.wait {
-        let cluster = wait_for_cluster(client, Generation::Cluster, &uuid).await?;
-        show(&cluster, output.json);
-    }
-    Ok(())
+    cluster_action(client, &args.cluster, "resize", &body, args.wait, output).await
 }
 
 async fn cluster_upgrade(
@@ -597,8 +612,6 @@ async fn cluster_upgrade(
     args: &ClusterUpgradeArgs,
     output: Output,
 ) -> Result<(), ClientError> {
-    let cluster = client.show("clusters", &args.cluster).await?;
-    let uuid = cluster["uuid"].as_str().unwrap_or_default().to_string();
     let mut body = json!({
         "cluster_template": args.cluster_template,
         "max_batch_size": args.max_batch_size,
@@ -606,18 +619,7 @@ async fn cluster_upgrade(
     if let Some(nodegroup) = &args.nodegroup {
         body["nodegroup"] = json!(nodegroup);
     }
-    client
-        .post(&format!("/v1/clusters/{uuid}/actions/upgrade"), Some(&body))
-        .await?;
-    println!(
-        "Request to upgrade cluster {} has been accepted.",
-        args.cluster
-    );
-    if args.wait {
-        let cluster = wait_for_cluster(client, Generation::Cluster, &uuid).await?;
-        show(&cluster, output.json);
-    }
-    Ok(())
+    cluster_action(client, &args.cluster, "upgrade", &body, args.wait, output).await
 }
 
 async fn nodegroup_list(
@@ -684,8 +686,7 @@ async fn nodegroup_create(
     args: &NodegroupCreateArgs,
     output: Output,
 ) -> Result<(), ClientError> {
-    let cluster = client.show("clusters", &args.cluster).await?;
-    let uuid = cluster["uuid"].as_str().unwrap_or_default().to_string();
+    let uuid = cluster_uuid(client, &args.cluster).await?;
     let mut body = json!({
         "name": args.name,
         "node_count": args.node_count,
@@ -729,8 +730,7 @@ async fn nodegroup_update(
     args: &NodegroupUpdateArgs,
     output: Output,
 ) -> Result<(), ClientError> {
-    let cluster = client.show("clusters", &args.cluster).await?;
-    let uuid = cluster["uuid"].as_str().unwrap_or_default().to_string();
+    let uuid = cluster_uuid(client, &args.cluster).await?;
     let patch = build_patch(&args.op, &args.attributes)?;
     let updated = client
         .patch(
@@ -752,8 +752,7 @@ async fn nodegroup_delete(
     nodegroups: &[String],
     wait: bool,
 ) -> Result<(), ClientError> {
-    let found = client.show("clusters", cluster).await?;
-    let uuid = found["uuid"].as_str().unwrap_or_default().to_string();
+    let uuid = cluster_uuid(client, cluster).await?;
     let collection = format!("clusters/{uuid}/nodegroups");
     let mut failed = None;
     for nodegroup in nodegroups {
