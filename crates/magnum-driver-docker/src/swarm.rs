@@ -1073,6 +1073,11 @@ impl ClusterDriver for SwarmDockerDriver {
             }))
             .collect();
 
+        // Every node's nodegroup: what it is made from and the group it is labelled with.
+        let group_for = |node: NodeId| match node.role {
+            Role::Master => &master_group,
+            Role::Worker => group_of.get(&node.index).copied().unwrap_or(&master_group),
+        };
         let missing: Vec<NodeId> = desired
             .iter()
             .copied()
@@ -1081,13 +1086,9 @@ impl ClusterDriver for SwarmDockerDriver {
         if !missing.is_empty() {
             progress.report(&format!("creating {} node container(s)", missing.len()));
         }
-        let creations = missing.iter().map(|node| {
-            let group = match node.role {
-                Role::Master => &master_group,
-                Role::Worker => group_of.get(&node.index).copied().unwrap_or(&master_group),
-            };
-            self.create_node(spec, &layout, subnet, *node, group)
-        });
+        let creations = missing
+            .iter()
+            .map(|node| self.create_node(spec, &layout, subnet, *node, group_for(*node)));
         for result in futures::future::join_all(creations).await {
             result?;
         }
@@ -1244,22 +1245,9 @@ impl ClusterDriver for SwarmDockerDriver {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let node_groups: Vec<(String, String)> = masters
+        let node_groups: Vec<(String, String)> = desired
             .iter()
-            .map(|index| {
-                let node = NodeId {
-                    role: Role::Master,
-                    index: *index,
-                };
-                (layout.host_name(node), DEFAULT_MASTER_NODEGROUP.to_string())
-            })
-            .chain(workers.iter().map(|(index, group)| {
-                let node = NodeId {
-                    role: Role::Worker,
-                    index: *index,
-                };
-                (layout.host_name(node), group.clone())
-            }))
+            .map(|node| (layout.host_name(*node), group_for(*node).name.clone()))
             .collect();
         self.label_swarm_nodes(&master, &node_groups, spec).await?;
         let version = master
