@@ -86,6 +86,16 @@ pub async fn gone(api: &Api, uuid: &str, limit: Duration) {
     }
 }
 
+/// Creates a cluster through the API (202) and has the janitor remove what a failing test
+/// leaves of it; returns its uuid.
+async fn create_tracked_cluster(api: &Api, janitor: &Janitor, body: Value) -> String {
+    let created = api.post("/v1/clusters", body).await;
+    assert_eq!(created.status, 202, "{}", created.text);
+    let uuid = created.body["uuid"].as_str().unwrap().to_string();
+    janitor.track(&uuid);
+    uuid
+}
+
 /// Creates the Swarm template of the user guide's docker-provider example.
 pub fn create_swarm_template(magnumd: &Magnumd, name: &str, extra: &[&str]) {
     let mut args = vec![
@@ -340,15 +350,14 @@ async fn tls_endpoints_trust_only_their_own_ca_and_rotation_replaces_it() {
     let shown = json_of(&magnum(&magnumd, &["cluster-show", "ta", "--json"]));
     let mut uuids = vec![shown["uuid"].as_str().unwrap().to_string()];
     janitor.track(&uuids[0]);
-    let created = member
-        .post(
-            "/v1/clusters",
+    uuids.push(
+        create_tracked_cluster(
+            &member,
+            &janitor,
             json!({"name": "tb", "cluster_template_id": "swarm", "node_count": 0}),
         )
-        .await;
-    assert_eq!(created.status, 202, "{}", created.text);
-    uuids.push(created.body["uuid"].as_str().unwrap().to_string());
-    janitor.track(uuids.last().unwrap());
+        .await,
+    );
     for uuid in &uuids {
         let cluster = settled(&api, uuid, Duration::from_secs(180)).await;
         assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
@@ -694,16 +703,15 @@ async fn a_dead_node_is_reported_and_auto_healing_replaces_it() {
     create_swarm_template(&magnumd, "swarm", &[]);
     let mut uuids = Vec::new();
     for (name, heal) in [("watched", false), ("healed", true)] {
-        let created = api
-            .post(
-                "/v1/clusters",
+        uuids.push(
+            create_tracked_cluster(
+                &api,
+                &janitor,
                 json!({"name": name, "cluster_template_id": "swarm", "node_count": 1,
                        "labels": {"auto_healing_enabled": heal.to_string()}}),
             )
-            .await;
-        assert_eq!(created.status, 202, "{}", created.text);
-        uuids.push(created.body["uuid"].as_str().unwrap().to_string());
-        janitor.track(uuids.last().unwrap());
+            .await,
+        );
     }
     for uuid in &uuids {
         let cluster = settled(&api, uuid, Duration::from_secs(180)).await;
@@ -814,15 +822,12 @@ async fn magnumd_killed_during_create_scale_and_delete_converges_after_restart()
     let mut magnumd = start_docker_magnumd("").await;
     let api = latest_admin(&magnumd).await;
     create_swarm_template(&magnumd, "swarm", &[]);
-    let created = api
-        .post(
-            "/v1/clusters",
-            json!({"name": "crash", "cluster_template_id": "swarm", "node_count": 2}),
-        )
-        .await;
-    assert_eq!(created.status, 202, "{}", created.text);
-    let uuid = created.body["uuid"].as_str().unwrap().to_string();
-    janitor.track(&uuid);
+    let uuid = create_tracked_cluster(
+        &api,
+        &janitor,
+        json!({"name": "crash", "cluster_template_id": "swarm", "node_count": 2}),
+    )
+    .await;
 
     // Killed as soon as the first node container exists: the create is under way, and
     // containers may exist that were never provisioned or started.
@@ -929,16 +934,13 @@ async fn a_create_that_cannot_finish_fails_at_its_timeout_and_leaves_nothing() {
         .await;
     assert_eq!(template.status, 201, "{}", template.text);
     let started = Instant::now();
-    let created = api
-        .post(
-            "/v1/clusters",
-            json!({"name": "late", "cluster_template_id": "stuck", "node_count": 1,
+    let uuid = create_tracked_cluster(
+        &api,
+        &janitor,
+        json!({"name": "late", "cluster_template_id": "stuck", "node_count": 1,
                    "create_timeout": 1}),
-        )
-        .await;
-    assert_eq!(created.status, 202, "{}", created.text);
-    let uuid = created.body["uuid"].as_str().unwrap().to_string();
-    janitor.track(&uuid);
+    )
+    .await;
     let cluster = settled(&api, &uuid, Duration::from_secs(90)).await;
     let elapsed = started.elapsed();
     assert_eq!(cluster["status"], "CREATE_FAILED", "{cluster}");
@@ -974,18 +976,13 @@ async fn several_masters_form_a_multi_manager_swarm() {
     let magnumd = start_docker_magnumd("").await;
     let api = latest_admin(&magnumd).await;
     create_swarm_template(&magnumd, "swarm", &[]);
-    let uuid = {
-        let created = api
-            .post(
-                "/v1/clusters",
-                json!({"name": "ha", "cluster_template_id": "swarm", "master_count": 3,
+    let uuid = create_tracked_cluster(
+        &api,
+        &janitor,
+        json!({"name": "ha", "cluster_template_id": "swarm", "master_count": 3,
                        "node_count": 1}),
-            )
-            .await;
-        assert_eq!(created.status, 202, "{}", created.text);
-        created.body["uuid"].as_str().unwrap().to_string()
-    };
-    janitor.track(&uuid);
+    )
+    .await;
     let cluster = settled(&api, &uuid, Duration::from_secs(180)).await;
     assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
     assert_eq!(cluster["master_addresses"].as_array().unwrap().len(), 3);
@@ -1070,15 +1067,12 @@ async fn conductors_sharing_a_database_take_over_from_a_dead_one_and_share_the_w
     let api = latest_admin(&api_process).await;
     let mut first = start_conductor(&api_process, "conductor-one").await;
     create_swarm_template(&api_process, "swarm", &[]);
-    let created = api
-        .post(
-            "/v1/clusters",
-            json!({"name": "taken-over", "cluster_template_id": "swarm", "node_count": 1}),
-        )
-        .await;
-    assert_eq!(created.status, 202, "{}", created.text);
-    let uuid = created.body["uuid"].as_str().unwrap().to_string();
-    janitor.track(&uuid);
+    let uuid = create_tracked_cluster(
+        &api,
+        &janitor,
+        json!({"name": "taken-over", "cluster_template_id": "swarm", "node_count": 1}),
+    )
+    .await;
 
     // The only conductor dies in the middle of the create. Another one, on another host,
     // cannot know it is dead: it takes the operation over when the lease runs out.
@@ -1096,16 +1090,15 @@ async fn conductors_sharing_a_database_take_over_from_a_dead_one_and_share_the_w
     first.restart();
     let mut uuids = Vec::new();
     for index in 0..4 {
-        let created = api
-            .post(
-                "/v1/clusters",
+        uuids.push(
+            create_tracked_cluster(
+                &api,
+                &janitor,
                 json!({"name": format!("shared-{index}"), "cluster_template_id": "swarm",
                        "node_count": 1}),
             )
-            .await;
-        assert_eq!(created.status, 202, "{}", created.text);
-        uuids.push(created.body["uuid"].as_str().unwrap().to_string());
-        janitor.track(uuids.last().unwrap());
+            .await,
+        );
     }
     for uuid in &uuids {
         let cluster = settled(&api, uuid, Duration::from_secs(180)).await;
@@ -1196,15 +1189,12 @@ async fn nodegroups_add_resize_limit_and_remove_workers_of_their_own() {
     let env = password_env(&magnumd);
     let osc = |args: &[&str]| run(&openstack, &env, args);
     create_swarm_template(&magnumd, "swarm", &[]);
-    let created = api
-        .post(
-            "/v1/clusters",
-            json!({"name": "ngc", "cluster_template_id": "swarm", "node_count": 1}),
-        )
-        .await;
-    assert_eq!(created.status, 202, "{}", created.text);
-    let uuid = created.body["uuid"].as_str().unwrap().to_string();
-    janitor.track(&uuid);
+    let uuid = create_tracked_cluster(
+        &api,
+        &janitor,
+        json!({"name": "ngc", "cluster_template_id": "swarm", "node_count": 1}),
+    )
+    .await;
     let cluster = settled(&api, &uuid, Duration::from_secs(180)).await;
     assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
     let groups = format!("/v1/clusters/{uuid}/nodegroups");
