@@ -118,6 +118,7 @@ pub(crate) fn cluster_spec(
         master_flavor: cluster.master_flavor_id.clone(),
         node_flavor: cluster.flavor_id.clone(),
         master_count: cluster.master_count,
+        master_lb_enabled: cluster.master_lb_enabled,
         node_count: cluster.node_count,
         extra_worker_groups: groups.extra_worker_groups,
         node_labels: groups.node_labels,

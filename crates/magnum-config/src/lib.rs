@@ -8,6 +8,7 @@
 
 pub mod database_url;
 pub mod ini;
+pub mod private_files;
 pub mod values;
 
 pub use database_url::{DatabaseBackend, DatabaseConnection};

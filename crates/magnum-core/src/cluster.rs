@@ -5,6 +5,9 @@ use crate::cluster_template::ClusterTemplate;
 use crate::fields::{decode_bool, decode_int, decode_string, display_value};
 use crate::labels::{decode_labels, validate_labels, Labels};
 use crate::lifecycle::{ClusterStatus, Operation};
+use crate::limits::{
+    MAX_CREATE_TIMEOUT_MINUTES, MAX_DOCKER_VOLUME_SIZE_GB, MAX_MASTER_COUNT, MAX_NODE_COUNT,
+};
 use crate::{names, ApiGeneration, DomainError};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -215,20 +218,26 @@ impl ClusterInput {
                     } else {
                         0
                     };
-                    input.node_count = decode_int("node_count", value, Some(minimum), None)?;
+                    input.node_count =
+                        decode_int("node_count", value, Some(minimum), Some(MAX_NODE_COUNT))?;
                     if let Some(count) = input.node_count {
                         check_node_count(count, rules)?;
                     }
                 }
                 "master_count" => {
-                    input.master_count = decode_int("master_count", value, Some(1), None)?
+                    input.master_count =
+                        decode_int("master_count", value, Some(1), Some(MAX_MASTER_COUNT))?
                 }
                 "discovery_url" => {
                     input.discovery_url = decode_string("discovery_url", value, 1, 65535)?
                 }
                 "docker_volume_size" => {
-                    input.docker_volume_size =
-                        decode_int("docker_volume_size", value, Some(1), None)?
+                    input.docker_volume_size = decode_int(
+                        "docker_volume_size",
+                        value,
+                        Some(1),
+                        Some(MAX_DOCKER_VOLUME_SIZE_GB),
+                    )?
                 }
                 "labels" => {
                     input.labels = match value {
@@ -259,7 +268,12 @@ impl ClusterInput {
                     template = decode_string(template_key, value, 1, 255)?
                 }
                 key if key == timeout_key => {
-                    input.create_timeout = decode_int(timeout_key, value, Some(0), None)?
+                    input.create_timeout = decode_int(
+                        timeout_key,
+                        value,
+                        Some(0),
+                        Some(MAX_CREATE_TIMEOUT_MINUTES),
+                    )?
                 }
                 _ => {}
             }
@@ -489,7 +503,7 @@ pub fn decode_cluster_patch(
             "node_count",
             after.get("node_count").unwrap_or(&Value::Null),
             Some(minimum),
-            None,
+            Some(MAX_NODE_COUNT),
         )?
         .ok_or_else(|| {
             DomainError::invalid("'/node_count' is a mandatory attribute and can not be removed")
@@ -742,6 +756,26 @@ mod tests {
             (
                 json!({"cluster_template_id": "t", "create_timeout": -5}),
                 "greater or equal to 0",
+            ),
+            (
+                json!({"cluster_template_id": "t", "node_count": i64::MAX}),
+                "lower or equal to 5000",
+            ),
+            (
+                json!({"cluster_template_id": "t", "master_count": 100}),
+                "lower or equal to 99",
+            ),
+            (
+                json!({"cluster_template_id": "t", "create_timeout": i64::MAX}),
+                "lower or equal to 10080",
+            ),
+            (
+                json!({"cluster_template_id": "t", "docker_volume_size": 1_000_000_000}),
+                "lower or equal to 65536",
+            ),
+            (
+                json!({"cluster_template_id": "t", "labels": {"min_node_count": "99999999999"}}),
+                "min_node_count",
             ),
             (
                 json!({"cluster_template_id": "t", "colour": "x"}),

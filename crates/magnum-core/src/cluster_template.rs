@@ -155,7 +155,7 @@ pub const FIELDS: &[FieldSpec] = &[
         "docker_volume_size",
         FieldKind::Integer {
             min: Some(1),
-            max: None,
+            max: Some(crate::limits::MAX_DOCKER_VOLUME_SIZE_GB),
         },
         Availability::Both,
     ),
@@ -625,11 +625,27 @@ impl ClusterTemplate {
             .collect()
     }
 
+    /// Whether a change of `changed` fields may be made while clusters use the template:
+    /// through the current API only renaming, publishing and hiding (the rest would
+    /// silently change running clusters at their next resize or repair); through the 2016
+    /// API nothing.
+    pub fn change_allowed_in_use(changed: &[&str], generation: ApiGeneration) -> bool {
+        match generation {
+            ApiGeneration::Seed => changed.is_empty(),
+            ApiGeneration::Current => changed
+                .iter()
+                .all(|field| CHANGEABLE_IN_USE.contains(field)),
+        }
+    }
+
     /// Whether a caller of `project_id` may read this template without being admin.
     pub fn is_visible_to(&self, project_id: &str) -> bool {
         self.project_id == project_id || (self.public && !self.hidden)
     }
 }
+
+/// The fields a template that clusters use may still change (current API).
+pub const CHANGEABLE_IN_USE: &[&str] = &["name", "public", "hidden"];
 
 /// Formats a timestamp as the API shows it: `2016-08-29T06:51:31+00:00`.
 pub fn format_timestamp(at: &DateTime<Utc>) -> String {

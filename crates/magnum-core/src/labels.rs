@@ -354,11 +354,52 @@ pub fn validate_labels(labels: &Labels) -> Result<(), DomainError> {
         }
     }
     if let Some(size) = labels.get("boot_volume_size") {
-        if size.trim().parse::<i64>().is_err() {
-            return Err(label_error("boot_volume_size", size, "expected an integer"));
+        let bound = crate::limits::MAX_DOCKER_VOLUME_SIZE_GB;
+        if !size
+            .trim()
+            .parse::<i64>()
+            .is_ok_and(|size| (0..=bound).contains(&size))
+        {
+            return Err(label_error(
+                "boot_volume_size",
+                size,
+                &format!("expected an integer from 0 to {bound}"),
+            ));
+        }
+    }
+    for key in ["min_node_count", "max_node_count"] {
+        label_count(labels, key)?;
+    }
+    if let (Some(min), Some(max)) = (
+        label_count(labels, "min_node_count")?,
+        label_count(labels, "max_node_count")?,
+    ) {
+        if max < min {
+            return Err(label_error(
+                "max_node_count",
+                &max.to_string(),
+                "expected at least min_node_count",
+            ));
         }
     }
     Ok(())
+}
+
+/// A node count carried by a label (`min_node_count`, `max_node_count`), within
+/// [`crate::limits::MAX_NODE_COUNT`]; `None` when the label is absent.
+pub fn label_count(labels: &Labels, key: &str) -> Result<Option<i64>, DomainError> {
+    let Some(text) = labels.get(key) else {
+        return Ok(None);
+    };
+    let bound = crate::limits::MAX_NODE_COUNT;
+    match text.trim().parse::<i64>() {
+        Ok(count) if (0..=bound).contains(&count) => Ok(Some(count)),
+        _ => Err(label_error(
+            key,
+            text,
+            &format!("expected an integer from 0 to {bound}"),
+        )),
+    }
 }
 
 #[cfg(test)]

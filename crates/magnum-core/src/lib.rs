@@ -14,6 +14,7 @@
 //! - [`cluster_template`]: the cluster template (2016: baymodel), its input decoding and validation.
 //! - [`patch`]: RFC 6902 patch application with Magnum's rules for internal attributes.
 //! - [`lifecycle`]: cluster statuses, operations and the one table of allowed transitions.
+//! - [`limits`]: upper bounds on every number a request carries.
 //! - [`names`]: generated names such as `zeta-22-template`.
 
 pub mod cluster;
@@ -23,6 +24,7 @@ pub mod error;
 pub mod fields;
 pub mod labels;
 pub mod lifecycle;
+pub mod limits;
 pub mod names;
 pub mod nodegroup;
 pub mod patch;

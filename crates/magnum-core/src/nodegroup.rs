@@ -4,6 +4,7 @@
 
 use crate::fields::{decode_bool, decode_int, decode_string, display_value};
 use crate::labels::{decode_labels, Labels};
+use crate::limits::{MAX_DOCKER_VOLUME_SIZE_GB, MAX_NODE_COUNT};
 use crate::{ApiGeneration, DomainError};
 use serde_json::{Map, Value};
 
@@ -83,16 +84,32 @@ impl NodeGroupInput {
                 "docker_volume_size",
                 field("docker_volume_size"),
                 Some(1),
-                None,
+                Some(MAX_DOCKER_VOLUME_SIZE_GB),
             )?,
             labels,
             merge_labels: decode_bool("merge_labels", field("merge_labels"))?.unwrap_or(false),
             flavor_id: decode_string("flavor_id", field("flavor_id"), 1, 255)?,
             image_id: decode_string("image_id", field("image_id"), 1, 255)?,
-            node_count: decode_int("node_count", field("node_count"), Some(0), None)?.unwrap_or(1),
-            min_node_count: decode_int("min_node_count", field("min_node_count"), Some(0), None)?
-                .unwrap_or(0),
-            max_node_count: decode_int("max_node_count", field("max_node_count"), Some(0), None)?,
+            node_count: decode_int(
+                "node_count",
+                field("node_count"),
+                Some(0),
+                Some(MAX_NODE_COUNT),
+            )?
+            .unwrap_or(1),
+            min_node_count: decode_int(
+                "min_node_count",
+                field("min_node_count"),
+                Some(0),
+                Some(MAX_NODE_COUNT),
+            )?
+            .unwrap_or(0),
+            max_node_count: decode_int(
+                "max_node_count",
+                field("max_node_count"),
+                Some(0),
+                Some(MAX_NODE_COUNT),
+            )?,
             node_labels: check_node_labels(&name, field("node_labels"))?,
             node_taints: check_node_taints(&name, field("node_taints"), &role)?,
             name,

@@ -294,6 +294,9 @@ fn decode_nodegroup(row: &AnyRow) -> DbResult<NodeGroup> {
 /// What the default nodegroups are made from when a cluster is created.
 #[derive(Debug, Clone)]
 pub struct DefaultNodeGroups {
+    /// The revision of the cluster's template the request was checked against: the insert
+    /// is refused ([`DbError::Stale`]) when the template changed since.
+    pub template_revision: i64,
     pub image_id: String,
     pub master_flavor_id: Option<String>,
     pub worker_flavor_id: Option<String>,
@@ -348,6 +351,18 @@ impl Clusters<'_> {
         );
         let _turn = self.database.write_turn().await;
         let mut transaction = self.database.pool().begin().await?;
+        // The template's row stays locked until the cluster exists, so a template change
+        // that clusters forbid cannot slip in between (see `update_checked`).
+        let template_revision: Option<i64> = sqlx::query_scalar(dialect.sql(format!(
+            "SELECT version FROM cluster_template WHERE uuid = ?{}",
+            dialect.lock_rows()
+        )))
+        .bind(cluster.cluster_template_id.clone())
+        .fetch_optional(&mut *transaction)
+        .await?;
+        if template_revision != Some(defaults.template_revision) {
+            return Err(DbError::Stale);
+        }
         sqlx::query_with(dialect.sql(insert), arguments)
             .execute(&mut *transaction)
             .await?;
@@ -1108,8 +1123,15 @@ mod tests {
             },
             &TemplateRules::default(),
         )
+        .map(|mut template| {
+            template.uuid = TEMPLATE_UUID.to_string();
+            template
+        })
         .unwrap()
     }
+
+    /// The uuid of the one template every test cluster is made from.
+    const TEMPLATE_UUID: &str = "5a1c0b2e-3d4f-4a5b-8c6d-7e8f9a0b1c2d";
 
     fn cluster(project: &str, name: &str, nodes: i64) -> Cluster {
         let input = ClusterInput::decode(
@@ -1128,8 +1150,15 @@ mod tests {
         Cluster::new(&input, &template(), ApiGeneration::Current, owner).unwrap()
     }
 
-    fn defaults() -> DefaultNodeGroups {
+    /// The default nodegroups of a test cluster, storing its template first when needed.
+    async fn defaults(clusters: &Clusters<'_>) -> DefaultNodeGroups {
+        let templates = clusters.database.cluster_templates();
+        let stored = match templates.get_by_uuid(TEMPLATE_UUID).await {
+            Ok(stored) => stored,
+            Err(_) => templates.insert(&template()).await.unwrap(),
+        };
         DefaultNodeGroups {
+            template_revision: stored.revision,
             image_id: "img".to_string(),
             master_flavor_id: None,
             worker_flavor_id: Some("m1.small".to_string()),
@@ -1204,7 +1233,7 @@ mod tests {
         let test = database().await;
         let clusters = test.database.clusters();
         clusters
-            .insert(&cluster("p", "ngs", 1), &defaults())
+            .insert(&cluster("p", "ngs", 1), &defaults(&clusters).await)
             .await
             .unwrap();
         let built = finish_operation(&clusters, ClusterStatus::CreateComplete, None).await;
@@ -1313,11 +1342,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_template_in_use_changes_only_when_allowed() {
+        let test = database().await;
+        let clusters = test.database.clusters();
+        let defaults = defaults(&clusters).await;
+        let templates = test.database.cluster_templates();
+        let template = templates.get_by_uuid(TEMPLATE_UUID).await.unwrap();
+        // Unused, any change is stored.
+        let mut renamed = (*template).clone();
+        renamed.name = Some("renamed".to_string());
+        let stored = templates.update_checked(&renamed, false).await.unwrap();
+        // A cluster checked against the old revision is refused: the template changed.
+        assert!(matches!(
+            clusters.insert(&cluster("p", "late", 1), &defaults).await,
+            Err(DbError::Stale)
+        ));
+        let fresh = DefaultNodeGroups {
+            template_revision: stored.revision,
+            ..defaults
+        };
+        clusters
+            .insert(&cluster("p", "user", 1), &fresh)
+            .await
+            .unwrap();
+        // In use: a change clusters depend on is refused and nothing is written.
+        let mut changed = (*stored).clone();
+        changed.tls_disabled = !changed.tls_disabled;
+        assert!(matches!(
+            templates.update_checked(&changed, false).await,
+            Err(DbError::InUse)
+        ));
+        assert_eq!(
+            templates.get_by_uuid(TEMPLATE_UUID).await.unwrap().revision,
+            stored.revision
+        );
+        // A change the caller declares harmless (a rename) is still stored.
+        let mut renamed_again = (*stored).clone();
+        renamed_again.name = Some("again".to_string());
+        assert!(templates.update_checked(&renamed_again, true).await.is_ok());
+    }
+
+    #[tokio::test]
     async fn insert_creates_the_default_nodegroups() {
         let test = database().await;
         let clusters = test.database.clusters();
         let stored = clusters
-            .insert(&cluster("p1", "c1", 2), &defaults())
+            .insert(&cluster("p1", "c1", 2), &defaults(&clusters).await)
             .await
             .unwrap();
         assert_eq!(stored.status, ClusterStatus::CreateInProgress);
@@ -1356,7 +1426,9 @@ mod tests {
             Some("m1.small")
         );
         assert!(matches!(
-            clusters.insert(&cluster("p1", "c1", 1), &defaults()).await,
+            clusters
+                .insert(&cluster("p1", "c1", 1), &defaults(&clusters).await)
+                .await,
             Err(DbError::Duplicate)
         ));
         assert_eq!(clusters.count_in_project("p1").await.unwrap(), 1);
@@ -1389,7 +1461,7 @@ mod tests {
         let test = database().await;
         let clusters = test.database.clusters();
         let stored = clusters
-            .insert(&cluster("p", "claimed", 1), &defaults())
+            .insert(&cluster("p", "claimed", 1), &defaults(&clusters).await)
             .await
             .unwrap();
         let now = Utc::now();
@@ -1456,7 +1528,7 @@ mod tests {
         let test = database().await;
         let clusters = test.database.clusters();
         clusters
-            .insert(&cluster("p", "racing", 1), &defaults())
+            .insert(&cluster("p", "racing", 1), &defaults(&clusters).await)
             .await
             .unwrap();
         let claimed = clusters
@@ -1513,7 +1585,7 @@ mod tests {
         let test = database().await;
         let clusters = test.database.clusters();
         clusters
-            .insert(&cluster("p", "finishing", 2), &defaults())
+            .insert(&cluster("p", "finishing", 2), &defaults(&clusters).await)
             .await
             .unwrap();
         let claimed = clusters

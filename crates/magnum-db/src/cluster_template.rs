@@ -424,6 +424,19 @@ impl ClusterTemplates<'_> {
     /// Stores every attribute of `template` if its revision is still the stored one, and
     /// returns the stored result. A concurrent change in between is [`DbError::Stale`].
     pub async fn update(&self, template: &ClusterTemplate) -> DbResult<Arc<ClusterTemplate>> {
+        self.update_checked(template, true).await
+    }
+
+    /// Stores a changed template if its revision is unchanged ([`DbError::Stale`] otherwise).
+    /// Unless `allowed_in_use`, the change is refused with [`DbError::InUse`] when a cluster
+    /// uses the template. The check and the write are one transaction that locks the
+    /// template's row, and a cluster insert takes the same lock, so a cluster can never start
+    /// to use a template between the check and the write.
+    pub async fn update_checked(
+        &self,
+        template: &ClusterTemplate,
+        allowed_in_use: bool,
+    ) -> DbResult<Arc<ClusterTemplate>> {
         let mut arguments = AnyArguments::default();
         bind_attributes(&mut arguments, template).map_err(argument_error)?;
         arguments
@@ -440,18 +453,40 @@ impl ClusterTemplates<'_> {
             tls_disabled = ?, public = ?, server_type = ?, master_lb_enabled = ?, \
             floating_ip_enabled = ?, hidden = ?, tags = ?, driver = ?, updated_at = ?, \
             version = version + 1 WHERE id = ? AND version = ?";
-        let result = {
+        {
+            let dialect = self.database.dialect();
             let _turn = self.database.write_turn().await;
-            sqlx::query_with(self.database.dialect().sql(update), arguments)
-                .execute(self.database.pool())
-                .await?
-        };
-        if result.rows_affected() == 0 {
-            return match self.get_by_uuid(&template.uuid).await {
-                Ok(_) => Err(DbError::Stale),
-                Err(DbError::NotFound) => Err(DbError::NotFound),
-                Err(other) => Err(other),
-            };
+            let mut transaction = self.database.pool().begin().await?;
+            let current: Option<i64> = sqlx::query_scalar(dialect.sql(format!(
+                "SELECT version FROM cluster_template WHERE id = ?{}",
+                dialect.lock_rows()
+            )))
+            .bind(template.id)
+            .fetch_optional(&mut *transaction)
+            .await?;
+            match current {
+                None => return Err(DbError::NotFound),
+                Some(version) if version != template.revision => return Err(DbError::Stale),
+                Some(_) => {}
+            }
+            if !allowed_in_use {
+                let users: i64 = sqlx::query_scalar(
+                    dialect.sql("SELECT COUNT(*) FROM cluster WHERE cluster_template_id = ?"),
+                )
+                .bind(template.uuid.clone())
+                .fetch_one(&mut *transaction)
+                .await?;
+                if users > 0 {
+                    return Err(DbError::InUse);
+                }
+            }
+            let result = sqlx::query_with(dialect.sql(update), arguments)
+                .execute(&mut *transaction)
+                .await?;
+            if result.rows_affected() == 0 {
+                return Err(DbError::Stale);
+            }
+            transaction.commit().await?;
         }
         self.get_by_uuid(&template.uuid).await
     }

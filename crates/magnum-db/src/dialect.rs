@@ -47,6 +47,16 @@ impl Dialect {
 }
 
 impl Dialect {
+    /// The clause that makes a `SELECT` lock the rows it reads until the transaction ends.
+    /// Empty on SQLite, whose writers take turns anyway (a transaction that writes holds
+    /// the database's one write lock).
+    pub fn lock_rows(self) -> &'static str {
+        match self.backend {
+            DatabaseBackend::Sqlite => "",
+            DatabaseBackend::Postgres | DatabaseBackend::MySql => " FOR UPDATE",
+        }
+    }
+
     /// `expression` as a 64-bit integer (MySQL's SUM gives DECIMAL, and spells the cast
     /// differently).
     pub fn as_bigint(self, expression: &str) -> String {

@@ -48,6 +48,9 @@ pub enum DbError {
     /// The row changed since it was read; the caller should re-read and retry.
     #[error("the row was changed by someone else")]
     Stale,
+    /// The change would alter a cluster template that clusters use.
+    #[error("the cluster template is used by clusters")]
+    InUse,
     /// A pagination marker is not a visible row.
     #[error("the marker does not exist or is not visible")]
     MarkerNotFound,
@@ -110,12 +113,10 @@ impl Database {
         sqlx::any::install_default_drivers();
         let backend = connection.backend();
         if let DatabaseConnection::Sqlite { path: Some(path) } = connection {
-            if let Some(parent) = path
-                .parent()
-                .filter(|parent| !parent.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(parent).map_err(|error| DbError::Backend(error.into()))?;
-            }
+            // The file (and the journal files SQLite gives the same mode) is the service's
+            // alone: it holds tokens' revocations, users' password hashes and sealed keys.
+            magnum_config::private_files::ensure_private_file(path)
+                .map_err(|error| DbError::Backend(error.into()))?;
         }
         let is_memory = matches!(connection, DatabaseConnection::Sqlite { path: None });
         let pool_size = match backend {

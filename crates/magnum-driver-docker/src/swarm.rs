@@ -936,8 +936,16 @@ fn write_private_files(
 ) -> Result<(), DriverError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(directory)
-        .map_err(|error| permanent("cannot create the cluster's state directory", error))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        if !directory.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(directory)
+                .map_err(|error| permanent("cannot create the cluster's state directory", error))?;
+        }
+    }
     for (name, content) in files {
         let path = directory.join(name);
         let mut file = std::fs::OpenOptions::new()
@@ -988,6 +996,18 @@ impl ClusterDriver for SwarmDockerDriver {
         spec: &ClusterSpec,
         progress: &dyn ProgressSink,
     ) -> Result<Observed, DriverError> {
+        // The API checked the shape; a spec from elsewhere (an older row, a hand edit) is
+        // checked again so that planning never works on counts it cannot build.
+        let workers_wanted = magnum_core::limits::checked_sum(
+            std::iter::once(spec.node_count).chain(
+                spec.extra_worker_groups
+                    .iter()
+                    .map(|group| group.node_count),
+            ),
+        )
+        .ok_or_else(|| DriverError::Permanent("too many worker nodes".to_string()))?;
+        self.check_shape(spec.master_count, workers_wanted, spec.master_lb_enabled)
+            .map_err(|error| DriverError::Permanent(error.message))?;
         let layout = ClusterLayout::new(&spec.uuid, &spec.name);
         let (master_group, worker_groups) = Self::node_groups(spec);
         let mut images: Vec<&String> = worker_groups

@@ -61,6 +61,8 @@ pub struct ClusterSpec {
     pub master_flavor: Option<String>,
     pub node_flavor: Option<String>,
     pub master_count: i64,
+    /// Whether the masters sit behind a load balancer.
+    pub master_lb_enabled: bool,
     /// Workers of the `default-worker` nodegroup.
     pub node_count: i64,
     /// The other worker nodegroups; workers of a group not listed (a deleted one) go.

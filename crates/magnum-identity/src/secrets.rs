@@ -12,7 +12,7 @@ use std::path::Path;
 /// Refuses a file that group or others can read.
 pub fn read_or_create(path: &Path, generate: impl FnOnce() -> String) -> std::io::Result<String> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent)?;
+        magnum_config::private_files::create_private_dir(parent)?;
     }
     match fs::symlink_metadata(path) {
         Ok(_) => return read_private(path),

@@ -122,6 +122,22 @@ async fn cluster_creation_validates_its_input() {
             400,
             "create_timeout",
         ),
+        // Numbers beyond the service's bounds never reach the planner or date arithmetic.
+        (
+            json!({"name": "x", "cluster_template_id": "swarm", "node_count": 9223372036854775807_i64}),
+            400,
+            "node_count",
+        ),
+        (
+            json!({"name": "x", "cluster_template_id": "swarm", "create_timeout": 9223372036854775807_i64}),
+            400,
+            "create_timeout",
+        ),
+        (
+            json!({"name": "x", "cluster_template_id": "swarm", "node_count": 231}),
+            400,
+            "at most 230 worker nodes",
+        ),
         (
             json!({"name": "c1", "cluster_template_id": "swarm"}),
             409,
@@ -370,6 +386,43 @@ async fn the_status_of_a_cluster_decides_what_may_happen_to_it() {
         in_use.error_detail(),
         format!("ClusterTemplate {template} is referenced by one or multiple clusters.")
     );
+    // Nor changed in what its clusters are built from: only its name, public and hidden
+    // may change (upstream's rule); a refused change writes nothing.
+    for patch in [
+        json!([{"op": "replace", "path": "/tls_disabled", "value": true}]),
+        json!([{"op": "replace", "path": "/image_id", "value": NODE_IMAGE}, {"op": "replace", "path": "/dns_nameserver", "value": "10.9.9.9"}]),
+        json!([{"op": "replace", "path": "/name", "value": "renamed"}, {"op": "add", "path": "/labels/x", "value": "1"}]),
+    ] {
+        let refused = api
+            .patch(&format!("/v1/clustertemplates/{template}"), patch.clone())
+            .await;
+        assert_eq!(refused.status, 400, "{patch}: {}", refused.text);
+        assert_eq!(
+            refused.error_detail(),
+            format!("ClusterTemplate {template} is referenced by one or multiple clusters.")
+        );
+    }
+    let unchanged = api.get(&format!("/v1/clustertemplates/{template}")).await;
+    assert_eq!(unchanged.body["tls_disabled"], false);
+    assert_eq!(unchanged.body["labels"], json!({}));
+    let renamed = api
+        .patch(
+            &format!("/v1/clustertemplates/{template}"),
+            json!([{"op": "replace", "path": "/name", "value": "renamed"},
+                   {"op": "replace", "path": "/public", "value": true},
+                   {"op": "replace", "path": "/hidden", "value": true}]),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.text);
+    assert_eq!(renamed.body["name"], "renamed");
+    // Through the 2016 API a baymodel in use cannot change at all.
+    let baymodel = admin
+        .patch(
+            &format!("/v1/baymodels/{template}"),
+            json!([{"op": "replace", "path": "/name", "value": "again"}]),
+        )
+        .await;
+    assert_eq!(baymodel.status, 400, "{}", baymodel.text);
     // Seen as a bay, the same refusal comes in the 2016 error format.
     let bay_update = admin
         .patch(

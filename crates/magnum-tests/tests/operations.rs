@@ -42,6 +42,34 @@ fn a_bad_value_stops_startup_naming_file_option_and_reason() {
 }
 
 #[test]
+fn state_is_private_and_logs_are_plain_text_off_a_terminal() {
+    use std::os::unix::fs::PermissionsExt;
+    let directory = tempfile::tempdir().unwrap();
+    let state = directory.path().join("state");
+    let config = directory.path().join("magnum.conf");
+    std::fs::write(
+        &config,
+        format!("[DEFAULT]\nstate_path = {}\n", state.display()),
+    )
+    .unwrap();
+    let output = Command::new(binary("magnumd"))
+        .arg("--config-file")
+        .arg(&config)
+        .args(["db", "upgrade"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in {stderr:?}");
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("magnum.sqlite")), 0o600);
+}
+
+#[test]
 fn db_upgrade_and_version_report_the_schema() {
     let directory = tempfile::tempdir().unwrap();
     let config = format!("[DEFAULT]\nstate_path = {}\n", directory.path().display());

@@ -89,9 +89,12 @@ fn init_tracing(config: &MagnumConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{default_level},sqlx=warn,hyper=warn"))
     });
+    // Colour codes only for a person at a terminal; files and journals get plain text.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colours)
         .try_init();
 }
 
@@ -122,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Api => serve::run(config, serve::Roles::api_only()).await,
             Command::Conductor => serve::run(config, serve::Roles::conductor_only()).await,
             Command::Db(DbCommand::Upgrade) => {
+                tracing::info!(database = %config.database_connection(), "upgrading the database schema");
                 let database = serve::connect(&config).await?;
                 database.upgrade().await.context("schema upgrade failed")?;
                 let (applied, _) = database.schema_version().await?;

@@ -210,7 +210,7 @@ impl TerminationSignals {
 pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
     let mut signals = TerminationSignals::register()?;
     let state_path = config.state_path();
-    std::fs::create_dir_all(&state_path)
+    magnum_config::private_files::create_private_dir(&state_path)
         .with_context(|| format!("cannot create the state directory {}", state_path.display()))?;
     tracing::info!(state_path = %state_path.display(), "starting magnumd");
 

@@ -53,7 +53,7 @@ pub(crate) struct Vocabulary {
     /// Name in not-found messages.
     title: &'static str,
     /// Name in sentences.
-    noun: &'static str,
+    pub(crate) noun: &'static str,
 }
 
 pub(crate) const CURRENT: Vocabulary = Vocabulary {
@@ -491,15 +491,24 @@ async fn patch(
             vocabulary,
         )
         .await?;
-        if current.changed_fields(&updated).is_empty() {
+        let changed = current.changed_fields(&updated);
+        if changed.is_empty() {
             return Ok(template_response(&current, vocabulary, &base));
         }
-        match state.database.cluster_templates().update(&updated).await {
+        let allowed_in_use =
+            ClusterTemplate::change_allowed_in_use(&changed, vocabulary.generation);
+        match state
+            .database
+            .cluster_templates()
+            .update_checked(&updated, allowed_in_use)
+            .await
+        {
             Ok(stored) => {
                 tracing::info!(uuid = %stored.uuid, changed = ?current.changed_fields(&stored), "updated cluster template");
                 return Ok(template_response(&stored, vocabulary, &base));
             }
             Err(DbError::Stale) => continue,
+            Err(DbError::InUse) => return Err(vocabulary.referenced(&current)),
             Err(DbError::NotFound) => return Err(vocabulary.not_found(&ident)),
             Err(DbError::Duplicate) => return Err(duplicate_error(vocabulary, &updated)),
             Err(other) => return Err(other.into()),

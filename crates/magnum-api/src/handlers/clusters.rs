@@ -24,6 +24,7 @@ use magnum_core::cluster::{
 use magnum_core::cluster_template::ClusterTemplate;
 use magnum_core::fields::{decode_int, decode_string};
 use magnum_core::lifecycle::{self, Operation};
+use magnum_core::limits;
 use magnum_core::patch::{apply_patch, decode_patch};
 use magnum_core::{is_uuid_like, ApiGeneration, DomainError};
 use magnum_db::cluster::{is_sortable, ClusterVisibility, DefaultNodeGroups, NodeGroupChange};
@@ -363,13 +364,11 @@ async fn create(
     }
     check_references(&state, &caller, &cluster).await?;
     let defaults = DefaultNodeGroups {
+        template_revision: template.revision,
         image_id: template.image_id.clone(),
         master_flavor_id: cluster.master_flavor_id.clone(),
         worker_flavor_id: cluster.flavor_id.clone(),
-        min_node_count: cluster
-            .labels
-            .get("min_node_count")
-            .and_then(|value| value.parse().ok())
+        min_node_count: magnum_core::labels::label_count(&cluster.labels, "min_node_count")?
             .unwrap_or(0),
     };
     let stored = match state.database.clusters().insert(&cluster, &defaults).await {
@@ -379,6 +378,14 @@ async fn create(
                 "A {} with name {} already exists in this project.",
                 words.noun,
                 cluster.name.as_deref().unwrap_or("None")
+            )))
+        }
+        Err(DbError::Stale) => {
+            return Err(ApiError::conflict(format!(
+                "The {} {} changed while the {} was being created; try again.",
+                words.templates().noun,
+                template.uuid,
+                words.noun
             )))
         }
         Err(other) => return Err(other.into()),
@@ -409,6 +416,20 @@ async fn create(
             Ok(response)
         }
     }
+}
+
+/// Asks the driver whether `cluster` may have the sum of `worker_counts` workers (over all
+/// its worker nodegroups); a sum beyond `i64` is refused before the driver sees it.
+pub(crate) fn check_workers(
+    driver: &dyn magnum_driver::ClusterDriver,
+    cluster: &Cluster,
+    worker_counts: &[i64],
+) -> Result<(), ApiError> {
+    let workers = limits::checked_sum(worker_counts.iter().copied()).ok_or_else(|| {
+        ApiError::bad_request("The requested number of worker nodes is too large.")
+    })?;
+    driver.check_shape(cluster.master_count, workers, cluster.master_lb_enabled)?;
+    Ok(())
 }
 
 /// Records a new operation on a cluster, refusing it when its status forbids it.
@@ -580,10 +601,10 @@ async fn patch(
             enforce(&state, &words.rule("update"), &caller, &target)?;
             if let Some(driver) = &driver {
                 // The driver's limits are on all workers, other nodegroups' included.
-                driver.check_shape(
-                    cluster.master_count,
-                    count + cluster.extra_worker_count,
-                    cluster.master_lb_enabled,
+                check_workers(
+                    driver.as_ref(),
+                    cluster,
+                    &[count, cluster.extra_worker_count],
                 )?;
             }
             start_operation(cluster, Operation::Update, words)?;
@@ -671,7 +692,7 @@ async fn resize(
         "node_count",
         object.get("node_count").unwrap_or(&Value::Null),
         Some(0),
-        None,
+        Some(limits::MAX_NODE_COUNT),
     )?
     .ok_or_else(|| DomainError::invalid_field("node_count", "None", "Mandatory field missing."))?;
     if count == 0 && version < ApiVersion::new(1, 10) {
@@ -755,10 +776,10 @@ async fn resize(
             change_cluster_with_group(&state, &caller, &ident, |cluster| {
                 authorize(cluster)?;
                 let others = cluster.extra_worker_count - group.node_count;
-                driver.check_shape(
-                    cluster.master_count,
-                    cluster.node_count + others + count,
-                    cluster.master_lb_enabled,
+                check_workers(
+                    driver.as_ref(),
+                    cluster,
+                    &[cluster.node_count, others, count],
                 )?;
                 start_operation(cluster, Operation::Resize, &CURRENT)?;
                 cluster.nodes_to_remove = nodes_to_remove.clone();
@@ -773,10 +794,10 @@ async fn resize(
         None => {
             change_cluster(&state, &caller, &ident, &CURRENT, |cluster| {
                 authorize(cluster)?;
-                driver.check_shape(
-                    cluster.master_count,
-                    count + cluster.extra_worker_count,
-                    cluster.master_lb_enabled,
+                check_workers(
+                    driver.as_ref(),
+                    cluster,
+                    &[count, cluster.extra_worker_count],
                 )?;
                 start_operation(cluster, Operation::Resize, &CURRENT)?;
                 cluster.node_count = count;
@@ -818,7 +839,7 @@ async fn upgrade(
         "max_batch_size",
         body.get("max_batch_size").unwrap_or(&Value::Null),
         Some(1),
-        None,
+        Some(limits::MAX_BATCH_SIZE),
     )?;
     let cluster = find_cluster(&state, &caller, &ident, "Cluster").await?;
     enforce(

@@ -7,7 +7,9 @@
 
 use crate::error::ApiError;
 use crate::handlers::cluster_templates::enforce;
-use crate::handlers::clusters::{begin_operation, change_cluster_with_group, find_cluster};
+use crate::handlers::clusters::{
+    begin_operation, change_cluster_with_group, check_workers, find_cluster,
+};
 use crate::pagination::{next_link, page_from_query};
 use crate::policy::PolicyTarget;
 use crate::request::{json_body, BaseUrl, Caller};
@@ -24,6 +26,7 @@ use magnum_core::cluster::Cluster;
 use magnum_core::cluster_template::format_timestamp;
 use magnum_core::fields::decode_int;
 use magnum_core::lifecycle::Operation;
+use magnum_core::limits::{MAX_NODEGROUPS_PER_CLUSTER, MAX_NODE_COUNT};
 use magnum_core::nodegroup::{
     check_counts, check_node_labels, check_node_taints, effective_labels, NodeGroupInput, PATCHABLE,
 };
@@ -201,6 +204,17 @@ async fn create(
         &caller,
         &PolicyTarget::of(&current.project_id, &current.user_id),
     )?;
+    let existing = state
+        .database
+        .clusters()
+        .all_nodegroups(&current.uuid)
+        .await?
+        .len();
+    if i64::try_from(existing).unwrap_or(i64::MAX) >= MAX_NODEGROUPS_PER_CLUSTER {
+        return Err(ApiError::bad_request(format!(
+            "A cluster has at most {MAX_NODEGROUPS_PER_CLUSTER} nodegroups."
+        )));
+    }
     if current.api_address.is_none() {
         return Err(ApiError::conflict(
             "Cluster API address is not available yet",
@@ -229,10 +243,14 @@ async fn create(
     }
     let group_uuid = uuid::Uuid::new_v4().to_string();
     let stored = change_cluster_with_group(&state, &caller, &ident, |cluster| {
-        driver.check_shape(
-            cluster.master_count,
-            cluster.node_count + cluster.extra_worker_count + input.node_count,
-            cluster.master_lb_enabled,
+        check_workers(
+            driver.as_ref(),
+            cluster,
+            &[
+                cluster.node_count,
+                cluster.extra_worker_count,
+                input.node_count,
+            ],
         )?;
         begin_group_change(cluster)?;
         Ok(NodeGroupChange::Insert(NodeGroup {
@@ -297,10 +315,12 @@ fn patched(
         match attribute {
             "min_node_count" => {
                 changed.min_node_count =
-                    decode_int("min_node_count", &value, Some(0), None)?.unwrap_or(0);
+                    decode_int("min_node_count", &value, Some(0), Some(MAX_NODE_COUNT))?
+                        .unwrap_or(0);
             }
             "max_node_count" => {
-                changed.max_node_count = decode_int("max_node_count", &value, Some(0), None)?;
+                changed.max_node_count =
+                    decode_int("max_node_count", &value, Some(0), Some(MAX_NODE_COUNT))?;
             }
             "node_labels" => changed.node_labels = check_node_labels(&group.name, &value)?,
             _ => changed.node_taints = check_node_taints(&group.name, &value, &group.role)?,

@@ -177,7 +177,7 @@ fn quota_body(
         "hard_limit",
         object.get("hard_limit").unwrap_or(&Value::Null),
         Some(0),
-        None,
+        Some(magnum_core::limits::MAX_QUOTA_HARD_LIMIT),
     )?
     .unwrap_or(1);
     Ok((project_id, resource, hard_limit))
