@@ -40,7 +40,10 @@ const SERVICE_NAMES: [&str; 3] = [
     "container-infrastructure",
     "container-infrastructure-management",
 ];
-const RESPONSE_SERVICE: &str = "container-infrastructure-management";
+/// The service name answers carry: upstream's `Version.service_string`
+/// (magnum/api/controllers/versions.py) is `container-infra`, and its responses put exactly
+/// that in all three version headers. The longer names are accepted in requests only.
+const RESPONSE_SERVICE: &str = "container-infra";
 const HEADER: &str = "openstack-api-version";
 const LEGACY_HEADER: &str = "x-openstack-magnum-api-version";
 

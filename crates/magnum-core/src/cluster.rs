@@ -228,8 +228,11 @@ impl ClusterInput {
                     input.master_count =
                         decode_int("master_count", value, Some(1), Some(MAX_MASTER_COUNT))?
                 }
+                // Plain text upstream: Horizon's panel always sends "" when the user
+                // gives none, which means the same as no value.
                 "discovery_url" => {
-                    input.discovery_url = decode_string("discovery_url", value, 1, 65535)?
+                    input.discovery_url = decode_string("discovery_url", value, 0, 65535)?
+                        .filter(|url| !url.is_empty())
                 }
                 "docker_volume_size" => {
                     input.docker_volume_size = decode_int(
@@ -801,6 +804,20 @@ mod tests {
             NEW_RULES
         )
         .is_ok());
+    }
+
+    #[test]
+    fn an_empty_discovery_url_means_none() {
+        let cluster = create(json!({"cluster_template_id": "t", "discovery_url": ""})).unwrap();
+        assert_eq!(cluster.discovery_url, None);
+        let given = create(
+            json!({"cluster_template_id": "t", "discovery_url": "https://discovery.example/x"}),
+        )
+        .unwrap();
+        assert_eq!(
+            given.discovery_url.as_deref(),
+            Some("https://discovery.example/x")
+        );
     }
 
     #[test]

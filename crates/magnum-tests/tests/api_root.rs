@@ -44,15 +44,15 @@ async fn microversions_are_negotiated_as_the_spec_says() {
     assert_eq!(missing.status, 200);
     assert_eq!(
         missing.header("openstack-api-version"),
-        Some("container-infrastructure-management 1.1")
+        Some("container-infra 1.1")
     );
     assert_eq!(
         missing.header("openstack-api-minimum-version"),
-        Some("container-infrastructure-management 1.1")
+        Some("container-infra 1.1")
     );
     assert_eq!(
         missing.header("openstack-api-maximum-version"),
-        Some("container-infrastructure-management 1.14")
+        Some("container-infra 1.14")
     );
     assert_eq!(missing.header("vary"), Some("OpenStack-API-Version"));
     assert!(missing
@@ -70,7 +70,7 @@ async fn microversions_are_negotiated_as_the_spec_says() {
         assert_eq!(reply.status, 200, "{service}");
         assert_eq!(
             reply.header("openstack-api-version"),
-            Some("container-infrastructure-management 1.14")
+            Some("container-infra 1.14")
         );
     }
     let ten = admin
@@ -79,7 +79,7 @@ async fn microversions_are_negotiated_as_the_spec_says() {
         .await;
     assert_eq!(
         ten.header("openstack-api-version"),
-        Some("container-infrastructure-management 1.10")
+        Some("container-infra 1.10")
     );
 
     let too_new = admin

@@ -90,6 +90,23 @@ async fn cluster_creation_validates_its_input() {
         .collect();
     assert_eq!(names, vec!["default-master", "default-worker"]);
 
+    // Horizon's panel sends an empty discovery_url when the user gives none.
+    let from_horizon = api
+        .post(
+            "/v1/clusters",
+            json!({"name": "h1", "cluster_template_id": "swarm", "discovery_url": "",
+                   "create_timeout": 60, "master_count": 1, "node_count": 1}),
+        )
+        .await;
+    assert_eq!(from_horizon.status, 202, "{}", from_horizon.text);
+    let shown_horizon = api
+        .get(&format!(
+            "/v1/clusters/{}",
+            from_horizon.body["uuid"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(shown_horizon.body["discovery_url"], Value::Null);
+
     // Rejections, each with its status and message.
     for (body, status, detail) in [
         (
@@ -227,7 +244,7 @@ async fn cluster_creation_validates_its_input() {
         .await;
     assert_eq!(wrong_type.status, 400, "{}", wrong_type.text);
     let listed = api.get("/v1/clusters").await;
-    assert_eq!(listed.body["clusters"].as_array().unwrap().len(), 2);
+    assert_eq!(listed.body["clusters"].as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -636,13 +653,22 @@ async fn quotas_limit_cluster_creation_and_stats_count_clusters_and_nodes() {
         second.error_detail(),
         "Resource limit exceeded: You have reached the maximum clusters per project, 1. You may delete a cluster to make room for a new one."
     );
+    // Horizon's panel sends back the id it read with the new limit.
+    let bad_id = api
+        .patch(
+            &format!("/v1/quotas/{limited}/Cluster"),
+            json!({"id": "one", "hard_limit": 2}),
+        )
+        .await;
+    assert_eq!(bad_id.status, 400, "{}", bad_id.text);
     let raised = api
         .patch(
             &format!("/v1/quotas/{limited}/Cluster"),
-            json!({"project_id": limited, "resource": "Cluster", "hard_limit": 2}),
+            json!({"id": created.body["id"], "hard_limit": 2}),
         )
         .await;
     assert_eq!(raised.status, 202, "{}", raised.text);
+    assert_eq!(raised.body["hard_limit"], 2);
     create_cluster(
         &carol,
         json!({"name": "second", "cluster_template_id": "swarm", "master_count": 3, "node_count": 1}),

@@ -148,14 +148,22 @@ fn quota_body(
             "The request body must be an object with project_id, resource and hard_limit.",
         ));
     };
+    // `id` belongs to upstream's quota type, and Horizon's panel sends back the id it read;
+    // it is checked and then ignored (the row is the one the path names).
     if let Some(unknown) = object
         .keys()
-        .find(|key| !["project_id", "resource", "hard_limit"].contains(&key.as_str()))
+        .find(|key| !["id", "project_id", "resource", "hard_limit"].contains(&key.as_str()))
     {
         return Err(ApiError::bad_request(format!(
             "Unknown attribute for argument quota: {unknown}"
         )));
     }
+    decode_int(
+        "id",
+        object.get("id").unwrap_or(&Value::Null),
+        Some(1),
+        None,
+    )?;
     let project_id = decode_string(
         "project_id",
         object.get("project_id").unwrap_or(&Value::Null),
