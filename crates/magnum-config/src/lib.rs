@@ -185,6 +185,16 @@ impl OptionValue for AuthStrategy {
     }
 }
 
+/// Whether a listening address only accepts connections from this machine.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
 fn default_host_name() -> String {
     hostname::get()
         .ok()
@@ -230,7 +240,10 @@ config_section! {
         /// noauth only: the project assumed when a request carries no X-Project-Id.
         noauth_project_id: String = "noauth-project".to_string(),
         /// noauth only: the roles assumed when a request carries no X-Roles.
-        noauth_roles: Vec<String> = vec!["admin".to_string(), "member".to_string(), "reader".to_string()],
+        noauth_roles: Vec<String> = vec!["member".to_string(), "reader".to_string()],
+        /// noauth only: allow listening on an address other than loopback. Anyone who can
+        /// reach the port is then trusted with whatever identity they claim.
+        noauth_allow_remote: bool = false,
     }
 }
 
@@ -536,6 +549,16 @@ impl MagnumConfig {
                 ));
             }
         }
+        if self.api.auth_strategy == AuthStrategy::Noauth
+            && !self.api.noauth_allow_remote
+            && !is_loopback_host(&self.api.host)
+        {
+            return Err(invalid(
+                "api",
+                "host",
+                "with auth_strategy = noauth the API trusts every caller, so it listens only on loopback (127.0.0.1, ::1, localhost) unless [api] noauth_allow_remote = true",
+            ));
+        }
         if !["docker", "unverified"].contains(&self.drivers.provider.as_str()) {
             return Err(invalid(
                 "drivers",
@@ -692,6 +715,22 @@ fn unknown_options(document: &IniDocument) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn noauth_listens_only_on_loopback_unless_allowed() {
+        for host in ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"] {
+            let text = format!("[api]\nauth_strategy = noauth\nhost = {host}\n");
+            assert!(MagnumConfig::from_text(&text, "t").is_ok(), "{host}");
+        }
+        let exposed = "[api]\nauth_strategy = noauth\nhost = 0.0.0.0\n";
+        assert!(MagnumConfig::from_text(exposed, "t").is_err());
+        let allowed = format!("{exposed}noauth_allow_remote = true\n");
+        assert!(MagnumConfig::from_text(&allowed, "t").is_ok());
+        assert_eq!(
+            MagnumConfig::default().api.noauth_roles,
+            vec!["member".to_string(), "reader".to_string()]
+        );
+    }
 
     #[test]
     fn every_option_has_a_working_default() {

@@ -89,7 +89,11 @@ async fn noauth_trusts_identity_headers() {
     .await;
     assert!(magnumd.identity_url.is_none());
     let anonymous = Api::new(&magnumd.base_url(), Some("notused".to_string()));
-    assert_eq!(anonymous.get("/v1/mservices").await.status, 200);
+    // Without X-Roles a caller is a member and reader, not an administrator.
+    assert_eq!(anonymous.get("/v1/mservices").await.status, 403);
+    assert_eq!(anonymous.get("/v1/clustertemplates").await.status, 200);
+    let administrator = anonymous.with_header("X-Roles", "admin,member,reader");
+    assert_eq!(administrator.get("/v1/mservices").await.status, 200);
     let project_a = anonymous
         .with_header("X-Project-Id", "a")
         .with_header("X-User-Id", "ua")

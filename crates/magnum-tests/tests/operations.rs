@@ -34,6 +34,17 @@ fn a_bad_value_stops_startup_naming_file_option_and_reason() {
     let output = magnumd_with_config("[api\n", &["serve"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("magnum.conf:1: not an INI line"));
+    // noauth trusts every caller, so it stays on loopback unless the operator says otherwise.
+    let exposed = magnumd_with_config(
+        "[api]\nauth_strategy = noauth\nhost = 0.0.0.0\n",
+        &["serve"],
+    );
+    assert_eq!(exposed.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&exposed.stderr).contains("noauth_allow_remote"),
+        "{}",
+        String::from_utf8_lossy(&exposed.stderr)
+    );
     let missing = Command::new(binary("magnumd"))
         .args(["--config-file", "/nonexistent/magnum.conf", "serve"])
         .output()
