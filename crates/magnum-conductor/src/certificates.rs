@@ -5,7 +5,7 @@ use chrono::{SubsecRound, Utc};
 use magnum_db::certificate::CertificateRecord;
 use magnum_db::{Database, DbError};
 use magnum_driver::{ClusterCertificates, IssuedCertificate};
-use magnum_x509::ClusterCa;
+use magnum_x509::{sealing_binding, ClusterCa};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -75,13 +75,17 @@ pub async fn load(
     let ca = ClusterCa::from_sealed(
         &ca_record.certificate_pem,
         &ca_record.private_key_sealed,
+        &sealing_binding(cluster_uuid, DEFAULT_CA_TYPE),
         &settings.sealer,
         &settings.x509,
     )
     .map_err(|error| error.to_string())?;
     let client_key = settings
         .sealer
-        .unseal(&client_record.private_key_sealed)
+        .unseal(
+            &client_record.private_key_sealed,
+            &sealing_binding(cluster_uuid, CONDUCTOR_CLIENT_TYPE),
+        )
         .map_err(|error| error.to_string())?;
     Ok(Some(Arc::new(StoredCertificates {
         ca,
@@ -137,7 +141,7 @@ pub async fn ensure(
             certificate_pem,
             private_key_sealed: settings
                 .sealer
-                .seal(&key_pem)
+                .seal(&key_pem, &sealing_binding(cluster_uuid, ca_type))
                 .map_err(|error| error.to_string())?,
             created_at: now,
             updated_at: None,

@@ -11,7 +11,7 @@ pub mod key_pool;
 mod sealing;
 
 pub use csr::{SigningRules, SubjectCheck};
-pub use sealing::KeySealer;
+pub use sealing::{binding as sealing_binding, KeySealer};
 
 use chrono::{DateTime, Utc};
 use rcgen::{
@@ -198,13 +198,20 @@ impl ClusterCa {
     }
 
     /// A CA from its stored certificate and sealed key.
+    /// The CA from its certificate and its key as sealed for `binding`
+    /// ([`sealing_binding`] of the cluster and CA type).
     pub fn from_sealed(
         certificate_pem: &str,
         sealed_key: &str,
+        binding: &str,
         sealer: &KeySealer,
         settings: &X509Settings,
     ) -> Result<ClusterCa, X509Error> {
-        Self::from_pem(certificate_pem, &sealer.unseal(sealed_key)?, settings)
+        Self::from_pem(
+            certificate_pem,
+            &sealer.unseal(sealed_key, binding)?,
+            settings,
+        )
     }
 
     pub fn certificate_pem(&self) -> &str {

@@ -147,6 +147,7 @@ async fn sign(
         let ca = ClusterCa::from_sealed(
             &record.certificate_pem,
             &record.private_key_sealed,
+            &magnum_x509::sealing_binding(&record.cluster_uuid, &record.ca_type),
             &settings.sealer,
             &settings.x509,
         )?;
