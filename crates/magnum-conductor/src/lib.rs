@@ -11,6 +11,7 @@
 
 pub mod certificates;
 mod health;
+pub mod instance;
 mod reconcile;
 
 use chrono::Utc;
@@ -29,9 +30,11 @@ pub const CONDUCTOR_BINARY: &str = "magnum-conductor";
 /// Settings of one conductor process.
 #[derive(Debug, Clone)]
 pub struct ConductorSettings {
-    /// The host name reported in the service list; also the owner name of its leases, so
-    /// each conductor needs its own.
+    /// The host name reported in the service list.
     pub host: String,
+    /// The owner name written into leases: the host plus an instance id
+    /// ([`instance::ConductorInstance`]), unique among running conductors.
+    pub lease_owner: String,
     /// Time between heartbeats.
     pub heartbeat_interval: Duration,
     /// Operations carried out at the same time.
@@ -67,9 +70,9 @@ pub async fn register(
         .await?;
     let released = database
         .clusters()
-        .release_all_leases(&settings.host)
+        .release_all_leases(&settings.lease_owner)
         .await?;
-    tracing::info!(host = %settings.host, id = service.id, resumed_operations = released, "conductor registered");
+    tracing::info!(host = %settings.host, lease_owner = %settings.lease_owner, id = service.id, resumed_operations = released, "conductor registered");
     Ok(())
 }
 
@@ -99,12 +102,17 @@ async fn work_loop(conductor: Arc<Conductor>, shutdown: CancellationToken) {
         .unwrap_or_else(|_| chrono::Duration::seconds(30));
     loop {
         while let Ok(slot) = slots.clone().try_acquire_owned() {
-            match conductor
-                .database
-                .clusters()
-                .claim_next(&conductor.settings.host, lease, Utc::now())
-                .await
-            {
+            let claimed = match conductor.database.clock().await {
+                Ok(now) => {
+                    conductor
+                        .database
+                        .clusters()
+                        .claim_next(&conductor.settings.lease_owner, lease, now)
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            match claimed {
                 Ok(Some(cluster)) => {
                     let conductor = conductor.clone();
                     let shutdown = shutdown.child_token();

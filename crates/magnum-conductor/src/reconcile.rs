@@ -244,7 +244,7 @@ async fn remove(conductor: &Conductor, cluster: &Cluster) -> Outcome {
         .remove_deleted(
             cluster.id,
             &cluster.uuid,
-            &conductor.settings.host,
+            &conductor.settings.lease_owner,
             cluster.operation_generation,
         )
         .await
@@ -252,6 +252,22 @@ async fn remove(conductor: &Conductor, cluster: &Cluster) -> Outcome {
         Ok(_) => Outcome::Removed,
         Err(error) => Outcome::Retry(error.to_string()),
     }
+}
+
+/// Extends our lease on a cluster by `lease` from the database's clock; false when the lease
+/// is no longer ours.
+async fn renew(
+    database: &magnum_db::Database,
+    cluster_id: i64,
+    owner: &str,
+    lease: Duration,
+) -> Result<bool, magnum_db::DbError> {
+    let now = database.clock().await?;
+    let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+    database
+        .clusters()
+        .renew_lease(cluster_id, owner, until)
+        .await
 }
 
 /// Carries out the claimed operation of `cluster` until it ends, is superseded, times out
@@ -265,7 +281,7 @@ pub(crate) async fn reconcile(
         let _ = conductor
             .database
             .clusters()
-            .release_lease(cluster.id, &conductor.settings.host)
+            .release_lease(cluster.id, &conductor.settings.lease_owner)
             .await;
         return;
     };
@@ -286,7 +302,7 @@ async fn reconcile_operation(
     operation: Operation,
     shutdown: CancellationToken,
 ) {
-    let owner = conductor.settings.host.clone();
+    let owner = conductor.settings.lease_owner.clone();
     let clusters = conductor.database.clusters();
     tracing::info!(status = %cluster.status, "starting");
     let (progress_sender, mut progress_receiver) = watch::channel(None::<String>);
@@ -303,14 +319,32 @@ async fn reconcile_operation(
             let lease = conductor.settings.lease;
             let mut ticker = tokio::time::interval(lease / 3);
             ticker.tick().await;
+            let mut last_renewed = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = finished.cancelled() => break,
                     _ = ticker.tick() => {
-                        let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
-                        let still_ours = clusters.renew_lease(cluster.id, &owner, until).await.unwrap_or(true);
+                        match renew(&conductor.database, cluster.id, &owner, lease).await {
+                            Ok(true) => last_renewed = tokio::time::Instant::now(),
+                            Ok(false) => {
+                                tracing::warn!("the lease was taken over; abandoning the work");
+                                superseded.cancel();
+                                break;
+                            }
+                            // The lease may run out before a renewal gets through: stop
+                            // before another conductor can start the same work.
+                            Err(error) if last_renewed.elapsed() >= lease / 2 => {
+                                tracing::warn!(%error, "cannot renew the lease; abandoning the work");
+                                superseded.cancel();
+                                break;
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot renew the lease; trying again");
+                                continue;
+                            }
+                        }
                         let generation = clusters.operation_generation(cluster.id).await.ok().flatten();
-                        if !still_ours || generation != Some(cluster.operation_generation) {
+                        if generation != Some(cluster.operation_generation) {
                             superseded.cancel();
                             break;
                         }
@@ -390,7 +424,12 @@ async fn reconcile_operation(
             let _ = clusters
                 .record_progress(&waiting, &owner, cluster.operation_generation, false, None)
                 .await;
-            let until = Utc::now()
+            let now = conductor
+                .database
+                .clock()
+                .await
+                .unwrap_or_else(|_| Utc::now());
+            let until = now
                 + chrono::Duration::from_std(conductor.settings.retry_after).unwrap_or_default();
             let _ = clusters.postpone(cluster.id, &owner, until).await;
         }

@@ -184,6 +184,27 @@ impl Database {
         }
     }
 
+    /// The database server's clock, in microseconds. Leases are computed from it, so that
+    /// conductors on machines whose clocks disagree still agree on when a lease expires.
+    pub async fn clock(&self) -> DbResult<chrono::DateTime<chrono::Utc>> {
+        let sql = match self.dialect.backend() {
+            DatabaseBackend::Sqlite => {
+                "SELECT CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
+            }
+            DatabaseBackend::Postgres => {
+                "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)"
+            }
+            DatabaseBackend::MySql => "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)",
+        };
+        let micros: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await?;
+        chrono::DateTime::from_timestamp_micros(micros).ok_or_else(|| DbError::Corrupt {
+            column: "clock",
+            reason: format!("the database's clock reads {micros} microseconds"),
+        })
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -393,5 +414,21 @@ mod tests {
         // Running the upgrade again is a no-op.
         test.database.upgrade().await.unwrap();
         test.database.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_database_clock_reads_the_current_time() {
+        let test = database().await;
+        let before = chrono::Utc::now();
+        let clock = test.database.clock().await.unwrap();
+        let after = chrono::Utc::now();
+        // Same machine here: the server's clock lies between our two readings (with a
+        // little slack for SQLite's millisecond resolution).
+        let slack = chrono::Duration::milliseconds(5);
+        assert!(
+            clock >= before - slack && clock <= after + slack,
+            "{before} {clock} {after}"
+        );
+        assert!(test.database.clock().await.unwrap() >= clock);
     }
 }

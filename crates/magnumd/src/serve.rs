@@ -241,8 +241,17 @@ pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
         .await?;
     }
     if roles.conductor {
+        let instance =
+            magnum_conductor::instance::ConductorInstance::claim(&state_path, &config.default.host)
+                .with_context(|| {
+                    format!(
+                        "cannot claim a conductor identity in {}",
+                        state_path.display()
+                    )
+                })?;
         let settings = ConductorSettings {
             host: config.default.host.clone(),
+            lease_owner: instance.lease_owner.clone(),
             heartbeat_interval: Duration::from_secs(config.default.periodic_interval_max),
             workers: config.conductor.workers,
             lease: Duration::from_secs(config.conductor.lease_seconds),
@@ -260,7 +269,12 @@ pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
             certificates: certificates.clone(),
             settings,
         });
-        tasks.spawn(magnum_conductor::run(conductor, shutdown.child_token()));
+        let conductor_shutdown = shutdown.child_token();
+        tasks.spawn(async move {
+            // The identity's slot stays locked for as long as the conductor runs.
+            let _identity = instance;
+            magnum_conductor::run(conductor, conductor_shutdown).await
+        });
         say(&format!("Conductor running as {}", config.default.host));
     }
     tasks.close();
