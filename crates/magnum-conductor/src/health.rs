@@ -5,7 +5,7 @@
 use crate::reconcile::{cluster_spec, nodegroup_specs};
 use crate::{certificates, Conductor};
 use magnum_core::cluster::HealthStatus;
-use magnum_core::lifecycle::{ClusterStatus, Operation};
+use magnum_core::lifecycle::Operation;
 use magnum_driver::ClusterCertificates;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -102,9 +102,9 @@ pub(crate) async fn sync_once(conductor: &Conductor) -> Result<(), String> {
             if repair.operation.is_some() {
                 continue;
             }
-            repair.operation = Some(Operation::Update);
-            repair.operation_generation += 1;
-            repair.status = ClusterStatus::UpdateInProgress;
+            if repair.begin(Operation::Update).is_err() {
+                continue;
+            }
             let problems: Vec<String> = observed
                 .health
                 .reason

@@ -69,7 +69,7 @@ pub async fn register(
         .heartbeat(&settings.host, CONDUCTOR_BINARY, Utc::now())
         .await?;
     let released = database
-        .clusters()
+        .work_queue()
         .release_all_leases(&settings.lease_owner)
         .await?;
     tracing::info!(host = %settings.host, lease_owner = %settings.lease_owner, id = service.id, resumed_operations = released, "conductor registered");
@@ -106,7 +106,7 @@ async fn work_loop(conductor: Arc<Conductor>, shutdown: CancellationToken) {
                 Ok(now) => {
                     conductor
                         .database
-                        .clusters()
+                        .work_queue()
                         .claim_next(&conductor.settings.lease_owner, lease, now)
                         .await
                 }

@@ -11,7 +11,7 @@ use crate::certificates;
 use crate::Conductor;
 use chrono::Utc;
 use magnum_core::cluster::{Cluster, HealthStatus};
-use magnum_core::lifecycle::{finish, Operation};
+use magnum_core::lifecycle::Operation;
 use magnum_driver::{
     ClusterCertificates, ClusterSpec, DriverError, Observed, ProgressSink, WorkerGroupSpec,
 };
@@ -73,22 +73,16 @@ pub(crate) async fn nodegroup_specs(
     database: &magnum_db::Database,
     cluster_uuid: &str,
 ) -> Result<NodeGroupSpecs, magnum_db::DbError> {
-    let groups = database.clusters().all_nodegroups(cluster_uuid).await?;
+    let groups = database.nodegroups().all(cluster_uuid).await?;
     let node_labels = groups
         .iter()
-        .filter_map(|group| {
-            let labels = group.node_labels.as_ref()?.as_object()?;
-            let labels = labels
-                .iter()
-                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string())))
-                .collect();
-            Some((group.name.clone(), labels))
-        })
+        .filter(|group| group.node_labels.is_some())
+        .map(|group| (group.name.clone(), group.node_label_pairs()))
         .collect();
     let extra_worker_groups = groups
         .into_iter()
-        .filter(|group| !group.is_default && group.role != "master")
-        .filter(|group| group.status.as_deref() != Some("DELETE_IN_PROGRESS"))
+        .filter(|group| !group.is_default && !group.role.is_master())
+        .filter(|group| !group.is_being_deleted())
         .map(|group| WorkerGroupSpec {
             name: group.name,
             node_count: group.node_count,
@@ -139,8 +133,7 @@ pub(crate) fn cluster_spec(
 
 fn failed(cluster: &Cluster, operation: Operation, reason: String) -> Outcome {
     let mut ended = cluster.clone();
-    ended.status = finish(operation, false);
-    ended.status_reason = Some(reason);
+    ended.finish(operation, false, Some(reason));
     Outcome::Finished(Box::new(ended), None)
 }
 
@@ -228,9 +221,7 @@ async fn perform(
     match driver.apply(&spec, progress).await {
         Ok(observed) => {
             let mut ended = with_observed(cluster, &observed);
-            ended.status = finish(operation, true);
-            ended.status_reason = None;
-            ended.nodes_to_remove = Vec::new();
+            ended.finish(operation, true, None);
             Outcome::Finished(Box::new(ended), Some(observed.nodegroup_addresses))
         }
         Err(error) => from_driver_error(cluster, operation, error),
@@ -240,7 +231,7 @@ async fn perform(
 async fn remove(conductor: &Conductor, cluster: &Cluster) -> Outcome {
     match conductor
         .database
-        .clusters()
+        .work_queue()
         .remove_deleted(
             cluster.id,
             &cluster.uuid,
@@ -265,7 +256,7 @@ async fn renew(
     let now = database.clock().await?;
     let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
     database
-        .clusters()
+        .work_queue()
         .renew_lease(cluster_id, owner, until)
         .await
 }
@@ -280,7 +271,7 @@ pub(crate) async fn reconcile(
     let Some(operation) = cluster.operation else {
         let _ = conductor
             .database
-            .clusters()
+            .work_queue()
             .release_lease(cluster.id, &conductor.settings.lease_owner)
             .await;
         return;
@@ -303,7 +294,7 @@ async fn reconcile_operation(
     shutdown: CancellationToken,
 ) {
     let owner = conductor.settings.lease_owner.clone();
-    let clusters = conductor.database.clusters();
+    let clusters = conductor.database.work_queue();
     tracing::info!(status = %cluster.status, "starting");
     let (progress_sender, mut progress_receiver) = watch::channel(None::<String>);
     let superseded = CancellationToken::new();
@@ -315,7 +306,7 @@ async fn reconcile_operation(
         let finished = finished.clone();
         let owner = owner.clone();
         tokio::spawn(async move {
-            let clusters = conductor.database.clusters();
+            let clusters = conductor.database.work_queue();
             let lease = conductor.settings.lease;
             let mut ticker = tokio::time::interval(lease / 3);
             ticker.tick().await;

@@ -327,8 +327,11 @@ impl Cluster {
             (None, ApiGeneration::Current) => Some(names::generate_name("cluster")),
             (None, ApiGeneration::Seed) => None,
         };
-        let create_deadline =
-            (create_timeout > 0).then(|| owner.now + chrono::Duration::minutes(create_timeout));
+        let create_deadline = (create_timeout > 0)
+            .then(|| chrono::Duration::try_minutes(create_timeout))
+            .flatten()
+            .and_then(|timeout| owner.now.checked_add_signed(timeout));
+        let status = crate::lifecycle::begin(None, Operation::Create)?;
         Ok(Cluster {
             id: 0,
             revision: 0,
@@ -374,7 +377,7 @@ impl Cluster {
             node_count,
             extra_worker_count: 0,
             stack_id: None,
-            status: ClusterStatus::CreateInProgress,
+            status,
             status_reason: None,
             health_status: None,
             health_status_reason: BTreeMap::new(),
@@ -390,6 +393,27 @@ impl Cluster {
             created_at: owner.now,
             updated_at: None,
         })
+    }
+
+    /// Starts `operation` on the cluster (the lifecycle table decides whether it may):
+    /// records the new status and the pending operation, and bumps the operation generation
+    /// so that a conductor working on an older operation notices it was superseded.
+    pub fn begin(&mut self, operation: Operation) -> Result<(), DomainError> {
+        self.status = crate::lifecycle::begin(Some(self.status), operation)?;
+        self.status_reason = None;
+        self.operation = Some(operation);
+        self.operation_generation += 1;
+        Ok(())
+    }
+
+    /// Ends the pending operation in the status the lifecycle table gives, with `reason`
+    /// (a failure's cause; none on success).
+    pub fn finish(&mut self, operation: Operation, succeeded: bool, reason: Option<String>) {
+        self.status = crate::lifecycle::finish(operation, succeeded);
+        self.status_reason = reason;
+        if succeeded {
+            self.nodes_to_remove = Vec::new();
+        }
     }
 
     /// Labels compared with the template's (spec §3.4): overridden (template value shown),

@@ -1,9 +1,33 @@
-//! The cluster state machine (spec §6): status values, the operations that change them, and
-//! the one table saying which operation may start from which status.
+//! The state machine of clusters and nodegroups (spec §6): status values, the operations
+//! that change them, and the tables saying which operation may start from which status and
+//! how it ends.
 //!
-//! The API calls [`begin`] to refuse a request synchronously (spec §11 decision 5) and to get
-//! the status to record; the conductor calls [`finish`] to get the status an operation ends
-//! in. Nothing else decides transitions.
+//! The API calls [`begin`] (clusters) and [`begin_nodegroup`] to refuse a request
+//! synchronously (spec §11 decision 5) and to get the status to record; the conductor calls
+//! [`finish`] and [`finish_nodegroup`] to get the status an operation ends in. Nothing else
+//! decides transitions: `Cluster::begin`/`Cluster::finish` and `NodeGroup::begin`/
+//! `NodeGroup::finish` are the only callers.
+//!
+//! ```text
+//! clusters                                        nodegroups (non-default)
+//!
+//!   (none) --create--> CREATE_IN_PROGRESS           (none) --create--> CREATE_IN_PROGRESS
+//!                        |ok        |fail                                |ok      |fail
+//!              CREATE_COMPLETE   CREATE_FAILED                  CREATE_COMPLETE CREATE_FAILED
+//!                        |                                               |
+//!   *_COMPLETE --update/resize/upgrade/rotate_ca-->  any but DELETE_IN_PROGRESS --update/resize-->
+//!   UPDATE_FAILED, UPDATE_IN_PROGRESS --resize-->        UPDATE_IN_PROGRESS
+//!            UPDATE_IN_PROGRESS                            |ok             |fail
+//!              |ok             |fail                 UPDATE_COMPLETE  UPDATE_FAILED
+//!      UPDATE_COMPLETE   UPDATE_FAILED
+//!                                                    any --delete--> DELETE_IN_PROGRESS
+//!   any --delete--> DELETE_IN_PROGRESS                     |ok              |fail
+//!                     |ok          |fail              (row removed)     DELETE_FAILED
+//!              (rows removed)  DELETE_FAILED
+//! ```
+//!
+//! The default nodegroups (`default-master`, `default-worker`) have no operations of their
+//! own: they always show their cluster's status.
 
 use crate::DomainError;
 use std::fmt;
@@ -237,9 +261,140 @@ pub fn finish(operation: Operation, succeeded: bool) -> ClusterStatus {
     }
 }
 
+/// Something a user asks of one (non-default) nodegroup; each also starts an operation of
+/// its cluster, which carries it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeGroupOperation {
+    Create,
+    /// New limits, node labels or taints.
+    Update,
+    /// A new node count.
+    Resize,
+    Delete,
+}
+
+impl NodeGroupOperation {
+    pub const ALL: [NodeGroupOperation; 4] = [
+        NodeGroupOperation::Create,
+        NodeGroupOperation::Update,
+        NodeGroupOperation::Resize,
+        NodeGroupOperation::Delete,
+    ];
+}
+
+/// Whether `operation` may start on a nodegroup in `status` (None: no such group yet).
+pub fn is_allowed_on_nodegroup(
+    status: Option<ClusterStatus>,
+    operation: NodeGroupOperation,
+) -> bool {
+    match (operation, status) {
+        (NodeGroupOperation::Create, status) => status.is_none(),
+        (_, None) => false,
+        // A group whose nodes are going cannot change any more; deleting again is allowed
+        // (and changes nothing).
+        (NodeGroupOperation::Update | NodeGroupOperation::Resize, Some(status)) => {
+            status != DeleteInProgress
+        }
+        (NodeGroupOperation::Delete, Some(_)) => true,
+    }
+}
+
+/// Starts `operation` on a nodegroup in `status`: the status to record, or the refusal.
+pub fn begin_nodegroup(
+    status: Option<ClusterStatus>,
+    operation: NodeGroupOperation,
+) -> Result<ClusterStatus, DomainError> {
+    if !is_allowed_on_nodegroup(status, operation) {
+        return Err(DomainError::invalid(match (operation, status) {
+            (NodeGroupOperation::Create, _) => "exists already.".to_string(),
+            (_, Some(DeleteInProgress)) => "is being deleted and cannot be changed.".to_string(),
+            (_, status) => format!(
+                "cannot change when status is \"{}\".",
+                status.map(ClusterStatus::as_str).unwrap_or("None")
+            ),
+        }));
+    }
+    Ok(match operation {
+        NodeGroupOperation::Create => CreateInProgress,
+        NodeGroupOperation::Update | NodeGroupOperation::Resize => UpdateInProgress,
+        NodeGroupOperation::Delete => DeleteInProgress,
+    })
+}
+
+/// How a nodegroup's pending change ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeGroupEnd {
+    /// The group keeps this status.
+    Status(ClusterStatus),
+    /// The group was deleted: its row goes.
+    Removed,
+}
+
+/// The end of a nodegroup's pending change when its cluster's operation ended; a group with
+/// no change pending keeps its status.
+pub fn finish_nodegroup(status: ClusterStatus, succeeded: bool) -> NodeGroupEnd {
+    NodeGroupEnd::Status(match (status, succeeded) {
+        (CreateInProgress, true) => CreateComplete,
+        (CreateInProgress, false) => CreateFailed,
+        (UpdateInProgress, true) => UpdateComplete,
+        (UpdateInProgress, false) => UpdateFailed,
+        (DeleteInProgress, true) => return NodeGroupEnd::Removed,
+        (DeleteInProgress, false) => DeleteFailed,
+        (unchanged, _) => unchanged,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodegroup_operations_follow_their_table() {
+        for status in ClusterStatus::ALL {
+            for operation in NodeGroupOperation::ALL {
+                let expected = match operation {
+                    NodeGroupOperation::Create => false,
+                    NodeGroupOperation::Delete => true,
+                    _ => status != DeleteInProgress,
+                };
+                assert_eq!(
+                    begin_nodegroup(Some(status), operation).is_ok(),
+                    expected,
+                    "{status} {operation:?}"
+                );
+            }
+        }
+        assert_eq!(
+            begin_nodegroup(None, NodeGroupOperation::Create),
+            Ok(CreateInProgress)
+        );
+        assert!(begin_nodegroup(None, NodeGroupOperation::Resize).is_err());
+        assert_eq!(
+            begin_nodegroup(Some(CreateComplete), NodeGroupOperation::Resize),
+            Ok(UpdateInProgress)
+        );
+        assert_eq!(
+            finish_nodegroup(CreateInProgress, true),
+            NodeGroupEnd::Status(CreateComplete)
+        );
+        assert_eq!(
+            finish_nodegroup(UpdateInProgress, false),
+            NodeGroupEnd::Status(UpdateFailed)
+        );
+        assert_eq!(
+            finish_nodegroup(DeleteInProgress, true),
+            NodeGroupEnd::Removed
+        );
+        assert_eq!(
+            finish_nodegroup(DeleteInProgress, false),
+            NodeGroupEnd::Status(DeleteFailed)
+        );
+        // A group with nothing pending keeps its status.
+        assert_eq!(
+            finish_nodegroup(CreateComplete, false),
+            NodeGroupEnd::Status(CreateComplete)
+        );
+    }
 
     /// Every (status, operation) pair against the table of spec §6.3.
     #[test]

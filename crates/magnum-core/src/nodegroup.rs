@@ -1,12 +1,132 @@
-//! Nodegroup input rules (API 1.9+): what a nodegroup create or update may carry, checked
-//! before anything is stored. Count and node label/taint violations are conflicts (409), as
-//! upstream's `NodeGroupInvalidInput`; malformed fields are 400.
+//! Nodegroups (API 1.9+): the groups of a cluster's nodes, with a typed role and status,
+//! and the rules of what a nodegroup create or update may carry, checked before anything is
+//! stored. Count and node label/taint violations are conflicts (409), as upstream's
+//! `NodeGroupInvalidInput`; malformed fields are 400. Status changes go through
+//! [`NodeGroup::begin`] and [`NodeGroup::finish`], which follow the table in
+//! [`crate::lifecycle`].
 
 use crate::fields::{decode_bool, decode_int, decode_string, display_value};
 use crate::labels::{decode_labels, Labels};
+use crate::lifecycle::{self, ClusterStatus, NodeGroupEnd, NodeGroupOperation};
 use crate::limits::{MAX_DOCKER_VOLUME_SIZE_GB, MAX_NODE_COUNT};
 use crate::{ApiGeneration, DomainError};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+
+/// What a nodegroup's nodes are. Upstream keeps the role as free text: `master` and
+/// `worker` mean something to every driver, and users may name other worker roles (such as
+/// `infra`) that drivers treat as workers carrying that role.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NodeGroupRole {
+    Master,
+    Worker,
+    /// A worker role the user named.
+    Other(String),
+}
+
+impl Default for NodeGroupRole {
+    /// Upstream's default role of a new nodegroup.
+    fn default() -> Self {
+        NodeGroupRole::Worker
+    }
+}
+
+impl NodeGroupRole {
+    pub fn parse(text: &str) -> NodeGroupRole {
+        match text {
+            "master" => NodeGroupRole::Master,
+            "worker" => NodeGroupRole::Worker,
+            other => NodeGroupRole::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            NodeGroupRole::Master => "master",
+            NodeGroupRole::Worker => "worker",
+            NodeGroupRole::Other(name) => name,
+        }
+    }
+
+    pub fn is_master(&self) -> bool {
+        *self == NodeGroupRole::Master
+    }
+}
+
+impl std::fmt::Display for NodeGroupRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored nodegroup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeGroup {
+    pub id: i64,
+    pub uuid: String,
+    pub name: String,
+    /// The uuid of its cluster.
+    pub cluster_id: String,
+    pub project_id: String,
+    pub docker_volume_size: Option<i64>,
+    pub labels: Labels,
+    pub flavor_id: Option<String>,
+    pub image_id: Option<String>,
+    pub node_addresses: Vec<String>,
+    pub node_count: i64,
+    pub role: NodeGroupRole,
+    pub max_node_count: Option<i64>,
+    pub min_node_count: i64,
+    /// `default-master` and `default-worker`: their sizes are the cluster's counts and
+    /// their status is the cluster's.
+    pub is_default: bool,
+    pub stack_id: Option<String>,
+    pub status: ClusterStatus,
+    pub status_reason: Option<String>,
+    /// Kubernetes node labels (a JSON object), when set.
+    pub node_labels: Option<Value>,
+    /// Kubernetes node taints (a JSON list of `{key, value, effect}`), when set.
+    pub node_taints: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl NodeGroup {
+    /// Starts `operation` on this group: its new status, or the refusal (400).
+    pub fn begin(&mut self, operation: NodeGroupOperation) -> Result<(), DomainError> {
+        self.status =
+            lifecycle::begin_nodegroup(Some(self.status), operation).map_err(|error| {
+                DomainError::invalid(format!("Nodegroup {} {}", self.name, error.message))
+            })?;
+        self.status_reason = None;
+        Ok(())
+    }
+
+    /// Whether the group's nodes are being removed.
+    pub fn is_being_deleted(&self) -> bool {
+        self.status == ClusterStatus::DeleteInProgress
+    }
+
+    /// Ends the group's pending change when its cluster's operation ended: the status it
+    /// ends in, or [`NodeGroupEnd::Removed`] for a group whose deletion succeeded.
+    pub fn finish(&self, succeeded: bool) -> NodeGroupEnd {
+        lifecycle::finish_nodegroup(self.status, succeeded)
+    }
+
+    /// The node labels as string pairs (non-string values are left out).
+    pub fn node_label_pairs(&self) -> std::collections::BTreeMap<String, String> {
+        self.node_labels
+            .as_ref()
+            .and_then(Value::as_object)
+            .map(|labels| {
+                labels
+                    .iter()
+                    .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
 
 /// The attributes a nodegroup create accepts (`node_labels`/`node_taints` from 1.14).
 const CREATE_ATTRIBUTES: &[&str] = &[
@@ -41,7 +161,7 @@ pub struct NodeGroupInput {
     pub flavor_id: Option<String>,
     pub image_id: Option<String>,
     pub node_count: i64,
-    pub role: String,
+    pub role: NodeGroupRole,
     pub min_node_count: i64,
     pub max_node_count: Option<i64>,
     pub node_labels: Option<Value>,
@@ -68,9 +188,10 @@ impl NodeGroupInput {
         let name = decode_string("name", field("name"), 1, 255)?.ok_or_else(|| {
             DomainError::invalid_field("name", "None", "Mandatory field missing.")
         })?;
-        let role =
-            decode_string("role", field("role"), 1, 255)?.unwrap_or_else(|| "worker".to_string());
-        if role == "master" {
+        let role = decode_string("role", field("role"), 1, 255)?
+            .map(|text| NodeGroupRole::parse(&text))
+            .unwrap_or(NodeGroupRole::Worker);
+        if role.is_master() {
             return Err(DomainError::invalid(
                 "Creating master nodegroups is currently not supported.",
             ));
@@ -216,7 +337,7 @@ pub fn check_node_labels(name: &str, value: &Value) -> Result<Option<Value>, Dom
 pub fn check_node_taints(
     name: &str,
     value: &Value,
-    role: &str,
+    role: &NodeGroupRole,
 ) -> Result<Option<Value>, DomainError> {
     let items = match value {
         Value::Null => return Ok(None),
@@ -231,7 +352,7 @@ pub fn check_node_taints(
     };
     let invalid =
         |why: &str| DomainError::conflict(format!("node_taints for {name} is invalid ({why})."));
-    if role == "master" && !items.is_empty() {
+    if role.is_master() && !items.is_empty() {
         return Err(invalid("master nodegroups cannot have taints"));
     }
     let mut taints = Vec::with_capacity(items.len());
@@ -290,7 +411,7 @@ mod tests {
     fn a_minimal_create_gets_the_defaults() {
         let input = NodeGroupInput::decode(&json!({"name": "ng"}), false).unwrap();
         assert_eq!(input.name, "ng");
-        assert_eq!(input.role, "worker");
+        assert_eq!(input.role, NodeGroupRole::Worker);
         assert_eq!(input.node_count, 1);
         assert_eq!(input.min_node_count, 0);
         assert_eq!(input.max_node_count, None);

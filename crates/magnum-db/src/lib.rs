@@ -6,7 +6,9 @@
 //! same code and the same tests run on all three. Other crates see typed repository methods,
 //! never query strings.
 //!
-//! Layout: [`Database`] (pool, migrations), [`cluster_template`], [`service`], [`identity`],
+//! Layout: [`Database`] (pool, migrations), [`cluster_template`], [`cluster`], [`nodegroup`],
+//! [`work_queue`] (the conductor's claims and leases), [`quota`], [`certificate`],
+//! [`service`], [`identity`],
 //! [`page`] (keyset pagination shared by list queries), [`time`] (timestamp encoding).
 
 pub mod certificate;
@@ -14,11 +16,16 @@ pub mod cluster;
 pub mod cluster_template;
 pub mod dialect;
 pub mod identity;
+pub mod nodegroup;
 pub mod page;
 pub mod quota;
 pub mod row_cache;
 pub mod service;
 pub mod time;
+pub mod work_queue;
+
+#[cfg(test)]
+mod test_fixtures;
 
 use magnum_config::{DatabaseBackend, DatabaseConnection};
 use sqlx::any::{AnyPoolOptions, AnyRow};

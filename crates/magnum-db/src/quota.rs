@@ -152,3 +152,47 @@ impl Quotas<'_> {
         rows.iter().map(decode).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::database;
+    use crate::DbError;
+    use chrono::Utc;
+
+    #[tokio::test]
+    async fn quotas_round_trip() {
+        let test = database().await;
+        let quotas = test.database.quotas();
+        let created = quotas.create("p", "Cluster", 3, Utc::now()).await.unwrap();
+        assert_eq!(created.hard_limit, 3);
+        assert!(matches!(
+            quotas.create("p", "Cluster", 4, Utc::now()).await,
+            Err(DbError::Duplicate)
+        ));
+        assert_eq!(
+            quotas
+                .update("p", "Cluster", 5, Utc::now())
+                .await
+                .unwrap()
+                .hard_limit,
+            5
+        );
+        assert_eq!(
+            quotas.list(Some("p"), None, 10, false).await.unwrap().len(),
+            1
+        );
+        assert_eq!(
+            quotas
+                .list(None, Some(created.id), 10, false)
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+        quotas.delete("p", "Cluster").await.unwrap();
+        assert!(matches!(
+            quotas.delete("p", "Cluster").await,
+            Err(DbError::NotFound)
+        ));
+    }
+}

@@ -23,11 +23,12 @@ use magnum_core::cluster::{
 };
 use magnum_core::cluster_template::ClusterTemplate;
 use magnum_core::fields::{decode_int, decode_string};
-use magnum_core::lifecycle::{self, Operation};
+use magnum_core::lifecycle::{self, NodeGroupOperation, Operation};
 use magnum_core::limits;
 use magnum_core::patch::{apply_patch, decode_patch};
 use magnum_core::{is_uuid_like, ApiGeneration, DomainError};
-use magnum_db::cluster::{is_sortable, ClusterVisibility, DefaultNodeGroups, NodeGroupChange};
+use magnum_db::cluster::{is_sortable, ClusterVisibility};
+use magnum_db::nodegroup::{DefaultNodeGroups, NodeGroupChange, DEFAULT_WORKER};
 use magnum_db::DbError;
 use magnum_driver::provider::LookupKind;
 use serde_json::{json, Value};
@@ -438,20 +439,15 @@ fn start_operation(
     operation: Operation,
     words: &Words,
 ) -> Result<(), ApiError> {
-    let status = lifecycle::begin(Some(cluster.status), operation).map_err(|error| match words
-        .generation
-    {
-        ApiGeneration::Seed if operation == Operation::Update => ApiError::bad_request(format!(
-            "Updating a bay when stack status is \"{}\" is not supported.",
-            cluster.status
-        )),
-        _ => ApiError::from(error),
-    })?;
-    cluster.status = status;
-    cluster.status_reason = None;
-    cluster.operation = Some(operation);
-    cluster.operation_generation += 1;
-    Ok(())
+    let status = cluster.status;
+    cluster
+        .begin(operation)
+        .map_err(|error| match words.generation {
+            ApiGeneration::Seed if operation == Operation::Update => ApiError::bad_request(
+                format!("Updating a bay when stack status is \"{status}\" is not supported."),
+            ),
+            _ => ApiError::from(error),
+        })
 }
 
 /// Records a new operation on a cluster of the current API (nodegroup changes use it).
@@ -727,20 +723,20 @@ async fn resize(
     // Without a nodegroup the default worker group is resized (its bounds apply too).
     let group = nodegroup
         .clone()
-        .unwrap_or_else(|| magnum_db::cluster::DEFAULT_WORKER.to_string());
+        .unwrap_or_else(|| DEFAULT_WORKER.to_string());
     {
         let found = state
             .database
-            .clusters()
-            .nodegroup(&current.uuid, &group)
+            .nodegroups()
+            .get(&current.uuid, &group)
             .await
             .map_err(|_| ApiError::not_found(format!("Nodegroup {group} could not be found.")))?;
-        if found.role == "master" {
+        if found.role.is_master() {
             return Err(ApiError::bad_request(
                 "Resizing a nodegroup with role master is not supported.",
             ));
         }
-        crate::handlers::nodegroups::refuse_if_deleting(&found)?;
+        crate::handlers::nodegroups::refuse_unless_allowed(&found, NodeGroupOperation::Resize)?;
         if count < found.min_node_count || found.max_node_count.is_some_and(|max| count > max) {
             return Err(ApiError::bad_request(format!(
                 "Resizing {} outside the allowed range: min_node_count = {}, max_node_count = {}",
@@ -784,9 +780,8 @@ async fn resize(
                 start_operation(cluster, Operation::Resize, &CURRENT)?;
                 cluster.nodes_to_remove = nodes_to_remove.clone();
                 let mut resized = group.clone();
+                resized.begin(NodeGroupOperation::Resize)?;
                 resized.node_count = count;
-                resized.status = Some("UPDATE_IN_PROGRESS".to_string());
-                resized.status_reason = None;
                 Ok(NodeGroupChange::Update(resized))
             })
             .await?

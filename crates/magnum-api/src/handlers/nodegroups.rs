@@ -25,13 +25,14 @@ use chrono::{SubsecRound, Utc};
 use magnum_core::cluster::Cluster;
 use magnum_core::cluster_template::format_timestamp;
 use magnum_core::fields::decode_int;
-use magnum_core::lifecycle::Operation;
+use magnum_core::lifecycle::{self, NodeGroupOperation, Operation};
 use magnum_core::limits::{MAX_NODEGROUPS_PER_CLUSTER, MAX_NODE_COUNT};
+use magnum_core::nodegroup::NodeGroup;
 use magnum_core::nodegroup::{
     check_counts, check_node_labels, check_node_taints, effective_labels, NodeGroupInput, PATCHABLE,
 };
 use magnum_core::patch::{decode_patch, PatchOp, PatchOperation};
-use magnum_db::cluster::{NodeGroup, NodeGroupChange};
+use magnum_db::nodegroup::NodeGroupChange;
 use magnum_db::DbError;
 use magnum_driver::provider::LookupKind;
 use serde_json::{json, Value};
@@ -49,8 +50,8 @@ pub fn routes() -> Router<SharedState> {
 fn summary(group: &NodeGroup) -> Value {
     json!({
         "uuid": group.uuid, "name": group.name, "flavor_id": group.flavor_id,
-        "node_count": group.node_count, "role": group.role, "is_default": group.is_default,
-        "image_id": group.image_id, "status": group.status, "stack_id": group.stack_id,
+        "node_count": group.node_count, "role": group.role.as_str(), "is_default": group.is_default,
+        "image_id": group.image_id, "status": group.status.as_str(), "stack_id": group.stack_id,
     })
 }
 
@@ -97,8 +98,8 @@ async fn list(
     let role = query.get("role").map(String::as_str);
     let groups = match state
         .database
-        .clusters()
-        .nodegroups(&cluster.uuid, role, &page)
+        .nodegroups()
+        .list(&cluster.uuid, role, &page)
         .await
     {
         Ok(groups) => groups,
@@ -149,12 +150,7 @@ async fn find_group(
     cluster_uuid: &str,
     ident: &str,
 ) -> Result<NodeGroup, ApiError> {
-    match state
-        .database
-        .clusters()
-        .nodegroup(cluster_uuid, ident)
-        .await
-    {
+    match state.database.nodegroups().get(cluster_uuid, ident).await {
         Ok(group) => Ok(group),
         Err(DbError::NotFound) => Err(ApiError::not_found(format!(
             "Nodegroup {ident} could not be found."
@@ -163,14 +159,13 @@ async fn find_group(
     }
 }
 
-/// A nodegroup being deleted cannot be changed any more (400).
-pub(crate) fn refuse_if_deleting(group: &NodeGroup) -> Result<(), ApiError> {
-    if group.status.as_deref() == Some("DELETE_IN_PROGRESS") {
-        return Err(ApiError::bad_request(format!(
-            "Nodegroup {} is being deleted and cannot be changed.",
-            group.name
-        )));
-    }
+/// Refuses (400) a change of a nodegroup whose status does not allow `operation` (one
+/// being deleted), before anything else is checked.
+pub(crate) fn refuse_unless_allowed(
+    group: &NodeGroup,
+    operation: NodeGroupOperation,
+) -> Result<(), ApiError> {
+    group.clone().begin(operation)?;
     Ok(())
 }
 
@@ -204,12 +199,7 @@ async fn create(
         &caller,
         &PolicyTarget::of(&current.project_id, &current.user_id),
     )?;
-    let existing = state
-        .database
-        .clusters()
-        .all_nodegroups(&current.uuid)
-        .await?
-        .len();
+    let existing = state.database.nodegroups().all(&current.uuid).await?.len();
     if i64::try_from(existing).unwrap_or(i64::MAX) >= MAX_NODEGROUPS_PER_CLUSTER {
         return Err(ApiError::bad_request(format!(
             "A cluster has at most {MAX_NODEGROUPS_PER_CLUSTER} nodegroups."
@@ -275,7 +265,7 @@ async fn create(
             min_node_count: input.min_node_count,
             is_default: false,
             stack_id: cluster.stack_id.clone(),
-            status: Some("CREATE_IN_PROGRESS".to_string()),
+            status: lifecycle::begin_nodegroup(None, NodeGroupOperation::Create)?,
             status_reason: None,
             node_labels: input.node_labels.clone(),
             node_taints: input.node_taints.clone(),
@@ -355,13 +345,12 @@ async fn update(
         &PolicyTarget::of(&current.project_id, &current.user_id),
     )?;
     let group = find_group(&state, &current.uuid, &nodegroup).await?;
-    refuse_if_deleting(&group)?;
+    refuse_unless_allowed(&group, NodeGroupOperation::Update)?;
     let mut changed = patched(&group, &operations, version)?;
     if changed == group {
         return Ok((StatusCode::ACCEPTED, Json(full(&group, &base))).into_response());
     }
-    changed.status = Some("UPDATE_IN_PROGRESS".to_string());
-    changed.status_reason = None;
+    changed.begin(NodeGroupOperation::Update)?;
     let stored = change_cluster_with_group(&state, &caller, &ident, |cluster| {
         begin_group_change(cluster)?;
         Ok(NodeGroupChange::Update(changed.clone()))
@@ -392,12 +381,11 @@ async fn delete(
             group.name
         )));
     }
-    if group.status.as_deref() == Some("DELETE_IN_PROGRESS") {
+    if group.is_being_deleted() {
         return Ok(StatusCode::NO_CONTENT);
     }
     let mut deleting = group.clone();
-    deleting.status = Some("DELETE_IN_PROGRESS".to_string());
-    deleting.status_reason = None;
+    deleting.begin(NodeGroupOperation::Delete)?;
     change_cluster_with_group(&state, &caller, &ident, |cluster| {
         begin_group_change(cluster)?;
         Ok(NodeGroupChange::Update(deleting.clone()))
