@@ -24,7 +24,7 @@ use axum::routing::get;
 use axum::Router;
 use magnum_core::coe::TemplateRules;
 use magnum_db::Database;
-use magnum_driver::{DriverRegistry, InfrastructureProvider};
+use magnum_driver::Infrastructure;
 use magnum_identity::Authenticator;
 use std::sync::Arc;
 use tower::Layer;
@@ -38,10 +38,9 @@ pub struct ApiState {
     pub database: Database,
     pub authenticator: Authenticator,
     pub policy: Policy,
-    pub provider: Arc<dyn InfrastructureProvider>,
-    pub drivers: DriverRegistry,
-    /// The drivers this deployment runs (for driver-specific checks of cluster requests).
-    pub cluster_drivers: magnum_driver::DriverSet,
+    /// The enabled providers and their drivers: lookups, driver selection and
+    /// driver-specific checks of cluster requests.
+    pub infrastructure: Arc<Infrastructure>,
     /// How cluster certificates are signed and their keys unsealed.
     pub certificates: magnum_x509::CertificateSettings,
     pub template_rules: TemplateRules,

@@ -51,9 +51,16 @@ pub async fn auth_layer(
     match state.authenticator.authenticate(request.headers()).await {
         Ok(context) => {
             let is_admin = state.policy.is_admin(&context);
-            request
-                .extensions_mut()
-                .insert(Caller { context, is_admin });
+            let token = request
+                .headers()
+                .get("x-auth-token")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string);
+            request.extensions_mut().insert(Caller {
+                context,
+                is_admin,
+                token,
+            });
             next.run(request).await
         }
         Err(error) => {

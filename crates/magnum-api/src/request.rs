@@ -13,11 +13,36 @@ use magnum_identity::RequestContext;
 use serde_json::Value;
 
 /// The authenticated caller.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Caller {
     pub context: RequestContext,
     /// The `context_is_admin` policy rule holds for this caller.
     pub is_admin: bool,
+    /// The token the request was authenticated with, if any (passed to providers that act
+    /// as the caller). Never logged.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("context", &self.context)
+            .field("is_admin", &self.is_admin)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl Caller {
+    /// Who a provider lookup is made for.
+    pub fn provider_context(&self) -> magnum_driver::CallerContext {
+        magnum_driver::CallerContext {
+            project_id: self.context.project_id.clone(),
+            user_id: self.context.user_id.clone(),
+            roles: self.context.roles.clone(),
+            token: self.token.clone(),
+        }
+    }
 }
 
 impl FromRequestParts<SharedState> for Caller {

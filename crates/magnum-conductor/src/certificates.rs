@@ -96,20 +96,35 @@ pub async fn load(
     })))
 }
 
-/// Loads the cluster's CA, generating and storing a new one when it has none or when
-/// `regenerate` (CA rotation) is asked.
+/// Loads the cluster's CA, generating and storing a new one when it has none, or when its
+/// CA is older than `replace_if_older_than` (a rotation: the operation's start, so that
+/// only its first step makes a new CA).
 pub async fn ensure(
     database: &Database,
     settings: &CertificateSettings,
     cluster_uuid: &str,
     cluster_name: &str,
-    regenerate: bool,
+    replace_if_older_than: Option<chrono::DateTime<Utc>>,
 ) -> Result<Arc<StoredCertificates>, String> {
-    if !regenerate {
+    let current = match database
+        .certificates()
+        .get(cluster_uuid, DEFAULT_CA_TYPE)
+        .await
+    {
+        Ok(record) => Some(record.created_at),
+        Err(DbError::NotFound) => None,
+        Err(error) => return Err(error.to_string()),
+    };
+    let stale = match (current, replace_if_older_than) {
+        (Some(created), Some(limit)) => created < limit,
+        _ => false,
+    };
+    if current.is_some() && !stale {
         if let Some(existing) = load(database, settings, cluster_uuid).await? {
             return Ok(existing);
         }
     }
+    let regenerate = current.is_some();
     let x509 = settings.x509.clone();
     let name = cluster_name.to_string();
     // RSA key generation takes a noticeable moment: keep it off the async threads.
@@ -122,7 +137,12 @@ pub async fn ensure(
     .await
     .map_err(|error| error.to_string())?
     .map_err(|error| error.to_string())?;
-    let now = Utc::now().trunc_subsecs(0);
+    // The database's clock, which rotation compares with the operation's start.
+    let now = database
+        .clock()
+        .await
+        .map_err(|error| error.to_string())?
+        .trunc_subsecs(6);
     for (ca_type, certificate_pem, key_pem) in [
         (
             DEFAULT_CA_TYPE,

@@ -1,19 +1,28 @@
-//! Carrying out one cluster operation the conductor has claimed.
+//! One step of a cluster operation the conductor has claimed.
+//!
+//! A step asks the driver to take the infrastructure one step closer to what the database
+//! asks for (or to remove it), and ends in one of four ways: the operation is finished
+//! (its final state is recorded), it must wait (the work is postponed until the driver's
+//! "look again" time and the worker is freed), it failed in a way worth retrying (postponed
+//! with exponential backoff and jitter, until the retry budget is spent), or it failed for
+//! good. A failed upgrade turns into a rollback to the template it came from.
 //!
 //! While the driver works, a keeper task renews the lease, writes progress messages into
 //! `status_reason`, and notices when the operation is superseded (a delete during a create,
-//! a second resize): then the work is abandoned and the lease released, and the new
-//! operation is claimed afresh. A create that outlives `create_timeout` ends in
-//! `CREATE_FAILED`. A crash anywhere leaves the operation in the database; the lease expires
-//! (or the restarted conductor releases it) and the idempotent driver call runs again.
+//! a second resize) or the lease cannot be kept: then the work is abandoned and the new
+//! operation is claimed afresh. Operations have deadlines: a create its `create_timeout`,
+//! others `[conductor] operation_timeout`. A crash anywhere leaves the operation in the
+//! database; the lease expires (or the restarted conductor releases it) and the idempotent
+//! driver call runs again.
 
-use crate::certificates;
-use crate::Conductor;
-use chrono::Utc;
+use crate::spec::{cluster_ref, cluster_spec};
+use crate::{certificates, Conductor};
+use chrono::{DateTime, Utc};
 use magnum_core::cluster::{Cluster, HealthStatus};
 use magnum_core::lifecycle::Operation;
 use magnum_driver::{
-    ClusterCertificates, ClusterSpec, DriverError, Observed, ProgressSink, WorkerGroupSpec,
+    ClusterCertificates, ClusterDriver, DriverError, Observed, Progress, ProgressSink, Removal,
+    Waiting,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,13 +31,17 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// How one attempt ended.
-enum Outcome {
-    /// The operation ended (well or badly): record this final state, with the node
-    /// addresses of each nodegroup when the driver reported them.
-    Finished(Box<Cluster>, Option<BTreeMap<String, Vec<String>>>),
-    /// Try again after a pause.
+/// How one step ended.
+enum Step {
+    /// The operation ended well: record this final state, with the node addresses of each
+    /// nodegroup when the driver reported them.
+    Done(Box<Cluster>, Option<BTreeMap<String, Vec<String>>>),
+    /// Under way: look again later.
+    Waiting(Waiting),
+    /// Failed; worth another attempt after a pause.
     Retry(String),
+    /// Failed for good.
+    Failed(String),
     /// The cluster's rows are gone (a finished delete).
     Removed,
 }
@@ -61,95 +74,65 @@ fn with_observed(cluster: &Cluster, observed: &Observed) -> Cluster {
     updated
 }
 
-/// What the driver needs of a cluster's nodegroups: the worker groups besides
-/// `default-worker` (a group being deleted is left out, so its nodes go) and every group's
-/// node labels.
-pub(crate) struct NodeGroupSpecs {
-    pub extra_worker_groups: Vec<WorkerGroupSpec>,
-    pub node_labels: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-pub(crate) async fn nodegroup_specs(
-    database: &magnum_db::Database,
-    cluster_uuid: &str,
-) -> Result<NodeGroupSpecs, magnum_db::DbError> {
-    let groups = database.nodegroups().all(cluster_uuid).await?;
-    let node_labels = groups
-        .iter()
-        .filter(|group| group.node_labels.is_some())
-        .map(|group| (group.name.clone(), group.node_label_pairs()))
-        .collect();
-    let extra_worker_groups = groups
-        .into_iter()
-        .filter(|group| !group.is_default && !group.role.is_master())
-        .filter(|group| !group.is_being_deleted())
-        .map(|group| WorkerGroupSpec {
-            name: group.name,
-            node_count: group.node_count,
-            flavor: group.flavor_id,
-            image: group.image_id,
-        })
-        .collect();
-    Ok(NodeGroupSpecs {
-        extra_worker_groups,
-        node_labels,
-    })
-}
-
-/// Builds the driver's view of the cluster.
-pub(crate) fn cluster_spec(
-    cluster: &Cluster,
-    template: &magnum_core::cluster_template::ClusterTemplate,
-    groups: NodeGroupSpecs,
-    certificates: Option<Arc<dyn ClusterCertificates>>,
-    reissue_certificates: bool,
-) -> ClusterSpec {
-    ClusterSpec {
-        uuid: cluster.uuid.clone(),
-        name: cluster.name.clone().unwrap_or_else(|| cluster.uuid.clone()),
-        coe: template.coe,
-        image: template.image_id.clone(),
-        master_flavor: cluster.master_flavor_id.clone(),
-        node_flavor: cluster.flavor_id.clone(),
-        master_count: cluster.master_count,
-        master_lb_enabled: cluster.master_lb_enabled,
-        node_count: cluster.node_count,
-        extra_worker_groups: groups.extra_worker_groups,
-        node_labels: groups.node_labels,
-        nodes_to_remove: cluster.nodes_to_remove.clone(),
-        dns_nameserver: template.dns_nameserver.clone(),
-        fixed_network: cluster.fixed_network.clone(),
-        http_proxy: template.http_proxy.clone(),
-        https_proxy: template.https_proxy.clone(),
-        no_proxy: template.no_proxy.clone(),
-        network_driver: template.network_driver.clone(),
-        tls_disabled: template.tls_disabled,
-        labels: cluster.labels.clone(),
-        docker_volume_size: cluster.docker_volume_size,
-        certificates,
-        reissue_certificates,
-    }
-}
-
-fn failed(cluster: &Cluster, operation: Operation, reason: String) -> Outcome {
-    let mut ended = cluster.clone();
-    ended.finish(operation, false, Some(reason));
-    Outcome::Finished(Box::new(ended), None)
-}
-
-fn from_driver_error(cluster: &Cluster, operation: Operation, error: DriverError) -> Outcome {
+fn from_driver_error(error: DriverError) -> Step {
     match error {
-        DriverError::Retryable(reason) => Outcome::Retry(reason),
-        DriverError::Permanent(reason) => failed(cluster, operation, reason),
+        DriverError::Retryable(reason) => Step::Retry(reason),
+        DriverError::Permanent(reason) => Step::Failed(reason),
     }
 }
 
-async fn perform(
+/// The driver of a cluster: the one recorded with it, else its template's.
+fn driver_of(
+    conductor: &Conductor,
+    cluster: &Cluster,
+    template: Option<&magnum_core::cluster_template::ClusterTemplate>,
+) -> Option<Result<Arc<dyn ClusterDriver>, String>> {
+    let name = cluster
+        .driver
+        .clone()
+        .or_else(|| template.and_then(|template| template.driver.clone()))?;
+    Some(
+        conductor
+            .infrastructure
+            .driver(&name)
+            .map_err(|error| error.message),
+    )
+}
+
+async fn delete_step(conductor: &Conductor, cluster: &Cluster, progress: &ProgressChannel) -> Step {
+    let template = match conductor
+        .database
+        .cluster_templates()
+        .get_by_uuid(&cluster.cluster_template_id)
+        .await
+    {
+        Ok(template) => Some(template),
+        Err(magnum_db::DbError::NotFound) => None,
+        Err(error) => return Step::Retry(error.to_string()),
+    };
+    match driver_of(conductor, cluster, template.as_deref()) {
+        // No driver was ever chosen for it, so nothing can have been built.
+        None => remove_rows(conductor, cluster).await,
+        Some(Err(reason)) => Step::Failed(format!(
+            "The cluster's infrastructure cannot be removed: {reason}"
+        )),
+        Some(Ok(driver)) => {
+            progress.report("deleting the cluster's infrastructure");
+            match driver.delete(&cluster_ref(cluster)).await {
+                Ok(Removal::Gone) => remove_rows(conductor, cluster).await,
+                Ok(Removal::Waiting(waiting)) => Step::Waiting(waiting),
+                Err(error) => from_driver_error(error),
+            }
+        }
+    }
+}
+
+async fn apply_step(
     conductor: &Conductor,
     cluster: &Cluster,
     operation: Operation,
     progress: &ProgressChannel,
-) -> Outcome {
+) -> Step {
     let database = &conductor.database;
     let template = match database
         .cluster_templates()
@@ -157,78 +140,72 @@ async fn perform(
         .await
     {
         Ok(template) => template,
-        Err(magnum_db::DbError::NotFound) if operation == Operation::Delete => {
-            return remove(conductor, cluster).await;
-        }
         Err(magnum_db::DbError::NotFound) => {
-            return failed(
-                cluster,
-                operation,
-                format!(
-                    "The cluster template {} no longer exists.",
-                    cluster.cluster_template_id
-                ),
-            )
+            return Step::Failed(format!(
+                "The cluster template {} no longer exists.",
+                cluster.cluster_template_id
+            ))
         }
-        Err(error) => return Outcome::Retry(error.to_string()),
+        Err(error) => return Step::Retry(error.to_string()),
     };
-    let driver = conductor.drivers.for_template(&template);
-    if operation == Operation::Delete {
-        if let Ok(driver) = &driver {
-            progress.report("deleting the cluster's infrastructure");
-            if let Err(error) = driver.delete(&cluster.uuid).await {
-                return from_driver_error(cluster, operation, error);
-            }
+    let driver = match driver_of(conductor, cluster, Some(&template)) {
+        Some(Ok(driver)) => driver,
+        Some(Err(reason)) => return Step::Failed(reason),
+        None => {
+            return Step::Failed(format!(
+                "No driver can build clusters from template {}.",
+                template.uuid
+            ))
         }
-        return remove(conductor, cluster).await;
-    }
-    let driver = match driver {
-        Ok(driver) => driver,
-        Err(error) => return failed(cluster, operation, error.message),
     };
     let certificates: Option<Arc<dyn ClusterCertificates>> = if template.tls_disabled {
         None
     } else {
-        let name = cluster.name.clone().unwrap_or_else(|| cluster.uuid.clone());
+        // A rotation makes a new CA once: the first step of the operation makes it, later
+        // steps find one younger than the operation.
+        let rotate_before = (operation == Operation::RotateCa)
+            .then_some(cluster.operation_started_at)
+            .flatten();
         match certificates::ensure(
             database,
             &conductor.certificates,
             &cluster.uuid,
-            &name,
-            operation == Operation::RotateCa,
+            &crate::spec::display_name(cluster),
+            rotate_before,
         )
         .await
         {
             Ok(stored) => Some(stored),
             Err(error) => {
-                return Outcome::Retry(format!(
+                return Step::Retry(format!(
                     "cannot prepare the cluster's certificates: {error}"
                 ))
             }
         }
     };
-    let groups = match nodegroup_specs(database, &cluster.uuid).await {
+    let groups = match database.nodegroups().all(&cluster.uuid).await {
         Ok(groups) => groups,
-        Err(error) => return Outcome::Retry(error.to_string()),
+        Err(error) => return Step::Retry(error.to_string()),
     };
     let spec = cluster_spec(
         cluster,
         &template,
-        groups,
+        &groups,
         certificates,
         operation == Operation::RotateCa,
     );
     match driver.apply(&spec, progress).await {
-        Ok(observed) => {
+        Ok(Progress::Done(observed)) => {
             let mut ended = with_observed(cluster, &observed);
             ended.finish(operation, true, None);
-            Outcome::Finished(Box::new(ended), Some(observed.nodegroup_addresses))
+            Step::Done(Box::new(ended), Some(observed.nodegroup_addresses))
         }
-        Err(error) => from_driver_error(cluster, operation, error),
+        Ok(Progress::Waiting(waiting)) => Step::Waiting(waiting),
+        Err(error) => from_driver_error(error),
     }
 }
 
-async fn remove(conductor: &Conductor, cluster: &Cluster) -> Outcome {
+async fn remove_rows(conductor: &Conductor, cluster: &Cluster) -> Step {
     match conductor
         .database
         .work_queue()
@@ -240,8 +217,8 @@ async fn remove(conductor: &Conductor, cluster: &Cluster) -> Outcome {
         )
         .await
     {
-        Ok(_) => Outcome::Removed,
-        Err(error) => Outcome::Retry(error.to_string()),
+        Ok(_) => Step::Removed,
+        Err(error) => Step::Retry(error.to_string()),
     }
 }
 
@@ -261,8 +238,38 @@ async fn renew(
         .await
 }
 
-/// Carries out the claimed operation of `cluster` until it ends, is superseded, times out
-/// or the conductor shuts down.
+/// When the operation must have finished, and how to say it did not.
+fn deadline(
+    conductor: &Conductor,
+    cluster: &Cluster,
+    operation: Operation,
+) -> Option<(DateTime<Utc>, String)> {
+    match operation {
+        Operation::Create => cluster.create_deadline.map(|at| {
+            (
+                at,
+                format!(
+                    "Cluster creation timed out after {} minute(s) (create_timeout).",
+                    cluster.create_timeout
+                ),
+            )
+        }),
+        _ => {
+            let timeout = chrono::Duration::from_std(conductor.settings.operation_timeout).ok()?;
+            let started = cluster.operation_started_at?;
+            Some((
+                started.checked_add_signed(timeout)?,
+                format!(
+                    "The {} operation timed out after {} minute(s) ([conductor] operation_timeout).",
+                    operation.as_str(),
+                    timeout.num_minutes()
+                ),
+            ))
+        }
+    }
+}
+
+/// Carries out one step of the claimed operation of `cluster`.
 pub(crate) async fn reconcile(
     conductor: Arc<Conductor>,
     cluster: Cluster,
@@ -287,16 +294,16 @@ pub(crate) async fn reconcile(
         .await
 }
 
-async fn reconcile_operation(
-    conductor: Arc<Conductor>,
-    cluster: Cluster,
-    operation: Operation,
-    shutdown: CancellationToken,
-) {
+/// Runs `step` while a keeper renews the lease and records progress; None when the work was
+/// superseded, the lease lost, or the conductor is shutting down.
+async fn with_keeper(
+    conductor: &Arc<Conductor>,
+    cluster: &Cluster,
+    step: impl std::future::Future<Output = Step>,
+    progress_receiver: watch::Receiver<Option<String>>,
+    shutdown: &CancellationToken,
+) -> Option<Step> {
     let owner = conductor.settings.lease_owner.clone();
-    let clusters = conductor.database.work_queue();
-    tracing::info!(status = %cluster.status, "starting");
-    let (progress_sender, mut progress_receiver) = watch::channel(None::<String>);
     let superseded = CancellationToken::new();
     let finished = CancellationToken::new();
     let keeper = {
@@ -304,9 +311,9 @@ async fn reconcile_operation(
         let cluster = cluster.clone();
         let superseded = superseded.clone();
         let finished = finished.clone();
-        let owner = owner.clone();
+        let mut progress_receiver = progress_receiver;
         tokio::spawn(async move {
-            let clusters = conductor.database.work_queue();
+            let queue = conductor.database.work_queue();
             let lease = conductor.settings.lease;
             let mut ticker = tokio::time::interval(lease / 3);
             ticker.tick().await;
@@ -334,7 +341,7 @@ async fn reconcile_operation(
                                 continue;
                             }
                         }
-                        let generation = clusters.operation_generation(cluster.id).await.ok().flatten();
+                        let generation = queue.operation_generation(cluster.id).await.ok().flatten();
                         if generation != Some(cluster.operation_generation) {
                             superseded.cancel();
                             break;
@@ -347,7 +354,7 @@ async fn reconcile_operation(
                         let message = progress_receiver.borrow_and_update().clone();
                         let mut in_progress = cluster.clone();
                         in_progress.status_reason = message;
-                        if let Ok(false) = clusters.record_progress(&in_progress, &owner, cluster.operation_generation, false, None).await {
+                        if let Ok(false) = queue.record_progress(&in_progress, &owner, cluster.operation_generation, false, None).await {
                             superseded.cancel();
                             break;
                         }
@@ -356,73 +363,207 @@ async fn reconcile_operation(
             }
         })
     };
-    let deadline = match (operation, cluster.create_deadline) {
-        (Operation::Create, Some(deadline)) => {
-            let remaining = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            Some((remaining, cluster.create_timeout))
-        }
-        _ => None,
-    };
-    let progress = ProgressChannel(progress_sender);
-    let timeout = async {
-        match deadline {
-            Some((remaining, _)) => tokio::time::sleep(remaining).await,
-            None => std::future::pending().await,
-        }
-    };
     let outcome = tokio::select! {
-        outcome = perform(&conductor, &cluster, operation, &progress) => Some(outcome),
-        _ = timeout => {
-            let minutes = deadline.map(|(_, minutes)| minutes).unwrap_or_default();
-            Some(failed(&cluster, operation, format!("Cluster creation timed out after {minutes} minute(s) (create_timeout).")))
-        }
+        step = step => Some(step),
         _ = superseded.cancelled() => None,
         _ = shutdown.cancelled() => None,
     };
     finished.cancel();
     let _ = keeper.await;
-    match outcome {
-        None => {
-            tracing::info!("stopped: superseded by a newer operation, or shutting down");
-            let _ = clusters.release_lease(cluster.id, &owner).await;
-        }
-        Some(Outcome::Removed) => tracing::info!("deleted"),
-        Some(Outcome::Finished(ended, addresses)) => {
-            match clusters
-                .record_progress(
-                    &ended,
-                    &owner,
-                    cluster.operation_generation,
-                    true,
-                    addresses.as_ref(),
-                )
-                .await
-            {
-                Ok(true) => {
-                    tracing::info!(from = %cluster.status, to = %ended.status, reason = ?ended.status_reason, "finished")
+    outcome
+}
+
+async fn reconcile_operation(
+    conductor: Arc<Conductor>,
+    cluster: Cluster,
+    operation: Operation,
+    shutdown: CancellationToken,
+) {
+    let owner = conductor.settings.lease_owner.clone();
+    let queue = conductor.database.work_queue();
+    let now = conductor
+        .database
+        .clock()
+        .await
+        .unwrap_or_else(|_| Utc::now());
+    tracing::debug!(status = %cluster.status, attempts = cluster.operation_attempts, "step");
+    let deadline = deadline(&conductor, &cluster, operation);
+    let step = match &deadline {
+        Some((at, message)) if *at <= now => Some(Step::Failed(message.clone())),
+        _ => {
+            let (progress_sender, progress_receiver) = watch::channel(None::<String>);
+            let progress = ProgressChannel(progress_sender);
+            let remaining = deadline
+                .as_ref()
+                .and_then(|(at, _)| (*at - now).to_std().ok())
+                .unwrap_or(Duration::MAX);
+            let limit = conductor.settings.call_timeout.min(remaining);
+            let work = async {
+                let step = async {
+                    match operation {
+                        Operation::Delete => delete_step(&conductor, &cluster, &progress).await,
+                        _ => apply_step(&conductor, &cluster, operation, &progress).await,
+                    }
+                };
+                match tokio::time::timeout(limit, step).await {
+                    Ok(step) => step,
+                    Err(_) if limit == remaining => Step::Failed(
+                        deadline
+                            .as_ref()
+                            .map(|(_, message)| message.clone())
+                            .unwrap_or_default(),
+                    ),
+                    Err(_) => Step::Retry(format!(
+                        "the driver did not answer within {} s",
+                        limit.as_secs()
+                    )),
                 }
-                Ok(false) => tracing::info!("finished, but the operation was superseded meanwhile"),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot record the outcome; the operation will run again");
-                    let _ = clusters.release_lease(cluster.id, &owner).await;
+            };
+            with_keeper(&conductor, &cluster, work, progress_receiver, &shutdown).await
+        }
+    };
+    let Some(step) = step else {
+        tracing::info!("stopped: superseded by a newer operation, or shutting down");
+        let _ = queue.release_lease(cluster.id, &owner).await;
+        return;
+    };
+    let step = match step {
+        Step::Retry(reason) => {
+            let attempts = cluster.operation_attempts + 1;
+            if attempts >= conductor.settings.retry.max_attempts {
+                Step::Failed(format!("{reason} (gave up after {attempts} attempts)"))
+            } else {
+                let delay = conductor.settings.retry.delay(attempts, rand::random());
+                tracing::warn!(%reason, attempts, ?delay, "will retry");
+                let status = format!("{reason} (attempt {attempts} failed; retrying)");
+                postpone(&conductor, &cluster, delay, attempts, Some(&status)).await;
+                return;
+            }
+        }
+        other => other,
+    };
+    match step {
+        Step::Retry(_) => {}
+        Step::Removed => tracing::info!("deleted"),
+        Step::Waiting(waiting) => {
+            tracing::debug!(status = %waiting.status, after = ?waiting.recheck_after, "waiting");
+            if waiting.stack_id.is_some() && waiting.stack_id != cluster.stack_id {
+                let mut with_stack = cluster.clone();
+                with_stack.stack_id = waiting.stack_id.clone();
+                let _ = queue
+                    .record_progress(
+                        &with_stack,
+                        &owner,
+                        cluster.operation_generation,
+                        false,
+                        None,
+                    )
+                    .await;
+            }
+            postpone(
+                &conductor,
+                &cluster,
+                waiting.recheck_after,
+                0,
+                Some(&waiting.status),
+            )
+            .await;
+        }
+        Step::Failed(reason)
+            if operation == Operation::Upgrade && cluster.rollback_template_id.is_some() =>
+        {
+            let mut rolling_back = cluster.clone();
+            match rolling_back.roll_back(&reason) {
+                Ok(()) => {
+                    tracing::warn!(%reason, "upgrade failed; rolling back");
+                    record_end(&conductor, &cluster, &rolling_back, false, None).await;
+                    conductor.wake_after(Duration::ZERO);
+                }
+                Err(_) => {
+                    let mut ended = cluster.clone();
+                    ended.finish(operation, false, Some(reason));
+                    record_end(&conductor, &cluster, &ended, true, None).await;
                 }
             }
         }
-        Some(Outcome::Retry(reason)) => {
-            tracing::warn!(%reason, "will retry");
-            let mut waiting = cluster.clone();
-            waiting.status_reason = Some(format!("{reason} (retrying)"));
-            let _ = clusters
-                .record_progress(&waiting, &owner, cluster.operation_generation, false, None)
-                .await;
-            let now = conductor
-                .database
-                .clock()
-                .await
-                .unwrap_or_else(|_| Utc::now());
-            let until = now
-                + chrono::Duration::from_std(conductor.settings.retry_after).unwrap_or_default();
-            let _ = clusters.postpone(cluster.id, &owner, until).await;
+        Step::Failed(reason) => {
+            let mut ended = cluster.clone();
+            ended.finish(operation, false, Some(reason));
+            record_end(&conductor, &cluster, &ended, true, None).await;
+        }
+        Step::Done(ended, addresses) => {
+            record_end(&conductor, &cluster, &ended, true, addresses.as_ref()).await;
+        }
+    }
+}
+
+/// Records the end of a step that changes the cluster's status (finished, or turned into a
+/// rollback); releases the lease when it cannot.
+async fn record_end(
+    conductor: &Conductor,
+    claimed: &Cluster,
+    ended: &Cluster,
+    finished: bool,
+    addresses: Option<&BTreeMap<String, Vec<String>>>,
+) {
+    let queue = conductor.database.work_queue();
+    let owner = &conductor.settings.lease_owner;
+    match queue
+        .record_progress(
+            ended,
+            owner,
+            claimed.operation_generation,
+            finished,
+            addresses,
+        )
+        .await
+    {
+        Ok(true) if finished => {
+            tracing::info!(from = %claimed.status, to = %ended.status, reason = ?ended.status_reason, "finished")
+        }
+        Ok(true) => {
+            tracing::info!(from = %claimed.status, to = %ended.status, "continuing");
+            let _ = queue.release_lease(claimed.id, owner).await;
+        }
+        Ok(false) => tracing::info!("ended, but the operation was superseded meanwhile"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot record the outcome; the operation will run again");
+            let _ = queue.release_lease(claimed.id, owner).await;
+        }
+    }
+}
+
+/// Frees the worker until `delay` has passed, keeping the operation.
+async fn postpone(
+    conductor: &Arc<Conductor>,
+    cluster: &Cluster,
+    delay: Duration,
+    attempts: i64,
+    status: Option<&str>,
+) {
+    let now = conductor
+        .database
+        .clock()
+        .await
+        .unwrap_or_else(|_| Utc::now());
+    let until = now + chrono::Duration::from_std(delay).unwrap_or_default();
+    match conductor
+        .database
+        .work_queue()
+        .postpone(
+            cluster.id,
+            &conductor.settings.lease_owner,
+            cluster.operation_generation,
+            until,
+            attempts,
+            status,
+        )
+        .await
+    {
+        Ok(true) => conductor.wake_after(delay),
+        Ok(false) => tracing::info!("postponed work was superseded meanwhile"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot postpone; the lease will expire and the work run again");
         }
     }
 }

@@ -336,11 +336,18 @@ config_section! {
 }
 
 config_section! {
-    /// Which infrastructure builds clusters.
+    /// Which infrastructure builds clusters. Several providers can run side by side: a
+    /// template's `provider` label chooses one, and templates without the label use the
+    /// default provider.
     DriversSection => "drivers" {
-        /// `docker` (containers on the local engine) or `unverified` (no infrastructure: names
-        /// are accepted unchecked and clusters cannot be built).
-        provider: String = "docker".to_string(),
+        /// The providers this deployment runs: docker (containers on the local engine),
+        /// unverified (no infrastructure: names are accepted unchecked and clusters cannot
+        /// be built). openstack (Heat on an OpenStack cloud) is not built yet.
+        enabled_providers: Vec<String> = vec!["docker".to_string()],
+        /// The provider of templates without a `provider` label; one of enabled_providers.
+        default_provider: String = "docker".to_string(),
+        /// Deprecated: one provider, enabled and default (overrides the two options above).
+        provider: Option<String> = None,
     }
 }
 
@@ -361,10 +368,17 @@ config_section! {
         subnet_pool: String = "10.200.0.0/16".to_string(),
         /// Address pool of the swarms' overlay networks.
         swarm_address_pool: String = "10.210.0.0/16".to_string(),
-        /// Named sizes as name:cpus:memory_mib, the limits of node containers.
-        flavors: Vec<String> = vec!["m1.tiny:1:512".to_string(), "m1.small:1:2048".to_string(), "m1.medium:2:4096".to_string(), "m1.large:4:8192".to_string()],
-        /// Seconds a node may take to start and join.
+        /// Named sizes as name:cpus:memory_mib[:pids], the limits of node containers (pids
+        /// defaults to 4096 processes and threads per node).
+        flavors: Vec<String> = vec!["m1.tiny:1:512:1024".to_string(), "m1.small:1:2048".to_string(), "m1.medium:2:4096".to_string(), "m1.large:4:8192:8192".to_string()],
+        /// The flavor of nodes whose template and nodegroup name none; one of flavors.
+        default_flavor: String = "m1.small".to_string(),
+        /// Seconds a node may take to start and join; a node that takes longer fails its
+        /// operation (an upgrade then rolls back).
         ready_timeout: u64 = 120,
+        /// Allow templates with tls_disabled: their clusters' Docker API then accepts
+        /// anyone who can reach it.
+        allow_tls_disabled: bool = false,
     }
 }
 
@@ -399,6 +413,22 @@ config_section! {
         poll_interval: u64 = 1,
         /// Seconds between health checks of idle clusters.
         sync_interval: u64 = 10,
+        /// Failed attempts of an operation step after which the operation fails with the
+        /// last reason.
+        max_attempts: i64 = 8,
+        /// Seconds before the first retry of a failed step; each further failure doubles it
+        /// (with jitter).
+        retry_delay: u64 = 2,
+        /// The longest pause between retries, in seconds.
+        max_retry_delay: u64 = 300,
+        /// Minutes an operation other than a create (which has create_timeout) may take.
+        operation_timeout: u64 = 60,
+        /// Seconds one driver call may take.
+        call_timeout: u64 = 300,
+        /// Seconds the health check of one cluster may take.
+        health_check_timeout: u64 = 30,
+        /// Clusters checked at the same time by a health sync.
+        health_check_concurrency: usize = 8,
     }
 }
 
@@ -407,6 +437,9 @@ config_section! {
     QuotasSection => "quotas" {
         /// Clusters a project may have when no quota row says otherwise.
         max_clusters_per_project: i64 = 20,
+        /// Nodes (masters and workers of every cluster) a project may have when no quota
+        /// row (resource Node) says otherwise.
+        max_nodes_per_project: i64 = 100,
     }
 }
 
@@ -559,11 +592,38 @@ impl MagnumConfig {
                 "with auth_strategy = noauth the API trusts every caller, so it listens only on loopback (127.0.0.1, ::1, localhost) unless [api] noauth_allow_remote = true",
             ));
         }
-        if !["docker", "unverified"].contains(&self.drivers.provider.as_str()) {
+        let (enabled, default) = self.providers();
+        for name in &enabled {
+            match name.as_str() {
+                "docker" | "unverified" => {}
+                "openstack" => {
+                    return Err(invalid(
+                        "drivers",
+                        "enabled_providers",
+                        "the openstack provider (Heat on an OpenStack cloud) is not built yet; enable docker or unverified",
+                    ))
+                }
+                other => {
+                    return Err(invalid(
+                        "drivers",
+                        "enabled_providers",
+                        &format!("unknown provider '{other}' (known: docker, unverified)"),
+                    ))
+                }
+            }
+        }
+        if enabled.is_empty() {
             return Err(invalid(
                 "drivers",
-                "provider",
-                "must be docker or unverified",
+                "enabled_providers",
+                "at least one provider must be enabled",
+            ));
+        }
+        if !enabled.contains(&default) {
+            return Err(invalid(
+                "drivers",
+                "default_provider",
+                &format!("'{default}' is not one of enabled_providers"),
             ));
         }
         for (option, text) in [
@@ -589,9 +649,33 @@ impl MagnumConfig {
                 return Err(invalid(
                     "docker",
                     "flavors",
-                    &format!("'{flavor}' is not name:cpus:memory_mib"),
+                    &format!("'{flavor}' is not name:cpus:memory_mib[:pids]"),
                 ));
             }
+        }
+        if !self
+            .docker
+            .flavors
+            .iter()
+            .filter_map(|flavor| parse_flavor(flavor))
+            .any(|(name, ..)| name == self.docker.default_flavor)
+        {
+            return Err(invalid(
+                "docker",
+                "default_flavor",
+                &format!("'{}' is not one of flavors", self.docker.default_flavor),
+            ));
+        }
+        if self.conductor.max_attempts < 1
+            || self.conductor.operation_timeout == 0
+            || self.conductor.call_timeout == 0
+            || self.conductor.health_check_timeout == 0
+        {
+            return Err(invalid(
+                "conductor",
+                "max_attempts",
+                "max_attempts, operation_timeout, call_timeout and health_check_timeout must be at least 1",
+            ));
         }
         if self.conductor.workers == 0 || self.conductor.lease_seconds < 3 {
             return Err(invalid(
@@ -618,6 +702,17 @@ impl MagnumConfig {
             }
         }
         Ok(())
+    }
+
+    /// The enabled providers and the default one (`[drivers] provider`, when set, is both).
+    pub fn providers(&self) -> (Vec<String>, String) {
+        match &self.drivers.provider {
+            Some(only) => (vec![only.clone()], only.clone()),
+            None => (
+                self.drivers.enabled_providers.clone(),
+                self.drivers.default_provider.clone(),
+            ),
+        }
     }
 
     /// The state directory as a path.
@@ -676,20 +771,27 @@ impl MagnumConfig {
     }
 }
 
-/// Reads a `[docker] flavors` entry `name:cpus:memory_mib`.
-pub fn parse_flavor(text: &str) -> Option<(String, f64, u64)> {
+/// Processes and threads a node may have when its flavor does not say.
+pub const DEFAULT_FLAVOR_PIDS: i64 = 4096;
+
+/// Reads a `[docker] flavors` entry `name:cpus:memory_mib[:pids]`.
+pub fn parse_flavor(text: &str) -> Option<(String, f64, u64, i64)> {
     let mut parts = text.split(':');
     let name = parts.next().filter(|name| !name.is_empty())?;
     let cpus: f64 = parts
         .next()?
         .parse()
         .ok()
-        .filter(|cpus: &f64| *cpus > 0.0)?;
+        .filter(|cpus: &f64| *cpus > 0.0 && *cpus <= 1024.0)?;
     let memory: u64 = parts.next()?.parse().ok().filter(|memory| *memory >= 64)?;
+    let pids: i64 = match parts.next() {
+        None => DEFAULT_FLAVOR_PIDS,
+        Some(text) => text.parse().ok().filter(|pids| *pids >= 64)?,
+    };
     parts
         .next()
         .is_none()
-        .then(|| (name.to_string(), cpus, memory))
+        .then(|| (name.to_string(), cpus, memory, pids))
 }
 
 fn unknown_options(document: &IniDocument) -> Vec<String> {
@@ -834,7 +936,7 @@ mod tests {
                 "[docker] subnet_pool",
             ),
             ("[docker]\nflavors = tiny:1\n", "[docker] flavors"),
-            ("[drivers]\nprovider = heat\n", "[drivers] provider"),
+            ("[drivers]\nprovider = heat\n", "unknown provider 'heat'"),
             ("[x509]\nrsa_key_size = 12\n", "[x509] rsa_key_size"),
         ] {
             let error = MagnumConfig::from_text(text, "m.conf")
@@ -844,10 +946,37 @@ mod tests {
         }
         assert_eq!(
             parse_flavor("m1.small:1:2048"),
-            Some(("m1.small".to_string(), 1.0, 2048))
+            Some(("m1.small".to_string(), 1.0, 2048, DEFAULT_FLAVOR_PIDS))
         );
-        assert_eq!(parse_flavor("x:0.5:512"), Some(("x".to_string(), 0.5, 512)));
+        assert_eq!(
+            parse_flavor("x:0.5:512:300"),
+            Some(("x".to_string(), 0.5, 512, 300))
+        );
         assert_eq!(parse_flavor("x:0:512"), None);
+        assert_eq!(parse_flavor("x:1:512:10"), None);
+        for (text, option) in [
+            (
+                "[drivers]\nenabled_providers = docker\ndefault_provider = unverified\n",
+                "default_provider",
+            ),
+            ("[drivers]\nenabled_providers = gce\n", "unknown provider"),
+            (
+                "[drivers]\nenabled_providers = openstack\ndefault_provider = openstack\n",
+                "not built yet",
+            ),
+            ("[docker]\ndefault_flavor = m9.huge\n", "default_flavor"),
+        ] {
+            let error = MagnumConfig::from_text(text, "m.conf")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(option), "{text}: {error}");
+        }
+        let legacy =
+            MagnumConfig::from_text("[drivers]\nprovider = unverified\n", "m.conf").unwrap();
+        assert_eq!(
+            legacy.providers(),
+            (vec!["unverified".to_string()], "unverified".to_string())
+        );
     }
 
     #[test]

@@ -94,6 +94,16 @@ pub struct Cluster {
     pub nodes_to_remove: Vec<String>,
     /// When the pending create must have finished (from `create_timeout`).
     pub create_deadline: Option<DateTime<Utc>>,
+    /// The driver that builds the cluster (its template's at creation).
+    pub driver: Option<String>,
+    /// When a conductor first took up the pending operation (the database's clock).
+    pub operation_started_at: Option<DateTime<Utc>>,
+    /// Failed attempts of the pending operation so far.
+    pub operation_attempts: i64,
+    /// The template a running upgrade came from (to roll back to).
+    pub rollback_template_id: Option<String>,
+    /// Why a running rollback runs (the upgrade's failure).
+    pub rollback_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -390,6 +400,11 @@ impl Cluster {
             operation_generation: 1,
             nodes_to_remove: Vec::new(),
             create_deadline,
+            driver: template.driver.clone(),
+            operation_started_at: None,
+            operation_attempts: 0,
+            rollback_template_id: None,
+            rollback_reason: None,
             created_at: owner.now,
             updated_at: None,
         })
@@ -399,10 +414,49 @@ impl Cluster {
     /// records the new status and the pending operation, and bumps the operation generation
     /// so that a conductor working on an older operation notices it was superseded.
     pub fn begin(&mut self, operation: Operation) -> Result<(), DomainError> {
+        if operation == Operation::Rollback {
+            return Err(DomainError::invalid(
+                "A rollback is started by the conductor when an upgrade fails.",
+            ));
+        }
         self.status = crate::lifecycle::begin(Some(self.status), operation)?;
         self.status_reason = None;
         self.operation = Some(operation);
         self.operation_generation += 1;
+        self.operation_started_at = None;
+        self.operation_attempts = 0;
+        if operation != Operation::Upgrade {
+            self.rollback_template_id = None;
+        }
+        self.rollback_reason = None;
+        Ok(())
+    }
+
+    /// Turns a failing upgrade into a rollback to the template it came from: the same
+    /// pending work (same generation, so the conductor carries on), now building the old
+    /// template. Refused when no upgrade is under way.
+    pub fn roll_back(&mut self, reason: &str) -> Result<(), DomainError> {
+        let Some(previous) = self.rollback_template_id.clone() else {
+            return Err(DomainError::invalid("No upgrade to roll back."));
+        };
+        if self.operation != Some(Operation::Upgrade) {
+            return Err(DomainError::invalid("No upgrade to roll back."));
+        }
+        self.status = crate::lifecycle::begin(Some(self.status), Operation::Rollback)?;
+        self.rollback_reason = Some(format!(
+            "Upgrade to cluster template {} failed: {reason}",
+            self.cluster_template_id
+        ));
+        self.status_reason = Some(format!(
+            "{}; rolling back to {previous}.",
+            self.rollback_reason.as_deref().unwrap_or_default()
+        ));
+        self.operation = Some(Operation::Rollback);
+        self.cluster_template_id = previous;
+        self.rollback_template_id = None;
+        self.operation_attempts = 0;
+        // The rollback gets its own time: its deadline starts when it is first taken up.
+        self.operation_started_at = None;
         Ok(())
     }
 
@@ -410,7 +464,19 @@ impl Cluster {
     /// (a failure's cause; none on success).
     pub fn finish(&mut self, operation: Operation, succeeded: bool, reason: Option<String>) {
         self.status = crate::lifecycle::finish(operation, succeeded);
-        self.status_reason = reason;
+        // A rollback's end says why it ran.
+        self.status_reason = match (operation, self.rollback_reason.take(), reason) {
+            (Operation::Rollback, Some(why), None) => Some(format!(
+                "{why}; rolled back to {}.",
+                self.cluster_template_id
+            )),
+            (Operation::Rollback, Some(why), Some(failure)) => Some(format!(
+                "{why}; the rollback to {} failed too: {failure}",
+                self.cluster_template_id
+            )),
+            (_, _, reason) => reason,
+        };
+        self.rollback_template_id = None;
         if succeeded {
             self.nodes_to_remove = Vec::new();
         }

@@ -9,21 +9,22 @@
 //! `NodeGroup::finish` are the only callers.
 //!
 //! ```text
-//! clusters                                        nodegroups (non-default)
+//! clusters
+//!   (none) ─create─▶ CREATE_IN_PROGRESS ─ok─▶ CREATE_COMPLETE
+//!                                      └fail─▶ CREATE_FAILED
+//!   *_COMPLETE ─update/resize/upgrade/rotate_ca─▶ UPDATE_IN_PROGRESS ─ok─▶ UPDATE_COMPLETE
+//!   UPDATE_FAILED, UPDATE_IN_PROGRESS ─resize──▶                    └fail─▶ UPDATE_FAILED
+//!   UPDATE_IN_PROGRESS (a failed upgrade) ─rollback─▶ ROLLBACK_IN_PROGRESS ─ok─▶ ROLLBACK_COMPLETE
+//!                                                                       └fail─▶ ROLLBACK_FAILED
+//!   any ─delete─▶ DELETE_IN_PROGRESS ─ok─▶ (rows removed)
+//!                                   └fail─▶ DELETE_FAILED
 //!
-//!   (none) --create--> CREATE_IN_PROGRESS           (none) --create--> CREATE_IN_PROGRESS
-//!                        |ok        |fail                                |ok      |fail
-//!              CREATE_COMPLETE   CREATE_FAILED                  CREATE_COMPLETE CREATE_FAILED
-//!                        |                                               |
-//!   *_COMPLETE --update/resize/upgrade/rotate_ca-->  any but DELETE_IN_PROGRESS --update/resize-->
-//!   UPDATE_FAILED, UPDATE_IN_PROGRESS --resize-->        UPDATE_IN_PROGRESS
-//!            UPDATE_IN_PROGRESS                            |ok             |fail
-//!              |ok             |fail                 UPDATE_COMPLETE  UPDATE_FAILED
-//!      UPDATE_COMPLETE   UPDATE_FAILED
-//!                                                    any --delete--> DELETE_IN_PROGRESS
-//!   any --delete--> DELETE_IN_PROGRESS                     |ok              |fail
-//!                     |ok          |fail              (row removed)     DELETE_FAILED
-//!              (rows removed)  DELETE_FAILED
+//! nodegroups other than the defaults
+//!   (none) ─create─▶ CREATE_IN_PROGRESS ─ok─▶ CREATE_COMPLETE / └fail─▶ CREATE_FAILED
+//!   any but DELETE_IN_PROGRESS ─update/resize─▶ UPDATE_IN_PROGRESS ─ok─▶ UPDATE_COMPLETE
+//!                                                                 └fail─▶ UPDATE_FAILED
+//!   any ─delete─▶ DELETE_IN_PROGRESS ─ok─▶ (row removed) / └fail─▶ DELETE_FAILED
+//!   (a group's change ends when its cluster's operation ends, in the same write)
 //! ```
 //!
 //! The default nodegroups (`default-master`, `default-worker`) have no operations of their
@@ -162,16 +163,20 @@ pub enum Operation {
     Upgrade,
     RotateCa,
     Delete,
+    /// Returning to the template an upgrade came from, after the upgrade failed. Only the
+    /// conductor starts it, from the failing upgrade.
+    Rollback,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 7] = [
         Operation::Create,
         Operation::Update,
         Operation::Resize,
         Operation::Upgrade,
         Operation::RotateCa,
         Operation::Delete,
+        Operation::Rollback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -182,6 +187,7 @@ impl Operation {
             Operation::Upgrade => "upgrade",
             Operation::RotateCa => "rotate_ca",
             Operation::Delete => "delete",
+            Operation::Rollback => "rollback",
         }
     }
 
@@ -194,6 +200,7 @@ impl Operation {
             Operation::Upgrade => "Upgrading",
             Operation::RotateCa => "Rotating the CA certificate of",
             Operation::Delete => "Deleting",
+            Operation::Rollback => "Rolling back",
         }
     }
 }
@@ -224,6 +231,7 @@ pub fn is_allowed(status: Option<ClusterStatus>, operation: Operation) -> bool {
         (Operation::Resize, Some(status)) => {
             status.is_complete() || matches!(status, UpdateFailed | UpdateInProgress)
         }
+        (Operation::Rollback, Some(status)) => status == UpdateInProgress,
     }
 }
 
@@ -243,6 +251,7 @@ pub fn begin(
     Ok(match operation {
         Operation::Create => CreateInProgress,
         Operation::Delete => DeleteInProgress,
+        Operation::Rollback => RollbackInProgress,
         Operation::Update | Operation::Resize | Operation::Upgrade | Operation::RotateCa => {
             UpdateInProgress
         }
@@ -256,6 +265,8 @@ pub fn finish(operation: Operation, succeeded: bool) -> ClusterStatus {
         (Operation::Create, false) => CreateFailed,
         (Operation::Delete, true) => DeleteComplete,
         (Operation::Delete, false) => DeleteFailed,
+        (Operation::Rollback, true) => RollbackComplete,
+        (Operation::Rollback, false) => RollbackFailed,
         (_, true) => UpdateComplete,
         (_, false) => UpdateFailed,
     }
@@ -422,6 +433,7 @@ mod tests {
                             || status == UpdateFailed
                             || status == UpdateInProgress
                     }
+                    Operation::Rollback => status == UpdateInProgress,
                 };
                 assert_eq!(
                     is_allowed(Some(status), operation),
@@ -454,6 +466,12 @@ mod tests {
         assert_eq!(finish(Operation::Resize, true), UpdateComplete);
         assert_eq!(finish(Operation::RotateCa, false), UpdateFailed);
         assert_eq!(finish(Operation::Delete, true), DeleteComplete);
+        assert_eq!(
+            begin(Some(UpdateInProgress), Operation::Rollback),
+            Ok(RollbackInProgress)
+        );
+        assert_eq!(finish(Operation::Rollback, true), RollbackComplete);
+        assert_eq!(finish(Operation::Rollback, false), RollbackFailed);
     }
 
     #[test]

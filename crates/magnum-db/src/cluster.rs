@@ -19,7 +19,8 @@ const COLUMNS: &str = "id, uuid, name, project_id, user_id, cluster_template_id,
     floating_ip_enabled, master_lb_enabled, create_timeout, discovery_url, master_count, \
     node_count, stack_id, status, status_reason, health_status, health_status_reason, \
     api_address, master_addresses, node_addresses, coe_version, container_version, operation, \
-    operation_generation, nodes_to_remove, create_deadline, version, created_at, updated_at";
+    operation_generation, nodes_to_remove, create_deadline, driver, operation_started_at, \
+    operation_attempts, rollback_template_id, rollback_reason, version, created_at, updated_at";
 
 /// Columns a cluster list may be sorted by, with whether they hold integers.
 const SORTABLE_COLUMNS: &[(&str, bool)] = &[
@@ -140,6 +141,14 @@ pub(crate) fn decode(row: &AnyRow) -> DbResult<Cluster> {
             "create_deadline",
             row::optional_text(row, "create_deadline")?,
         )?,
+        driver: row::optional_text(row, "driver")?,
+        operation_started_at: time::decode_optional(
+            "operation_started_at",
+            row::optional_text(row, "operation_started_at")?,
+        )?,
+        operation_attempts: row::integer(row, "operation_attempts")?,
+        rollback_template_id: row::optional_text(row, "rollback_template_id")?,
+        rollback_reason: row::optional_text(row, "rollback_reason")?,
         created_at: time::decode("created_at", &row::text(row, "created_at")?)?,
         updated_at: time::decode_optional("updated_at", row::optional_text(row, "updated_at")?)?,
     })
@@ -198,6 +207,11 @@ fn bind_attributes(
     arguments.add(cluster.operation_generation)?;
     arguments.add(to_json(&cluster.nodes_to_remove))?;
     arguments.add(cluster.create_deadline.as_ref().map(time::encode))?;
+    arguments.add(cluster.driver.clone())?;
+    arguments.add(cluster.operation_started_at.as_ref().map(time::encode))?;
+    arguments.add(cluster.operation_attempts)?;
+    arguments.add(cluster.rollback_template_id.clone())?;
+    arguments.add(cluster.rollback_reason.clone())?;
     Ok(())
 }
 
@@ -208,7 +222,8 @@ const ATTRIBUTE_ASSIGNMENTS: &str = "uuid = ?, name = ?, project_id = ?, user_id
     stack_id = ?, status = ?, status_reason = ?, health_status = ?, health_status_reason = ?, \
     api_address = ?, master_addresses = ?, node_addresses = ?, coe_version = ?, \
     container_version = ?, operation = ?, operation_generation = ?, nodes_to_remove = ?, \
-    create_deadline = ?";
+    create_deadline = ?, driver = ?, operation_started_at = ?, operation_attempts = ?, \
+    rollback_template_id = ?, rollback_reason = ?";
 
 /// Repository of clusters.
 #[derive(Debug, Clone, Copy)]
@@ -392,13 +407,14 @@ impl Clusters<'_> {
         .await?)
     }
 
-    /// How many clusters use a template.
+    /// How many clusters use a template (or may roll back to it from a running upgrade).
     pub async fn count_using_template(&self, template_uuid: &str) -> DbResult<i64> {
         Ok(sqlx::query_scalar(
             self.database
                 .dialect()
-                .sql("SELECT COUNT(*) FROM cluster WHERE cluster_template_id = ?"),
+                .sql("SELECT COUNT(*) FROM cluster WHERE cluster_template_id = ? OR rollback_template_id = ?"),
         )
+        .bind(template_uuid.to_string())
         .bind(template_uuid.to_string())
         .fetch_one(self.database.pool())
         .await?)

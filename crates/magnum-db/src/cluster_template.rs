@@ -471,8 +471,9 @@ impl ClusterTemplates<'_> {
             }
             if !allowed_in_use {
                 let users: i64 = sqlx::query_scalar(
-                    dialect.sql("SELECT COUNT(*) FROM cluster WHERE cluster_template_id = ?"),
+                    dialect.sql("SELECT COUNT(*) FROM cluster WHERE cluster_template_id = ? OR rollback_template_id = ?"),
                 )
+                .bind(template.uuid.clone())
                 .bind(template.uuid.clone())
                 .fetch_one(&mut *transaction)
                 .await?;

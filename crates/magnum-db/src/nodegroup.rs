@@ -218,7 +218,8 @@ pub(crate) async fn sync_default_groups(
     ] {
         sqlx::query(database.dialect().sql(
             "UPDATE nodegroup SET node_count = ?, node_addresses = ?, status = ?, status_reason = ?, \
-             stack_id = ?, updated_at = ?, version = version + 1 \
+             stack_id = ?, updated_at = ?, version = version + 1, \
+             image_id = COALESCE((SELECT t.image_id FROM cluster_template t WHERE t.uuid = ?), image_id) \
              WHERE cluster_id = ? AND role = ? AND is_default = 1",
         ))
         .bind(count)
@@ -227,6 +228,7 @@ pub(crate) async fn sync_default_groups(
         .bind(cluster.status_reason.clone())
         .bind(cluster.stack_id.clone())
         .bind(time::encode(&Utc::now()))
+        .bind(cluster.cluster_template_id.clone())
         .bind(cluster.uuid.clone())
         .bind(role.as_str().to_string())
         .execute(&mut *connection)

@@ -46,11 +46,14 @@ impl WorkQueue<'_> {
             let claimed = {
                 let _turn = self.database.write_turn().await;
                 sqlx::query(self.database.dialect().sql(
-                    "UPDATE cluster SET lease_owner = ?, lease_expires_at = ? WHERE id = ? \
-                     AND operation IS NOT NULL AND (lease_expires_at IS NULL OR lease_expires_at < ?)",
+                    "UPDATE cluster SET lease_owner = ?, lease_expires_at = ?, \
+                     operation_started_at = COALESCE(operation_started_at, ?), version = version + 1 \
+                     WHERE id = ? AND operation IS NOT NULL \
+                     AND (lease_expires_at IS NULL OR lease_expires_at < ?)",
                 ))
                 .bind(owner.to_string())
                 .bind(time::encode(&(now + lease_for)))
+                .bind(now_text.clone())
                 .bind(id)
                 .bind(now_text.clone())
                 .execute(self.database.pool())
@@ -117,7 +120,9 @@ impl WorkQueue<'_> {
             "UPDATE cluster SET status = ?, status_reason = ?, stack_id = ?, api_address = ?, \
              master_addresses = ?, node_addresses = ?, coe_version = ?, container_version = ?, \
              discovery_url = ?, health_status = ?, health_status_reason = ?, node_count = ?, \
-             master_count = ?, nodes_to_remove = ?, operation = ?, \
+             master_count = ?, nodes_to_remove = ?, operation = ?, cluster_template_id = ?, \
+             rollback_template_id = ?, rollback_reason = ?, operation_attempts = ?, \
+             operation_started_at = ?, \
              lease_owner = ?, lease_expires_at = ?, updated_at = ?, version = version + 1 \
              WHERE id = ? AND lease_owner = ? AND operation_generation = ?";
         let operation = if finished {
@@ -167,6 +172,23 @@ impl WorkQueue<'_> {
             .bind(observed.master_count)
             .bind(to_json(&observed.nodes_to_remove))
             .bind(operation)
+            .bind(observed.cluster_template_id.clone())
+            .bind(observed.rollback_template_id.clone())
+            .bind(if finished {
+                None
+            } else {
+                observed.rollback_reason.clone()
+            })
+            .bind(if finished {
+                0
+            } else {
+                observed.operation_attempts
+            })
+            .bind(if finished {
+                None
+            } else {
+                observed.operation_started_at.as_ref().map(time::encode)
+            })
             .bind(lease_owner)
             .bind(lease_expiry)
             .bind(time::encode(&Utc::now()))
@@ -211,19 +233,35 @@ impl WorkQueue<'_> {
         .rows_affected())
     }
 
-    /// Keeps our lease but lets nobody (us included) take the work before `until`: the way a
-    /// retryable failure waits before the next attempt.
-    pub async fn postpone(&self, id: i64, owner: &str, until: DateTime<Utc>) -> DbResult<()> {
+    /// Lets nobody (us included) take the work before `until`, recording the failed
+    /// attempts so far and, when given, what the work waits for: how a worker frees itself
+    /// while the infrastructure is busy, or before retrying. Nothing is written when the
+    /// lease is no longer ours or the operation was superseded.
+    pub async fn postpone(
+        &self,
+        id: i64,
+        owner: &str,
+        generation: i64,
+        until: DateTime<Utc>,
+        attempts: i64,
+        status_reason: Option<&str>,
+    ) -> DbResult<bool> {
         let _turn = self.database.write_turn().await;
-        sqlx::query(self.database.dialect().sql(
-            "UPDATE cluster SET lease_owner = NULL, lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+        let result = sqlx::query(self.database.dialect().sql(
+            "UPDATE cluster SET lease_owner = NULL, lease_expires_at = ?, operation_attempts = ?, \
+             status_reason = COALESCE(?, status_reason), updated_at = ?, version = version + 1 \
+             WHERE id = ? AND lease_owner = ? AND operation_generation = ?",
         ))
         .bind(time::encode(&until))
+        .bind(attempts)
+        .bind(status_reason.map(str::to_string))
+        .bind(time::encode(&Utc::now()))
         .bind(id)
         .bind(owner.to_string())
+        .bind(generation)
         .execute(self.database.pool())
         .await?;
-        Ok(())
+        Ok(result.rows_affected() == 1)
     }
 
     /// Gives a lease back without finishing (on shutdown, or when the work was superseded).
@@ -316,10 +354,17 @@ mod tests {
         assert_eq!(queue.release_all_leases("c").await.unwrap(), 1);
         let reclaimed = queue.claim_next("c", lease, later).await.unwrap().unwrap();
         // Postponed work waits for its time, whoever asks.
-        queue
-            .postpone(reclaimed.id, "c", later + chrono::Duration::seconds(10))
+        assert!(queue
+            .postpone(
+                reclaimed.id,
+                "c",
+                reclaimed.operation_generation,
+                later + chrono::Duration::seconds(10),
+                1,
+                Some("waiting")
+            )
             .await
-            .unwrap();
+            .unwrap());
         assert!(queue.claim_next("d", lease, later).await.unwrap().is_none());
         assert!(queue.claim_next("c", lease, later).await.unwrap().is_none());
         let after = later + chrono::Duration::seconds(11);

@@ -14,6 +14,10 @@ pub const ROLE_LABEL: &str = "org.openstack.magnum.role";
 pub const NODEGROUP_LABEL: &str = "org.openstack.magnum.nodegroup";
 /// Label carrying a node's index within its role.
 pub const INDEX_LABEL: &str = "org.openstack.magnum.index";
+/// Label carrying the image a node was made from, as its nodegroup named it.
+pub const IMAGE_LABEL: &str = "org.openstack.magnum.image";
+/// Label carrying the flavor a node was made with.
+pub const FLAVOR_LABEL: &str = "org.openstack.magnum.flavor";
 /// Label on node images telling their distribution (the `os_distro` of a Glance image).
 pub const OS_DISTRO_LABEL: &str = "org.openstack.magnum.os_distro";
 

@@ -9,11 +9,15 @@
 //!
 //! - [`layout`]: names, labels, addresses (pure).
 //! - [`node_image`]: the Debian node image, built with debootstrap and cached.
+//! - [`nodes`]: node plumbing that knows no COE (network, containers, files, commands).
+//! - [`isolation`]: what a node container may do on the host, and its limits.
 //! - [`provider`]: answers template lookups (images, flavors, networks) from the engine.
-//! - [`swarm`]: the Swarm driver: create, scale, delete, observe.
+//! - [`swarm`]: the Swarm driver: create, scale, upgrade, delete, observe, step by step.
 
+pub mod isolation;
 pub mod layout;
 pub mod node_image;
+pub mod nodes;
 pub mod provider;
 pub mod swarm;
 
@@ -24,12 +28,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A named size: the CPU and memory limits of a node container.
+/// A named size: the CPU, memory and process limits of a node container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flavor {
     pub name: String,
     pub cpus: f64,
     pub memory_mib: u64,
+    /// Processes (and threads) the node and everything in it may have.
+    pub pids: i64,
 }
 
 /// `[docker]` settings.
@@ -48,6 +54,11 @@ pub struct DockerSettings {
     /// The address pool of the swarms' own overlay networks.
     pub swarm_address_pool: String,
     pub flavors: Vec<Flavor>,
+    /// The flavor of nodes whose template and nodegroup name none.
+    pub default_flavor: String,
+    /// Whether templates may disable TLS (the cluster's Docker API then has no
+    /// authentication at all).
+    pub allow_tls_disabled: bool,
     /// Where the conductor keeps each cluster's client certificate files (mode 0600).
     pub state_dir: PathBuf,
     /// How long a node may take to answer and join.
@@ -62,6 +73,8 @@ pub struct LocalEngine {
     pub settings: DockerSettings,
     /// One node image build at a time in this process.
     image_build_lock: tokio::sync::Mutex<()>,
+    /// The node image build running in the background for clusters waiting for it.
+    image_build: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<(), DriverError>>>>,
 }
 
 impl LocalEngine {
@@ -70,6 +83,7 @@ impl LocalEngine {
             client: tokio::sync::OnceCell::new(),
             settings,
             image_build_lock: tokio::sync::Mutex::new(()),
+            image_build: std::sync::Mutex::new(None),
         })
     }
 

@@ -7,6 +7,7 @@ use bollard::query_parameters::CreateImageOptions;
 use futures::StreamExt;
 use magnum_driver::DriverError;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::process::Command;
 
 /// The node's entrypoint, copied into the image.
@@ -175,6 +176,47 @@ pub async fn ensure_node_image(
         step.map_err(|error| permanent("importing the node image failed", error))?;
     }
     Ok(())
+}
+
+/// Whether the node image is there, starting its build in the background when it is not
+/// (a build takes a minute or more the first time: no worker waits for it). A failed build
+/// is reported once, and the next call starts another.
+pub async fn poll_node_image(engine: &Arc<LocalEngine>) -> Result<bool, DriverError> {
+    let settings = &engine.settings;
+    if engine
+        .docker()
+        .await?
+        .inspect_image(&settings.node_image)
+        .await
+        .is_ok()
+    {
+        return Ok(true);
+    }
+    let finished = {
+        let mut slot = engine
+            .image_build
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match slot.as_ref() {
+            Some(build) if build.is_finished() => slot.take(),
+            Some(_) => return Ok(false),
+            None => {
+                let builder = engine.clone();
+                *slot = Some(tokio::spawn(async move {
+                    ensure_node_image(&builder, &builder.settings).await
+                }));
+                return Ok(false);
+            }
+        }
+    };
+    match finished {
+        Some(build) => match build.await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(error)) => Err(error),
+            Err(error) => Err(permanent("the node image build stopped", error)),
+        },
+        None => Ok(false),
+    }
 }
 
 #[cfg(test)]

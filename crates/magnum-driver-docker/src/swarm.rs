@@ -1,232 +1,206 @@
 //! Docker Swarm clusters on the local engine (driver `swarm_docker_v1`).
 //!
-//! [`SwarmDockerDriver::apply`] is a reconciliation: it reads what exists (by label), then
-//! creates the network, volumes and containers that are missing, starts stopped ones, forms
-//! or joins the swarm, drains and removes surplus workers, and waits until every node is
-//! `Ready`. Run twice, or after a crash at any point, it converges to the same result.
+//! [`SwarmDockerDriver::apply`] is a reconciliation taken one step at a time: it reads what
+//! exists (by label), does what can be done now — create the network, volumes and
+//! containers that are missing, start stopped ones, form or join the swarm, drain and
+//! remove surplus workers, replace one node whose image or flavor is not its group's — and
+//! answers "waiting" while nodes start or join, without ever sleeping. Run twice, or after a
+//! crash at any point, it converges to the same result. Node plumbing is [`crate::nodes`].
 
-use crate::layout::{
-    candidate_subnets, gateway, node_address, plan_workers, ClusterLayout, NodeId, Role, API_PORT,
-    CLUSTER_LABEL, INDEX_LABEL, NODEGROUP_LABEL, ROLE_LABEL,
-};
+use crate::layout::{node_address, plan_workers, ClusterLayout, NodeId, Role, API_PORT};
+use crate::nodes::{address_of, permanent, retryable, NodeBlueprint, NodeContainer, NodeEngine};
 use crate::{node_image, LocalEngine};
 use async_trait::async_trait;
-use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig,
-    HostConfigCgroupnsModeEnum, Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig,
-    NodeSpecAvailabilityEnum, SwarmInitRequest, VolumeCreateOptions,
-};
-use bollard::query_parameters::{
-    CreateContainerOptions, DeleteNodeOptions, ListContainersOptions, ListNetworksOptions,
-    ListNodesOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    UpdateNodeOptions, UploadToContainerOptions,
-};
+use bollard::models::{NodeSpecAvailabilityEnum, SwarmInitRequest};
+use bollard::query_parameters::{DeleteNodeOptions, ListNodesOptions, UpdateNodeOptions};
 use bollard::Docker;
-use futures::StreamExt;
 use ipnet::Ipv4Net;
-use magnum_core::cluster::{DEFAULT_MASTER_NODEGROUP, DEFAULT_WORKER_NODEGROUP};
+use magnum_core::cluster_template::ClusterTemplate;
 use magnum_core::DomainError;
 use magnum_driver::{
-    ClusterDriver, ClusterSpec, DriverError, HealthReport, Observed, ProgressSink, WorkerGroupSpec,
+    ClusterDriver, ClusterRef, ClusterSpec, DriverError, HealthReport, NodeGroupSpec, Observed,
+    Progress, ProgressSink, Removal, Waiting,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-fn retryable(context: &str, error: impl std::fmt::Display) -> DriverError {
-    DriverError::Retryable(format!("{context}: {error}"))
-}
-
-fn permanent(context: &str, error: impl std::fmt::Display) -> DriverError {
-    DriverError::Permanent(format!("{context}: {error}"))
-}
-
-fn is_not_found(error: &bollard::errors::Error) -> bool {
-    matches!(
-        error,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
-}
+use std::time::Duration;
 
 /// The swarm node label naming a node's nodegroup.
 const SWARM_NODEGROUP_LABEL: &str = "magnum.nodegroup";
+/// The swarm node label on a node drained to be replaced (it is made active again once its
+/// replacement is ready).
+const SWARM_REPLACING_LABEL: &str = "magnum.replacing";
 
-/// A node container as the engine reports it.
+/// How soon to look again while nodes start, join or become ready.
+const SOON: Duration = Duration::from_millis(250);
+/// How long one call to the master's Docker API may take.
+const MASTER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A swarm node as the master lists it.
 #[derive(Debug, Clone)]
-struct NodeContainer {
-    node: NodeId,
-    /// The node's nodegroup name.
-    group: String,
+struct SwarmNode {
     id: String,
-    running: bool,
-    state: String,
-    exit_code: Option<i64>,
+    host: String,
+    ready: bool,
+    active: bool,
+    version: i64,
+    labels: HashMap<String, String>,
+}
+
+/// What a cluster should consist of, given what exists.
+struct Plan<'a> {
+    /// Every node that should exist, with its nodegroup.
+    desired: Vec<(NodeId, &'a NodeGroupSpec)>,
+    /// Workers to remove.
+    surplus: Vec<u32>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(
+        spec: &'a ClusterSpec,
+        layout: &ClusterLayout,
+        subnet: Ipv4Net,
+        existing: &[NodeContainer],
+    ) -> Result<Plan<'a>, DriverError> {
+        let masters = spec
+            .masters()
+            .ok_or_else(|| DriverError::Permanent("the cluster has no masters".to_string()))?;
+        let existing_workers: Vec<u32> = existing
+            .iter()
+            .filter(|container| container.node.role == Role::Worker)
+            .map(|container| container.node.index)
+            .collect();
+        let remove = indices_to_remove(spec, layout, subnet, &existing_workers)?;
+        let mut desired: Vec<(NodeId, &NodeGroupSpec)> = (0..u32::try_from(masters.node_count)
+            .unwrap_or(1))
+            .map(|index| {
+                (
+                    NodeId {
+                        role: Role::Master,
+                        index,
+                    },
+                    masters,
+                )
+            })
+            .collect();
+        // Each worker nodegroup is planned on its own; new workers take indices no other
+        // group's worker (existing or just planned) has.
+        let mut planned: Vec<u32> = Vec::new();
+        let mut surplus: Vec<u32> = Vec::new();
+        for group in spec.worker_groups() {
+            let in_group: Vec<u32> = existing
+                .iter()
+                .filter(|c| c.node.role == Role::Worker && c.group == group.name)
+                .map(|c| c.node.index)
+                .collect();
+            let reserved: Vec<u32> = existing_workers
+                .iter()
+                .copied()
+                .filter(|index| !in_group.contains(index))
+                .chain(planned.iter().copied())
+                .collect();
+            let group_remove: Vec<u32> = remove
+                .iter()
+                .copied()
+                .filter(|index| in_group.contains(index))
+                .collect();
+            let count = usize::try_from(group.node_count).unwrap_or(0);
+            let (kept, gone) = plan_workers(&in_group, count, &group_remove, &reserved);
+            for index in kept {
+                planned.push(index);
+                desired.push((
+                    NodeId {
+                        role: Role::Worker,
+                        index,
+                    },
+                    group,
+                ));
+            }
+            surplus.extend(gone);
+        }
+        // Workers of a nodegroup that no longer exists go too.
+        surplus.extend(
+            existing
+                .iter()
+                .filter(|c| {
+                    c.node.role == Role::Worker
+                        && !spec.worker_groups().any(|group| group.name == c.group)
+                })
+                .map(|c| c.node.index),
+        );
+        surplus.sort_unstable();
+        surplus.dedup();
+        desired.sort_by_key(|(node, _)| *node);
+        Ok(Plan { desired, surplus })
+    }
+
+    fn group_of(&self, node: NodeId) -> Option<&'a NodeGroupSpec> {
+        self.desired
+            .iter()
+            .find(|(candidate, _)| *candidate == node)
+            .map(|(_, group)| *group)
+    }
+}
+
+/// Resolves `nodes_to_remove` (host names, container names, addresses or indices) to
+/// worker indices.
+fn indices_to_remove(
+    spec: &ClusterSpec,
+    layout: &ClusterLayout,
+    subnet: Ipv4Net,
+    workers: &[u32],
+) -> Result<Vec<u32>, DriverError> {
+    let mut indices = Vec::new();
+    for wanted in &spec.nodes_to_remove {
+        let found = workers.iter().copied().find(|index| {
+            let node = NodeId {
+                role: Role::Worker,
+                index: *index,
+            };
+            wanted == &layout.host_name(node)
+                || wanted == &layout.container_name(node)
+                || node_address(subnet, node).is_some_and(|address| wanted == &address.to_string())
+        });
+        match found {
+            Some(index) => indices.push(index),
+            None => {
+                return Err(DriverError::Permanent(format!(
+                    "{wanted} is not a worker node of this cluster (give a node's host name, container name or address)"
+                )))
+            }
+        }
+    }
+    Ok(indices)
 }
 
 /// The Swarm driver of the Docker provider.
 #[derive(Debug, Clone)]
 pub struct SwarmDockerDriver {
     engine: Arc<LocalEngine>,
+    nodes: NodeEngine,
 }
 
 impl SwarmDockerDriver {
     pub fn new(engine: Arc<LocalEngine>) -> Self {
-        Self { engine }
-    }
-
-    async fn docker(&self) -> Result<&Docker, DriverError> {
-        self.engine.docker().await
-    }
-
-    fn cluster_filter(uuid: &str) -> HashMap<String, Vec<String>> {
-        HashMap::from([("label".to_string(), vec![format!("{CLUSTER_LABEL}={uuid}")])])
-    }
-
-    async fn containers(&self, uuid: &str) -> Result<Vec<NodeContainer>, DriverError> {
-        let listed = self
-            .docker()
-            .await?
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(Self::cluster_filter(uuid)),
-                ..ListContainersOptions::default()
-            }))
-            .await
-            .map_err(|error| retryable("cannot list the cluster's containers", error))?;
-        let mut nodes = Vec::new();
-        for summary in listed {
-            let labels = summary.labels.unwrap_or_default();
-            let role = labels.get(ROLE_LABEL).and_then(|role| Role::parse(role));
-            let index = labels.get(INDEX_LABEL).and_then(|index| index.parse().ok());
-            if let (Some(role), Some(index), Some(id)) = (role, index, summary.id) {
-                let group = labels.get(NODEGROUP_LABEL).cloned().unwrap_or_else(|| {
-                    match role {
-                        Role::Master => DEFAULT_MASTER_NODEGROUP,
-                        Role::Worker => DEFAULT_WORKER_NODEGROUP,
-                    }
-                    .to_string()
-                });
-                let state = summary
-                    .state
-                    .map(|state| state.to_string())
-                    .unwrap_or_default();
-                nodes.push(NodeContainer {
-                    node: NodeId { role, index },
-                    group,
-                    id,
-                    running: state == "running",
-                    exit_code: None,
-                    state,
-                });
-            }
+        Self {
+            nodes: NodeEngine::new(engine.clone()),
+            engine,
         }
-        nodes.sort_by_key(|container| container.node);
-        Ok(nodes)
     }
 
-    /// The cluster's network and subnet, creating it in the first free /24 when missing.
-    async fn ensure_network(
-        &self,
-        layout: &ClusterLayout,
-        fixed: Option<&str>,
-    ) -> Result<Ipv4Net, DriverError> {
-        let name = layout.network_name();
-        let networks = self
-            .docker()
-            .await?
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(HashMap::new()),
-            }))
-            .await
-            .map_err(|error| retryable("cannot list networks", error))?;
-        let mut used = Vec::new();
-        for network in &networks {
-            let subnets: Vec<Ipv4Net> = network
-                .ipam
-                .as_ref()
-                .and_then(|ipam| ipam.config.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|config| config.subnet.as_ref()?.parse().ok())
-                .collect();
-            if network.name.as_deref() == Some(name.as_str()) {
-                return subnets.first().copied().ok_or_else(|| {
-                    DriverError::Permanent(format!("network {name} has no IPv4 subnet"))
-                });
-            }
-            used.extend(subnets);
-        }
-        let candidates: Vec<Ipv4Net> = match fixed {
-            Some(cidr) => vec![cidr.parse().map_err(|error| {
-                permanent(&format!("fixed network {cidr} is not a subnet"), error)
-            })?],
-            None => candidate_subnets(self.engine.settings.subnet_pool).collect(),
-        };
-        for subnet in candidates {
-            if used
-                .iter()
-                .any(|taken| taken.contains(&subnet.network()) || subnet.contains(&taken.network()))
-            {
-                continue;
-            }
-            let request = NetworkCreateRequest {
-                name: name.clone(),
-                driver: Some("bridge".to_string()),
-                internal: Some(true),
-                ipam: Some(Ipam {
-                    config: Some(vec![IpamConfig {
-                        subnet: Some(subnet.to_string()),
-                        gateway: Some(gateway(subnet).to_string()),
-                        ..IpamConfig::default()
-                    }]),
-                    ..Ipam::default()
-                }),
-                labels: Some(HashMap::from([(
-                    CLUSTER_LABEL.to_string(),
-                    layout.uuid.clone(),
-                )])),
-                ..NetworkCreateRequest::default()
-            };
-            match self.docker().await?.create_network(request).await {
-                Ok(_) => return Ok(subnet),
-                // Taken meanwhile by another cluster (or another conductor): try the next one.
-                Err(error) if error.to_string().contains("overlap") => continue,
-                Err(error) if error.to_string().contains("already exists") => {
-                    return Box::pin(self.ensure_network(layout, fixed)).await
-                }
-                Err(error) => {
-                    return Err(retryable(&format!("cannot create network {name}"), error))
-                }
-            }
-        }
-        Err(DriverError::Permanent(match fixed {
-            Some(cidr) => {
-                format!("the fixed network {cidr} overlaps a network that is already in use")
-            }
-            None => format!(
-                "no free /24 subnet is left in {}",
-                self.engine.settings.subnet_pool
-            ),
-        }))
-    }
-
-    fn node_environment(&self, spec: &ClusterSpec, node: NodeId) -> Vec<String> {
+    fn node_environment(spec: &ClusterSpec, node: NodeId) -> Vec<String> {
         let mut environment = vec![
             format!("MAGNUM_NODE_ROLE={}", node.role.as_str()),
             format!("MAGNUM_TLS={}", if spec.tls_disabled { 0 } else { 1 }),
         ];
-        if let Some(dns) = &spec.dns_nameserver {
+        if let Some(dns) = &spec.network.dns_nameserver {
             environment.push(format!("MAGNUM_DNS={dns}"));
         }
         for (names, value) in [
-            (["HTTP_PROXY", "http_proxy"], &spec.http_proxy),
-            (["HTTPS_PROXY", "https_proxy"], &spec.https_proxy),
-            (["NO_PROXY", "no_proxy"], &spec.no_proxy),
+            (["HTTP_PROXY", "http_proxy"], &spec.network.http_proxy),
+            (["HTTPS_PROXY", "https_proxy"], &spec.network.https_proxy),
+            (["NO_PROXY", "no_proxy"], &spec.network.no_proxy),
         ] {
             if let Some(value) = value {
                 for name in names {
@@ -235,6 +209,14 @@ impl SwarmDockerDriver {
             }
         }
         environment
+    }
+
+    /// The flavor a group's nodes get (the default flavor when the group names none).
+    fn flavor_of<'a>(&'a self, group: &'a NodeGroupSpec) -> &'a str {
+        group
+            .flavor
+            .as_deref()
+            .unwrap_or(self.engine.settings.default_flavor.as_str())
     }
 
     /// The master's TLS material for `/etc/docker/tls` (path, content, mode); none when the
@@ -267,310 +249,109 @@ impl SwarmDockerDriver {
         ])
     }
 
-    /// Files as a tar archive to unpack at `/` of a node.
-    fn pack(files: &[(&str, String, u32)]) -> Result<Vec<u8>, DriverError> {
-        let mut archive = tar::Builder::new(Vec::new());
-        for (path, content, mode) in files {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(content.len() as u64);
-            header.set_mode(*mode);
-            header.set_cksum();
-            archive
-                .append_data(&mut header, path, content.as_bytes())
-                .map_err(|error| permanent("cannot pack the node's files", error))?;
-        }
-        archive
-            .into_inner()
-            .map_err(|error| permanent("cannot pack the node's files", error))
-    }
-
-    async fn upload(
-        &self,
-        container: &str,
-        archive: Vec<u8>,
-        what: &str,
-    ) -> Result<(), DriverError> {
-        self.docker()
-            .await?
-            .upload_to_container(
-                container,
-                Some(UploadToContainerOptions {
-                    path: "/".to_string(),
-                    ..UploadToContainerOptions::default()
-                }),
-                bollard::body_full(archive.into()),
-            )
-            .await
-            .map_err(|error| retryable(&format!("cannot copy {what}"), error))
-    }
-
-    async fn create_node(
+    /// Copies the node's files into its container and starts it. Run again for a container
+    /// an interrupted attempt created but did not start: the copy is idempotent.
+    async fn provision_and_start(
         &self,
         spec: &ClusterSpec,
         layout: &ClusterLayout,
         subnet: Ipv4Net,
         node: NodeId,
-        group: &WorkerGroupSpec,
-    ) -> Result<(), DriverError> {
-        let address = node_address(subnet, node).ok_or_else(|| {
-            DriverError::Permanent(format!(
-                "the subnet {subnet} has no address for {} {}",
-                node.role.as_str(),
-                node.index
-            ))
-        })?;
-        let labels = HashMap::from([
-            (CLUSTER_LABEL.to_string(), layout.uuid.clone()),
-            (ROLE_LABEL.to_string(), node.role.as_str().to_string()),
-            (INDEX_LABEL.to_string(), node.index.to_string()),
-            (NODEGROUP_LABEL.to_string(), group.name.clone()),
-        ]);
-        let volume = layout.volume_name(node);
-        self.docker()
-            .await?
-            .create_volume(VolumeCreateOptions {
-                name: Some(volume.clone()),
-                labels: Some(labels.clone()),
-                ..VolumeCreateOptions::default()
-            })
-            .await
-            .map_err(|error| retryable(&format!("cannot create volume {volume}"), error))?;
-        let flavor = group.flavor.as_ref().and_then(|name| {
-            self.engine
-                .settings
-                .flavors
-                .iter()
-                .find(|flavor| &flavor.name == name)
-        });
-        let network = layout.network_name();
-        let container_name = layout.container_name(node);
-        let body = ContainerCreateBody {
-            image: Some(group.image.clone().unwrap_or_else(|| spec.image.clone())),
-            hostname: Some(layout.host_name(node)),
-            env: Some(self.node_environment(spec, node)),
-            labels: Some(labels),
-            host_config: Some(HostConfig {
-                cap_add: Some(vec!["ALL".to_string()]),
-                cap_drop: Some(vec!["SYS_RESOURCE".to_string()]),
-                // The Engine API has no "systempaths=unconfined"; the CLI translates it to
-                // empty masked and read-only path lists, which is what we send.
-                security_opt: Some(vec!["seccomp=unconfined".to_string()]),
-                masked_paths: Some(Vec::new()),
-                readonly_paths: Some(Vec::new()),
-                cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
-                tmpfs: Some(HashMap::from([
-                    ("/run".to_string(), String::new()),
-                    ("/tmp".to_string(), String::new()),
-                ])),
-                binds: Some(vec![format!("{volume}:/var/lib/docker")]),
-                network_mode: Some(network.clone()),
-                dns: spec.dns_nameserver.as_ref().map(|dns| {
-                    dns.split(',')
-                        .map(|server| server.trim().to_string())
-                        .collect()
-                }),
-                memory: flavor.map(|flavor| {
-                    i64::try_from(flavor.memory_mib).unwrap_or(i64::MAX) * 1024 * 1024
-                }),
-                nano_cpus: flavor.map(|flavor| (flavor.cpus * 1e9) as i64),
-                ..HostConfig::default()
-            }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    network,
-                    EndpointSettings {
-                        ipam_config: Some(EndpointIpamConfig {
-                            ipv4_address: Some(address.to_string()),
-                            ..EndpointIpamConfig::default()
-                        }),
-                        ..EndpointSettings::default()
-                    },
-                )])),
-            }),
-            ..ContainerCreateBody::default()
-        };
-        let created = self
-            .docker()
-            .await?
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(container_name.clone()),
-                    ..CreateContainerOptions::default()
-                }),
-                body,
-            )
-            .await;
-        match created {
-            Ok(_) => {}
-            // Made by an earlier, interrupted attempt: it is started below.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {}
-            Err(error) => {
-                return Err(retryable(
-                    &format!("cannot create container {container_name}"),
-                    error,
-                ))
-            }
-        }
-        self.provision_and_start(spec, layout, address, node, &container_name)
-            .await
-    }
-
-    /// Copies the node's files into its (stopped) container and starts it. Run again for a
-    /// container an interrupted attempt created but did not start: the copy is idempotent.
-    async fn provision_and_start(
-        &self,
-        spec: &ClusterSpec,
-        layout: &ClusterLayout,
-        address: Ipv4Addr,
-        node: NodeId,
-        container: &str,
     ) -> Result<(), DriverError> {
         // The entrypoint travels with each node rather than in the image, so a changed
         // entrypoint never forces an image rebuild.
         let mut files = vec![(
             "usr/local/bin/magnum-node-init",
-            crate::node_image::NODE_INIT.to_string(),
+            node_image::NODE_INIT.to_string(),
             0o755,
         )];
         if node.role == Role::Master {
-            files.extend(Self::master_certificate_files(spec, layout, node, address)?);
+            files.extend(Self::master_certificate_files(
+                spec,
+                layout,
+                node,
+                address_of(subnet, node)?,
+            )?);
         }
-        self.upload(container, Self::pack(&files)?, "the node's files")
+        let container = layout.container_name(node);
+        self.nodes
+            .upload(&container, &files, "the node's files")
             .await?;
-        self.start(container).await
+        self.nodes.start(&container).await
     }
 
-    /// Gives an existing master certificates from the (new) CA and restarts its dockerd.
-    async fn reissue_master_certificates(
+    /// Creates (or recreates) a node from its group and starts it.
+    async fn build_node(
         &self,
         spec: &ClusterSpec,
         layout: &ClusterLayout,
         subnet: Ipv4Net,
-        container: &NodeContainer,
+        node: NodeId,
+        group: &NodeGroupSpec,
     ) -> Result<(), DriverError> {
-        let address = node_address(subnet, container.node)
-            .ok_or_else(|| DriverError::Permanent("a master has no address".to_string()))?;
-        let files = Self::master_certificate_files(spec, layout, container.node, address)?;
-        if files.is_empty() {
-            return Ok(());
-        }
-        self.upload(
-            &container.id,
-            Self::pack(&files)?,
-            "the master's new certificates",
-        )
-        .await?;
-        self.docker()
-            .await?
-            .restart_container(
-                &container.id,
-                None::<bollard::query_parameters::RestartContainerOptions>,
-            )
-            .await
-            .map_err(|error| retryable("cannot restart a master", error))
+        let blueprint = NodeBlueprint {
+            node,
+            group: group.name.clone(),
+            image: group.image.clone(),
+            flavor: Some(self.flavor_of(group).to_string()),
+            host_name: layout.host_name(node),
+            environment: Self::node_environment(spec, node),
+            dns_nameserver: spec.network.dns_nameserver.clone(),
+        };
+        self.nodes.create(layout, subnet, &blueprint).await?;
+        self.provision_and_start(spec, layout, subnet, node).await
     }
 
-    /// Waits (up to a minute) until the engine no longer knows `container`.
-    async fn wait_until_removed(&self, container: &str) -> Result<(), DriverError> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match self
-                .docker()
-                .await?
-                .inspect_container(
-                    container,
-                    None::<bollard::query_parameters::InspectContainerOptions>,
-                )
-                .await
-            {
-                Err(error) if is_not_found(&error) => return Ok(()),
-                _ if Instant::now() >= deadline => {
-                    return Err(DriverError::Retryable(format!(
-                        "container {container} is still being removed"
-                    )))
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
+    /// Gives a master certificates of the cluster's CA when it holds another CA's (after
+    /// a rotation) and restarts its dockerd; returns whether it did.
+    async fn refresh_master_certificates(
+        &self,
+        spec: &ClusterSpec,
+        layout: &ClusterLayout,
+        subnet: Ipv4Net,
+        node: NodeId,
+    ) -> Result<bool, DriverError> {
+        let Some(certificates) = &spec.certificates else {
+            return Ok(false);
+        };
+        let container = layout.container_name(node);
+        let (code, current) = self
+            .nodes
+            .exec(&container, &["cat", "/etc/docker/tls/ca.pem"])
+            .await?;
+        if code == 0 && current.trim() == certificates.ca_pem().trim() {
+            return Ok(false);
         }
+        let files = Self::master_certificate_files(spec, layout, node, address_of(subnet, node)?)?;
+        self.nodes
+            .upload(&container, &files, "the master's new certificates")
+            .await?;
+        self.nodes.restart(&container).await?;
+        Ok(true)
     }
 
-    async fn start(&self, container: &str) -> Result<(), DriverError> {
-        match self
-            .docker()
-            .await?
-            .start_container(
-                container,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304, ..
-            }) => Ok(()),
-            Err(error) => Err(retryable(&format!("cannot start {container}"), error)),
-        }
-    }
-
-    /// Runs a command in a node container; returns its exit code and output.
-    async fn exec(&self, container: &str, command: &[&str]) -> Result<(i64, String), DriverError> {
-        let exec = self
-            .docker()
-            .await?
-            .create_exec(
-                container,
-                CreateExecOptions {
-                    cmd: Some(command.iter().map(|part| part.to_string()).collect()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..CreateExecOptions::default()
-                },
-            )
-            .await
-            .map_err(|error| retryable(&format!("cannot run a command in {container}"), error))?;
-        let mut text = String::new();
-        if let StartExecResults::Attached { mut output, .. } = self
-            .docker()
-            .await?
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|error| retryable(&format!("cannot run a command in {container}"), error))?
-        {
-            while let Some(chunk) = output.next().await {
-                if let Ok(chunk) = chunk {
-                    text.push_str(&chunk.to_string());
-                }
-            }
-        }
-        let inspected = self
-            .docker()
-            .await?
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(|error| retryable("cannot read a command's result", error))?;
-        Ok((inspected.exit_code.unwrap_or(-1), text))
-    }
-
-    /// A client of the master's Docker API, over TLS with the conductor's certificate.
+    /// A client of the master's Docker API (over TLS with the conductor's certificate), or
+    /// None when it does not answer yet.
     async fn master_client(
         &self,
         spec: &ClusterSpec,
         address: Ipv4Addr,
-    ) -> Result<Docker, DriverError> {
+    ) -> Result<Option<Docker>, DriverError> {
         let endpoint = format!("tcp://{address}:{API_PORT}");
+        let timeout_secs = MASTER_CALL_TIMEOUT.as_secs();
         let docker = match &spec.certificates {
-            None => Docker::connect_with_http(&endpoint, 30, bollard::API_DEFAULT_VERSION)
-                .map_err(|error| retryable("cannot reach the master", error))?,
+            None => {
+                Docker::connect_with_http(&endpoint, timeout_secs, bollard::API_DEFAULT_VERSION)
+                    .map_err(|error| retryable("cannot reach the master", error))?
+            }
             Some(certificates) => {
-                let directory = self.engine.settings.state_dir.join(&spec.uuid);
-                write_private_files(
-                    &directory,
+                let client = certificates.conductor_client();
+                let directory = self.nodes.write_private_files(
+                    &spec.uuid,
                     &[
                         ("ca.pem", certificates.ca_pem()),
-                        ("cert.pem", certificates.conductor_client().certificate_pem),
-                        ("key.pem", certificates.conductor_client().private_key_pem),
+                        ("cert.pem", client.certificate_pem),
+                        ("key.pem", client.private_key_pem),
                     ],
                 )?;
                 Docker::connect_with_ssl(
@@ -578,28 +359,20 @@ impl SwarmDockerDriver {
                     &directory.join("key.pem"),
                     &directory.join("cert.pem"),
                     &directory.join("ca.pem"),
-                    30,
+                    timeout_secs,
                     bollard::API_DEFAULT_VERSION,
                 )
                 .map_err(|error| retryable("cannot reach the master over TLS", error))?
             }
         };
-        let deadline = Instant::now() + self.engine.settings.ready_timeout;
-        loop {
-            match docker.ping().await {
-                Ok(_) => break,
-                Err(error) if Instant::now() >= deadline => {
-                    return Err(retryable(
-                        &format!("the master's Docker API at {endpoint} does not answer"),
-                        error,
-                    ))
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
+        match tokio::time::timeout(Duration::from_secs(3), docker.ping()).await {
+            Ok(Ok(_)) => {}
+            _ => return Ok(None),
         }
-        docker.negotiate_version().await.map_err(|error| {
-            retryable("the master's Docker API does not agree on a version", error)
-        })
+        match tokio::time::timeout(MASTER_CALL_TIMEOUT, docker.negotiate_version()).await {
+            Ok(Ok(docker)) => Ok(Some(docker)),
+            _ => Ok(None),
+        }
     }
 
     /// Initialises the swarm on the first master if needed; returns (worker, manager) tokens.
@@ -635,11 +408,7 @@ impl SwarmDockerDriver {
         ))
     }
 
-    /// Swarm nodes as (id, host name, state, availability, version).
-    async fn swarm_nodes(
-        &self,
-        master: &Docker,
-    ) -> Result<Vec<(String, String, String, String, i64)>, DriverError> {
+    async fn swarm_nodes(&self, master: &Docker) -> Result<Vec<SwarmNode>, DriverError> {
         let nodes = master
             .list_nodes(None::<ListNodesOptions>)
             .await
@@ -652,33 +421,57 @@ impl SwarmDockerDriver {
                     .as_ref()
                     .and_then(|description| description.hostname.clone())
                     .unwrap_or_default();
-                let state = node
+                let ready = node
                     .status
                     .as_ref()
                     .and_then(|status| status.state)
-                    .map(|state| state.to_string())
-                    .unwrap_or_default();
-                let availability = node
-                    .spec
-                    .as_ref()
-                    .and_then(|spec| spec.availability)
-                    .map(|availability| availability.to_string())
-                    .unwrap_or_default();
-                let version = node
-                    .version
-                    .as_ref()
-                    .and_then(|version| version.index)
-                    .map(|index| index as i64)
-                    .unwrap_or_default();
-                (
-                    node.id.unwrap_or_default(),
+                    .is_some_and(|state| state.to_string() == "ready");
+                let availability = node.spec.as_ref().and_then(|spec| spec.availability);
+                SwarmNode {
+                    id: node.id.unwrap_or_default(),
                     host,
-                    state,
-                    availability,
-                    version,
-                )
+                    ready,
+                    active: availability == Some(NodeSpecAvailabilityEnum::ACTIVE),
+                    version: node
+                        .version
+                        .as_ref()
+                        .and_then(|version| version.index)
+                        .map(|index| index as i64)
+                        .unwrap_or_default(),
+                    labels: node.spec.and_then(|spec| spec.labels).unwrap_or_default(),
+                }
             })
             .collect())
+    }
+
+    /// Changes a swarm node's availability and labels (the rest of its spec stays).
+    async fn update_swarm_node(
+        &self,
+        master: &Docker,
+        node: &SwarmNode,
+        availability: NodeSpecAvailabilityEnum,
+        labels: HashMap<String, String>,
+    ) -> Result<(), DriverError> {
+        let current = master.inspect_node(&node.id).await.map_err(|error| {
+            retryable(&format!("cannot read the swarm node {}", node.host), error)
+        })?;
+        let mut node_spec = current.spec.unwrap_or_default();
+        node_spec.availability = Some(availability);
+        node_spec.labels = Some(labels);
+        let version = current
+            .version
+            .and_then(|version| version.index)
+            .map(|index| index as i64)
+            .unwrap_or(node.version);
+        master
+            .update_node(&node.id, node_spec, UpdateNodeOptions { version })
+            .await
+            .map_err(|error| {
+                retryable(
+                    &format!("cannot update the swarm node {}", node.host),
+                    error,
+                )
+            })
     }
 
     /// Gives every swarm node the label `magnum.nodegroup=<its nodegroup>` and its
@@ -687,55 +480,37 @@ impl SwarmDockerDriver {
     async fn label_swarm_nodes(
         &self,
         master: &Docker,
-        node_groups: &[(String, String)],
-        spec: &ClusterSpec,
+        nodes: &[SwarmNode],
+        groups: &[(String, &NodeGroupSpec)],
     ) -> Result<(), DriverError> {
-        let nodes = master
-            .list_nodes(None::<ListNodesOptions>)
-            .await
-            .map_err(|error| retryable("cannot list the swarm's nodes", error))?;
         for node in nodes {
-            let host = node
-                .description
-                .as_ref()
-                .and_then(|description| description.hostname.clone())
-                .unwrap_or_default();
-            let Some((_, group)) = node_groups.iter().find(|(name, _)| *name == host) else {
+            let Some((_, group)) = groups.iter().find(|(host, _)| *host == node.host) else {
                 continue;
             };
-            let (Some(id), Some(mut node_spec)) = (node.id, node.spec) else {
-                continue;
-            };
-            let mut wanted: HashMap<String, String> = spec
-                .node_labels
-                .get(group)
-                .map(|labels| labels.clone().into_iter().collect())
-                .unwrap_or_default();
-            wanted.insert(SWARM_NODEGROUP_LABEL.to_string(), group.clone());
-            let mut labels = node_spec.labels.take().unwrap_or_default();
+            let mut wanted: HashMap<String, String> =
+                group.node_labels.clone().into_iter().collect();
+            wanted.insert(SWARM_NODEGROUP_LABEL.to_string(), group.name.clone());
             if wanted
                 .iter()
-                .all(|(key, value)| labels.get(key) == Some(value))
+                .all(|(key, value)| node.labels.get(key) == Some(value))
             {
                 continue;
             }
+            let mut labels = node.labels.clone();
             labels.extend(wanted);
-            node_spec.labels = Some(labels);
-            let version = node
-                .version
-                .and_then(|version| version.index)
-                .map(|index| index as i64)
-                .unwrap_or_default();
-            master
-                .update_node(&id, node_spec, UpdateNodeOptions { version })
-                .await
-                .map_err(|error| {
-                    retryable(&format!("cannot label the swarm node {host}"), error)
-                })?;
+            let availability = if node.active {
+                NodeSpecAvailabilityEnum::ACTIVE
+            } else {
+                NodeSpecAvailabilityEnum::DRAIN
+            };
+            self.update_swarm_node(master, node, availability, labels)
+                .await?;
         }
         Ok(())
     }
 
+    /// Drains a worker, makes it leave and removes it from the swarm, then removes its
+    /// container and volume.
     async fn remove_worker(
         &self,
         master: &Docker,
@@ -744,118 +519,98 @@ impl SwarmDockerDriver {
     ) -> Result<(), DriverError> {
         let host = layout.host_name(node);
         let container = layout.container_name(node);
-        for (id, _, _, _, version) in self
+        for entry in self
             .swarm_nodes(master)
             .await?
             .into_iter()
-            .filter(|entry| entry.1 == host)
+            .filter(|entry| entry.host == host)
         {
-            let drain = bollard::models::NodeSpec {
-                availability: Some(NodeSpecAvailabilityEnum::DRAIN),
-                role: Some(bollard::models::NodeSpecRoleEnum::WORKER),
-                ..bollard::models::NodeSpec::default()
-            };
-            let _ = master
-                .update_node(&id, drain, UpdateNodeOptions { version })
+            let _ = self
+                .update_swarm_node(
+                    master,
+                    &entry,
+                    NodeSpecAvailabilityEnum::DRAIN,
+                    entry.labels.clone(),
+                )
                 .await;
         }
         // Leaving makes the manager see the node gone; a forced removal does not wait for it.
         let _ = self
+            .nodes
             .exec(&container, &["docker", "swarm", "leave", "--force"])
             .await;
-        for (id, _, _, _, _) in self
+        for entry in self
             .swarm_nodes(master)
             .await?
             .into_iter()
-            .filter(|entry| entry.1 == host)
+            .filter(|entry| entry.host == host)
         {
             master
-                .delete_node(&id, Some(DeleteNodeOptions { force: true }))
+                .delete_node(&entry.id, Some(DeleteNodeOptions { force: true }))
                 .await
                 .map_err(|error| {
                     retryable(&format!("cannot remove {host} from the swarm"), error)
                 })?;
         }
-        self.remove_container_and_volume(layout, node).await
+        self.nodes.remove_node(layout, node, false).await
     }
 
-    async fn remove_container_and_volume(
+    /// Joins a node that is not (or no longer) part of the swarm; true when it is part of
+    /// it already (and only needs time to become ready).
+    async fn join(
         &self,
-        layout: &ClusterLayout,
-        node: NodeId,
-    ) -> Result<(), DriverError> {
-        let container = layout.container_name(node);
-        match self
-            .docker()
-            .await?
-            .remove_container(
-                &container,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..RemoveContainerOptions::default()
-                }),
+        container: &str,
+        token: &str,
+        master_address: &str,
+        known_ids: &[String],
+    ) -> Result<bool, DriverError> {
+        let (code, state) = self
+            .nodes
+            .exec(
+                container,
+                &[
+                    "docker",
+                    "info",
+                    "--format",
+                    "{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}",
+                ],
             )
-            .await
-        {
-            Ok(()) => {}
-            Err(error) if is_not_found(&error) => {}
-            Err(error) => return Err(retryable(&format!("cannot remove {container}"), error)),
+            .await?;
+        if code != 0 {
+            // The node's dockerd is not up yet.
+            return Ok(false);
         }
-        let volume = layout.volume_name(node);
-        match self
-            .docker()
-            .await?
-            .remove_volume(&volume, Some(RemoveVolumeOptions { force: true }))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(error) if is_not_found(&error) => Ok(()),
-            Err(error) => Err(retryable(&format!("cannot remove volume {volume}"), error)),
-        }
-    }
-
-    /// Resolves `nodes_to_remove` (host names, container names, addresses or indices) to
-    /// worker indices.
-    fn indices_to_remove(
-        spec: &ClusterSpec,
-        layout: &ClusterLayout,
-        subnet: Ipv4Net,
-        workers: &[u32],
-    ) -> Result<Vec<u32>, DriverError> {
-        let mut indices = Vec::new();
-        for wanted in &spec.nodes_to_remove {
-            let found = workers.iter().copied().find(|index| {
-                let node = NodeId {
-                    role: Role::Worker,
-                    index: *index,
-                };
-                wanted == &layout.host_name(node)
-                    || wanted == &layout.container_name(node)
-                    || node_address(subnet, node)
-                        .is_some_and(|address| wanted == &address.to_string())
-            });
-            match found {
-                Some(index) => indices.push(index),
-                None => {
-                    return Err(DriverError::Permanent(format!(
-                        "{wanted} is not a worker node of this cluster (give a node's host name, container name or address)"
-                    )))
-                }
+        let mut words = state.split_whitespace();
+        let local_state = words.next().unwrap_or_default();
+        let node_id = words.next().unwrap_or_default();
+        match local_state {
+            "active" if known_ids.iter().any(|id| id == node_id) => return Ok(true),
+            "pending" => return Ok(false),
+            "inactive" => {}
+            // In a swarm this one does not know (its volume outlived it), or in error.
+            _ => {
+                self.nodes
+                    .exec(container, &["docker", "swarm", "leave", "--force"])
+                    .await?;
             }
         }
-        Ok(indices)
+        self.nodes
+            .exec(
+                container,
+                &["docker", "swarm", "join", "--token", token, master_address],
+            )
+            .await?;
+        Ok(false)
     }
 
     fn observed(
-        &self,
         spec: &ClusterSpec,
         layout: &ClusterLayout,
         subnet: Ipv4Net,
         workers: &[(u32, String)],
         server_version: Option<String>,
     ) -> Observed {
-        let masters: Vec<String> = (0..u32::try_from(spec.master_count).unwrap_or(0))
+        let masters: Vec<String> = (0..u32::try_from(spec.master_count()).unwrap_or(0))
             .filter_map(|index| {
                 node_address(
                     subnet,
@@ -867,12 +622,13 @@ impl SwarmDockerDriver {
             })
             .map(|address| address.to_string())
             .collect();
-        let mut nodegroup_addresses = BTreeMap::from([
-            (DEFAULT_MASTER_NODEGROUP.to_string(), masters.clone()),
-            (DEFAULT_WORKER_NODEGROUP.to_string(), Vec::new()),
-        ]);
-        for group in &spec.extra_worker_groups {
-            nodegroup_addresses.insert(group.name.clone(), Vec::new());
+        let mut nodegroup_addresses: BTreeMap<String, Vec<String>> = spec
+            .nodegroups
+            .iter()
+            .map(|group| (group.name.clone(), Vec::new()))
+            .collect();
+        if let Some(group) = spec.masters() {
+            nodegroup_addresses.insert(group.name.clone(), masters.clone());
         }
         let mut nodes = Vec::new();
         for (index, group) in workers {
@@ -888,6 +644,7 @@ impl SwarmDockerDriver {
                     .push(address.to_string());
             }
         }
+        let _ = layout;
         Observed {
             stack_id: Some(layout.network_name()),
             api_address: masters
@@ -902,63 +659,60 @@ impl SwarmDockerDriver {
         }
     }
 
-    /// The nodegroups of a cluster's nodes, masters first, then `default-worker`, then the
-    /// others: names, sizes, flavors and images.
-    fn node_groups(spec: &ClusterSpec) -> (WorkerGroupSpec, Vec<WorkerGroupSpec>) {
-        let masters = WorkerGroupSpec {
-            name: DEFAULT_MASTER_NODEGROUP.to_string(),
-            node_count: spec.master_count,
-            flavor: spec.master_flavor.clone().or(spec.node_flavor.clone()),
-            image: None,
-        };
-        let mut workers = vec![WorkerGroupSpec {
-            name: DEFAULT_WORKER_NODEGROUP.to_string(),
-            node_count: spec.node_count,
-            flavor: spec.node_flavor.clone(),
-            image: None,
-        }];
-        workers.extend(
-            spec.extra_worker_groups
-                .iter()
-                .map(|group| WorkerGroupSpec {
-                    flavor: group.flavor.clone().or(spec.node_flavor.clone()),
-                    ..group.clone()
-                }),
-        );
-        (masters, workers)
-    }
-}
-
-/// Writes files readable only by the owner (the conductor's client key among them).
-fn write_private_files(
-    directory: &std::path::Path,
-    files: &[(&str, String)],
-) -> Result<(), DriverError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        if !directory.is_dir() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(directory)
-                .map_err(|error| permanent("cannot create the cluster's state directory", error))?;
+    /// Starts the node image build when the spec needs it and it is missing; refuses
+    /// images the engine does not have. Some(waiting) while the build runs.
+    async fn ensure_images(
+        &self,
+        spec: &ClusterSpec,
+        progress: &dyn ProgressSink,
+    ) -> Result<Option<Waiting>, DriverError> {
+        let mut images: Vec<&String> = spec.nodegroups.iter().map(|group| &group.image).collect();
+        images.sort();
+        images.dedup();
+        for image in images {
+            if image == &self.engine.settings.node_image {
+                if !node_image::poll_node_image(&self.engine).await? {
+                    progress.report("preparing the node image");
+                    return Ok(Some(Waiting::new(
+                        Duration::from_secs(2),
+                        "preparing the node image (the first build takes a minute or two)",
+                    )));
+                }
+            } else if self
+                .nodes
+                .docker()
+                .await?
+                .inspect_image(image)
+                .await
+                .is_err()
+            {
+                return Err(DriverError::Permanent(format!(
+                    "the image {image} is not in the local engine"
+                )));
+            }
         }
+        Ok(None)
     }
-    for (name, content) in files {
-        let path = directory.join(name);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|error| permanent(&format!("cannot write {}", path.display()), error))?;
-        file.write_all(content.as_bytes())
-            .map_err(|error| permanent(&format!("cannot write {}", path.display()), error))?;
+
+    /// Fails when a node has been running for longer than `[docker] ready_timeout` without
+    /// becoming ready (a broken image: an upgrade to it rolls back).
+    async fn check_not_stuck(
+        &self,
+        layout: &ClusterLayout,
+        node: NodeId,
+        image: &str,
+    ) -> Result<(), DriverError> {
+        let limit = self.engine.settings.ready_timeout;
+        let running_for = self.nodes.running_for(&layout.container_name(node)).await?;
+        if running_for.is_some_and(|running| running >= limit) {
+            return Err(DriverError::Permanent(format!(
+                "node {} (image {image}) did not become ready within {} s",
+                layout.host_name(node),
+                limit.as_secs()
+            )));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[async_trait]
@@ -970,7 +724,7 @@ impl ClusterDriver for SwarmDockerDriver {
     fn check_shape(
         &self,
         master_count: i64,
-        node_count: i64,
+        worker_count: i64,
         _master_lb_enabled: bool,
     ) -> Result<(), DomainError> {
         if master_count % 2 == 0 {
@@ -983,7 +737,7 @@ impl ClusterDriver for SwarmDockerDriver {
                 "A swarm on the docker provider has at most 9 masters.",
             ));
         }
-        if node_count > 230 {
+        if worker_count > 230 {
             return Err(DomainError::invalid(
                 "A swarm on the docker provider has at most 230 worker nodes.",
             ));
@@ -991,224 +745,160 @@ impl ClusterDriver for SwarmDockerDriver {
         Ok(())
     }
 
+    fn check_upgrade(
+        &self,
+        from: &ClusterTemplate,
+        to: &ClusterTemplate,
+    ) -> Result<(), DomainError> {
+        // Only what nodes are made from may change: the image (through its template) and
+        // flavors. What the running swarm and its clients depend on must stay.
+        let mut differences = Vec::new();
+        if from.coe != to.coe {
+            differences.push("coe");
+        }
+        if from.tls_disabled != to.tls_disabled {
+            differences.push("tls_disabled");
+        }
+        if from.network_driver != to.network_driver {
+            differences.push("network_driver");
+        }
+        if from.fixed_network != to.fixed_network {
+            differences.push("fixed_network");
+        }
+        if from.driver != to.driver {
+            differences.push("driver");
+        }
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(DomainError::invalid(format!(
+                "A swarm on the docker provider can be upgraded only to a template that differs in its image and flavors, not in {}.",
+                differences.join(", ")
+            )))
+        }
+    }
+
     async fn apply(
         &self,
         spec: &ClusterSpec,
         progress: &dyn ProgressSink,
-    ) -> Result<Observed, DriverError> {
+    ) -> Result<Progress, DriverError> {
         // The API checked the shape; a spec from elsewhere (an older row, a hand edit) is
         // checked again so that planning never works on counts it cannot build.
-        let workers_wanted = magnum_core::limits::checked_sum(
-            std::iter::once(spec.node_count).chain(
-                spec.extra_worker_groups
-                    .iter()
-                    .map(|group| group.node_count),
-            ),
-        )
-        .ok_or_else(|| DriverError::Permanent("too many worker nodes".to_string()))?;
-        self.check_shape(spec.master_count, workers_wanted, spec.master_lb_enabled)
+        let workers_wanted = spec
+            .worker_count()
+            .ok_or_else(|| DriverError::Permanent("too many worker nodes".to_string()))?;
+        self.check_shape(spec.master_count(), workers_wanted, spec.master_lb_enabled)
             .map_err(|error| DriverError::Permanent(error.message))?;
+        if let Some(waiting) = self.ensure_images(spec, progress).await? {
+            return Ok(Progress::Waiting(waiting));
+        }
         let layout = ClusterLayout::new(&spec.uuid, &spec.name);
-        let (master_group, worker_groups) = Self::node_groups(spec);
-        let mut images: Vec<&String> = worker_groups
-            .iter()
-            .filter_map(|group| group.image.as_ref())
-            .chain([&spec.image])
-            .collect();
-        images.sort();
-        images.dedup();
-        for image in images {
-            if image == &self.engine.settings.node_image {
-                progress.report("preparing the node image");
-                node_image::ensure_node_image(&self.engine, &self.engine.settings).await?;
-            } else if self.docker().await?.inspect_image(image).await.is_err() {
-                return Err(DriverError::Permanent(format!(
-                    "the image {image} is not in the local engine"
-                )));
-            }
-        }
         let subnet = self
-            .ensure_network(&layout, spec.fixed_network.as_deref())
+            .nodes
+            .ensure_network(&layout, spec.network.fixed_network.as_deref())
             .await?;
-        let existing = self.containers(&spec.uuid).await?;
-        let existing_workers: Vec<u32> = existing
-            .iter()
-            .filter(|container| container.node.role == Role::Worker)
-            .map(|container| container.node.index)
-            .collect();
-        let remove = Self::indices_to_remove(spec, &layout, subnet, &existing_workers)?;
-        // Each worker nodegroup is planned on its own; new workers take indices no other
-        // group's worker (existing or just planned) has.
-        let mut workers: Vec<(u32, String)> = Vec::new();
-        let mut surplus: Vec<u32> = Vec::new();
-        let mut group_of: HashMap<u32, &WorkerGroupSpec> = HashMap::new();
-        for group in &worker_groups {
-            let in_group: Vec<u32> = existing
-                .iter()
-                .filter(|c| c.node.role == Role::Worker && c.group == group.name)
-                .map(|c| c.node.index)
-                .collect();
-            let reserved: Vec<u32> = existing_workers
-                .iter()
-                .copied()
-                .filter(|index| !in_group.contains(index))
-                .chain(workers.iter().map(|(index, _)| *index))
-                .collect();
-            let group_remove: Vec<u32> = remove
-                .iter()
-                .copied()
-                .filter(|index| in_group.contains(index))
-                .collect();
-            let count = usize::try_from(group.node_count).unwrap_or(0);
-            let (kept, gone) = plan_workers(&in_group, count, &group_remove, &reserved);
-            for index in kept {
-                group_of.insert(index, group);
-                workers.push((index, group.name.clone()));
-            }
-            surplus.extend(gone);
-        }
-        // Workers of a nodegroup that no longer exists go too.
-        surplus.extend(
-            existing
-                .iter()
-                .filter(|c| {
-                    c.node.role == Role::Worker
-                        && !worker_groups.iter().any(|group| group.name == c.group)
-                })
-                .map(|c| c.node.index),
-        );
-        workers.sort();
-        surplus.sort_unstable();
-        surplus.dedup();
-        let masters: Vec<u32> = (0..u32::try_from(spec.master_count).unwrap_or(1)).collect();
-        let desired: Vec<NodeId> = masters
-            .iter()
-            .map(|index| NodeId {
-                role: Role::Master,
-                index: *index,
-            })
-            .chain(workers.iter().map(|(index, _)| NodeId {
-                role: Role::Worker,
-                index: *index,
-            }))
-            .collect();
+        let existing = self.nodes.containers(&spec.uuid).await?;
+        let plan = Plan::new(spec, &layout, subnet, &existing)?;
 
-        // Every node's nodegroup: what it is made from and the group it is labelled with.
-        let group_for = |node: NodeId| match node.role {
-            Role::Master => &master_group,
-            Role::Worker => group_of.get(&node.index).copied().unwrap_or(&master_group),
-        };
-        let missing: Vec<NodeId> = desired
+        // Missing nodes are made; stopped ones started.
+        let missing: Vec<(NodeId, &NodeGroupSpec)> = plan
+            .desired
             .iter()
             .copied()
-            .filter(|node| !existing.iter().any(|container| container.node == *node))
+            .filter(|(node, _)| !existing.iter().any(|container| container.node == *node))
             .collect();
         if !missing.is_empty() {
             progress.report(&format!("creating {} node container(s)", missing.len()));
         }
         let creations = missing
             .iter()
-            .map(|node| self.create_node(spec, &layout, subnet, *node, group_for(*node)));
+            .map(|(node, group)| self.build_node(spec, &layout, subnet, *node, group));
         for result in futures::future::join_all(creations).await {
             result?;
         }
+        let wanted = |node: NodeId| plan.desired.iter().any(|(candidate, _)| *candidate == node);
         for container in existing
             .iter()
-            .filter(|container| !container.running && desired.contains(&container.node))
+            .filter(|container| !container.running && wanted(container.node))
         {
-            let address = node_address(subnet, container.node).ok_or_else(|| {
-                DriverError::Permanent(format!(
-                    "no address is left in {subnet} for {}",
-                    layout.container_name(container.node)
-                ))
-            })?;
-            self.provision_and_start(spec, &layout, address, container.node, &container.id)
+            self.provision_and_start(spec, &layout, subnet, container.node)
                 .await?;
         }
         if spec.reissue_certificates {
-            progress.report("distributing the new certificates");
+            let mut refreshed = false;
             for container in existing
                 .iter()
-                .filter(|container| container.node.role == Role::Master)
+                .filter(|container| container.node.role == Role::Master && container.running)
             {
-                self.reissue_master_certificates(spec, &layout, subnet, container)
+                refreshed |= self
+                    .refresh_master_certificates(spec, &layout, subnet, container.node)
                     .await?;
             }
-        }
-
-        progress.report("forming the swarm");
-        let first_master = node_address(
-            subnet,
-            NodeId {
-                role: Role::Master,
-                index: 0,
-            },
-        )
-        .ok_or_else(|| {
-            DriverError::Permanent("the cluster subnet has no master address".to_string())
-        })?;
-        let master = self.master_client(spec, first_master).await?;
-        let (worker_token, manager_token) = self.ensure_swarm(&master, first_master).await?;
-        let swarm_nodes = self.swarm_nodes(&master).await?;
-        let joins = desired
-            .iter()
-            .filter(|node| !(node.role == Role::Master && node.index == 0))
-            .filter_map(|node| {
-                let host = layout.host_name(*node);
-                let joined = swarm_nodes
-                    .iter()
-                    .any(|entry| entry.1 == host && entry.2 == "ready");
-                (!joined).then_some(*node)
-            });
-        let join_tasks = joins.map(|node| {
-            let token = if node.role == Role::Master {
-                manager_token.clone()
-            } else {
-                worker_token.clone()
-            };
-            let container = layout.container_name(node);
-            let master_address = format!("{first_master}:2377");
-            async move {
-                // A node whose volume survived a swarm it no longer belongs to must leave first.
-                let _ = self
-                    .exec(&container, &["docker", "swarm", "leave", "--force"])
-                    .await;
-                let deadline = Instant::now() + self.engine.settings.ready_timeout;
-                loop {
-                    let (code, output) = self
-                        .exec(
-                            &container,
-                            &[
-                                "docker",
-                                "swarm",
-                                "join",
-                                "--token",
-                                &token,
-                                &master_address,
-                            ],
-                        )
-                        .await?;
-                    if code == 0 {
-                        return Ok(());
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(DriverError::Retryable(format!(
-                            "{container} cannot join the swarm: {}",
-                            output.trim()
-                        )));
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+            if refreshed {
+                progress.report("distributing the new certificates");
+                return Ok(Progress::Waiting(Waiting::new(
+                    SOON,
+                    "restarting the masters with certificates of the new CA",
+                )));
             }
-        });
-        for result in futures::future::join_all(join_tasks).await {
-            result?;
         }
 
-        if !surplus.is_empty() {
-            progress.report(&format!("removing {} worker node(s)", surplus.len()));
+        let first_master_node = NodeId {
+            role: Role::Master,
+            index: 0,
+        };
+        let first_master = address_of(subnet, first_master_node)?;
+        let Some(master) = self.master_client(spec, first_master).await? else {
+            self.check_not_stuck(
+                &layout,
+                first_master_node,
+                &plan
+                    .group_of(first_master_node)
+                    .map(|group| group.image.clone())
+                    .unwrap_or_default(),
+            )
+            .await?;
+            return Ok(Progress::Waiting(Waiting::new(
+                SOON,
+                "waiting for the master's Docker API",
+            )));
+        };
+        let (worker_token, manager_token) = self.ensure_swarm(&master, first_master).await?;
+        let swarm = self.swarm_nodes(&master).await?;
+        let known_ids: Vec<String> = swarm.iter().map(|node| node.id.clone()).collect();
+        let ready_host = |host: &str| swarm.iter().any(|entry| entry.host == host && entry.ready);
+        let master_address = format!("{first_master}:2377");
+        let joins = plan
+            .desired
+            .iter()
+            .filter(|(node, _)| *node != first_master_node)
+            .filter(|(node, _)| !ready_host(&layout.host_name(*node)))
+            .map(|(node, _)| {
+                let token = if node.role == Role::Master {
+                    &manager_token
+                } else {
+                    &worker_token
+                };
+                let container = layout.container_name(*node);
+                let known_ids = &known_ids;
+                let master_address = &master_address;
+                async move {
+                    self.join(&container, token, master_address, known_ids)
+                        .await
+                }
+            });
+        for result in futures::future::join_all(joins).await {
+            // A node whose dockerd is still starting is looked at again next step.
+            if let Err(error) = result {
+                tracing::debug!(%error, "a node could not join yet");
+            }
         }
-        for index in &surplus {
+
+        if !plan.surplus.is_empty() {
+            progress.report(&format!("removing {} worker node(s)", plan.surplus.len()));
+        }
+        for index in &plan.surplus {
             self.remove_worker(
                 &master,
                 &layout,
@@ -1220,189 +910,202 @@ impl ClusterDriver for SwarmDockerDriver {
             .await?;
         }
 
-        // Swarm entries of nodes that are not wanted (gone containers) or duplicated are removed.
-        let wanted_hosts: Vec<String> =
-            desired.iter().map(|node| layout.host_name(*node)).collect();
-        progress.report(&format!(
-            "waiting for {} node(s) to be ready",
-            desired.len()
-        ));
-        let deadline = Instant::now() + self.engine.settings.ready_timeout;
-        loop {
-            let nodes = self.swarm_nodes(&master).await?;
-            for (id, host, state, _, _) in &nodes {
-                let duplicate_down = state != "ready"
-                    && nodes
-                        .iter()
-                        .any(|other| &other.1 == host && other.2 == "ready");
-                if !wanted_hosts.contains(host) || duplicate_down {
-                    let _ = master
-                        .delete_node(id, Some(DeleteNodeOptions { force: true }))
-                        .await;
+        // Swarm entries of nodes that are not wanted (gone containers) or duplicated go.
+        let swarm = self.swarm_nodes(&master).await?;
+        let wanted_hosts: Vec<(String, NodeId)> = plan
+            .desired
+            .iter()
+            .map(|(node, _)| (layout.host_name(*node), *node))
+            .collect();
+        for entry in &swarm {
+            let duplicate_down = !entry.ready
+                && swarm
+                    .iter()
+                    .any(|other| other.host == entry.host && other.ready);
+            if !wanted_hosts.iter().any(|(host, _)| *host == entry.host) || duplicate_down {
+                let _ = master
+                    .delete_node(&entry.id, Some(DeleteNodeOptions { force: true }))
+                    .await;
+            }
+        }
+        let not_ready: Vec<&(String, NodeId)> = wanted_hosts
+            .iter()
+            .filter(|(host, _)| !swarm.iter().any(|entry| entry.host == *host && entry.ready))
+            .collect();
+        if !not_ready.is_empty() {
+            for (_, node) in &not_ready {
+                let image = plan
+                    .group_of(*node)
+                    .map(|group| group.image.clone())
+                    .unwrap_or_default();
+                self.check_not_stuck(&layout, *node, &image).await?;
+            }
+            let status = format!(
+                "{} of {} node(s) ready; waiting for {}",
+                wanted_hosts.len() - not_ready.len(),
+                wanted_hosts.len(),
+                not_ready
+                    .iter()
+                    .map(|(host, _)| host.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            progress.report(&status);
+            return Ok(Progress::Waiting(Waiting::new(SOON, status)));
+        }
+
+        // Replaced nodes that are ready go back to work.
+        for entry in swarm
+            .iter()
+            .filter(|entry| entry.labels.contains_key(SWARM_REPLACING_LABEL))
+        {
+            let node = wanted_hosts
+                .iter()
+                .find(|(host, _)| *host == entry.host)
+                .map(|(_, node)| *node);
+            let replaced = node.is_some_and(|node| {
+                existing.iter().all(|container| {
+                    container.node != node
+                        || plan.group_of(node).is_some_and(|group| {
+                            container.image == group.image
+                                && container
+                                    .flavor
+                                    .as_deref()
+                                    .is_none_or(|flavor| flavor == self.flavor_of(group))
+                        })
+                })
+            });
+            if !replaced {
+                continue;
+            }
+            // The manager may still show the old container's heartbeat: the new one must
+            // say itself that it is back in the swarm.
+            let (code, state) = self
+                .nodes
+                .exec(
+                    &layout.container_name(node.unwrap_or(first_master_node)),
+                    &["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"],
+                )
+                .await
+                .unwrap_or((1, String::new()));
+            if code != 0 || state.trim() != "active" {
+                if let Some(node) = node {
+                    let image = plan
+                        .group_of(node)
+                        .map(|group| group.image.clone())
+                        .unwrap_or_default();
+                    self.check_not_stuck(&layout, node, &image).await?;
                 }
-            }
-            let ready: Vec<&String> = nodes
-                .iter()
-                .filter(|entry| entry.2 == "ready" && entry.3 == "active")
-                .map(|entry| &entry.1)
-                .collect();
-            let not_ready: Vec<&String> = wanted_hosts
-                .iter()
-                .filter(|host| !ready.contains(host))
-                .collect();
-            if not_ready.is_empty() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(DriverError::Retryable(format!(
-                    "node(s) not ready yet: {}",
-                    not_ready
-                        .iter()
-                        .map(|host| host.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                return Ok(Progress::Waiting(Waiting::new(
+                    SOON,
+                    format!("waiting for the replaced node {} to rejoin", entry.host),
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut labels = entry.labels.clone();
+            labels.remove(SWARM_REPLACING_LABEL);
+            self.update_swarm_node(&master, entry, NodeSpecAvailabilityEnum::ACTIVE, labels)
+                .await?;
         }
-        let node_groups: Vec<(String, String)> = desired
+
+        // One node at a time whose image or flavor is not its group's is replaced, keeping
+        // its volume (and so its place in the swarm): workers first, the first master last.
+        let mut outdated: Vec<(NodeId, &NodeGroupSpec)> = plan
+            .desired
             .iter()
-            .map(|node| (layout.host_name(*node), group_for(*node).name.clone()))
+            .copied()
+            .filter(|(node, group)| {
+                existing.iter().any(|container| {
+                    container.node == *node
+                        && (container.image != group.image
+                            || container
+                                .flavor
+                                .as_deref()
+                                .is_some_and(|flavor| flavor != self.flavor_of(group)))
+                })
+            })
             .collect();
-        self.label_swarm_nodes(&master, &node_groups, spec).await?;
+        outdated
+            .sort_by_key(|(node, _)| (node.role == Role::Master, std::cmp::Reverse(node.index)));
+        if let Some((node, group)) = outdated.first().copied() {
+            let host = layout.host_name(node);
+            let entry = swarm.iter().find(|entry| entry.host == host);
+            match entry {
+                Some(entry) if !entry.labels.contains_key(SWARM_REPLACING_LABEL) => {
+                    progress.report(&format!("draining {host} to replace it"));
+                    let mut labels = entry.labels.clone();
+                    labels.insert(SWARM_REPLACING_LABEL.to_string(), "true".to_string());
+                    self.update_swarm_node(&master, entry, NodeSpecAvailabilityEnum::DRAIN, labels)
+                        .await?;
+                    return Ok(Progress::Waiting(Waiting::new(
+                        Duration::from_secs(1),
+                        format!("draining {host} to replace it with image {}", group.image),
+                    )));
+                }
+                _ => {
+                    progress.report(&format!("replacing {host}"));
+                    self.nodes.remove_node(&layout, node, true).await?;
+                    self.build_node(spec, &layout, subnet, node, group).await?;
+                    return Ok(Progress::Waiting(Waiting::new(
+                        SOON,
+                        format!(
+                            "replacing {host} ({} of {} node(s) to replace)",
+                            1,
+                            outdated.len()
+                        ),
+                    )));
+                }
+            }
+        }
+
+        let hosts: Vec<(String, &NodeGroupSpec)> = plan
+            .desired
+            .iter()
+            .map(|(node, group)| (layout.host_name(*node), *group))
+            .collect();
+        self.label_swarm_nodes(&master, &swarm, &hosts).await?;
         let version = master
             .version()
             .await
             .ok()
             .and_then(|version| version.version);
-        let mut observed = self.observed(spec, &layout, subnet, &workers, version);
+        let workers: Vec<(u32, String)> = plan
+            .desired
+            .iter()
+            .filter(|(node, _)| node.role == Role::Worker)
+            .map(|(node, group)| (node.index, group.name.clone()))
+            .collect();
+        let mut observed = Self::observed(spec, &layout, subnet, &workers, version);
         observed.health = HealthReport {
             healthy: true,
             reason: wanted_hosts
                 .iter()
-                .map(|host| (format!("{host}.Ready"), "True".to_string()))
+                .map(|(host, _)| (format!("{host}.Ready"), "True".to_string()))
                 .chain([("api".to_string(), "ok".to_string())])
                 .collect(),
         };
-        Ok(observed)
+        Ok(Progress::Done(observed))
     }
 
-    async fn delete(&self, cluster_uuid: &str) -> Result<(), DriverError> {
-        let filter = Self::cluster_filter(cluster_uuid);
-        // Every node at once: the engine stops and removes them in parallel.
-        let removals =
-            self.containers(cluster_uuid)
-                .await?
-                .into_iter()
-                .map(|container| async move {
-                    match self
-                        .docker()
-                        .await?
-                        .remove_container(
-                            &container.id,
-                            Some(RemoveContainerOptions {
-                                force: true,
-                                v: true,
-                                ..RemoveContainerOptions::default()
-                            }),
-                        )
-                        .await
-                    {
-                        Ok(()) => Ok(()),
-                        Err(error) if is_not_found(&error) => Ok(()),
-                        // An earlier attempt (perhaps of a process that died) is removing it.
-                        Err(error) if error.to_string().contains("already in progress") => {
-                            self.wait_until_removed(&container.id).await
-                        }
-                        Err(error) => Err(retryable("cannot remove a node container", error)),
-                    }
-                });
-        for result in futures::future::join_all(removals).await {
-            result?;
-        }
-        let volumes = self
-            .docker()
-            .await?
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filter.clone()),
-            }))
-            .await
-            .map_err(|error| retryable("cannot list the cluster's volumes", error))?;
-        let removals = volumes
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|volume| async move {
-                match self
-                    .docker()
-                    .await?
-                    .remove_volume(&volume.name, Some(RemoveVolumeOptions { force: true }))
-                    .await
-                {
-                    Ok(()) => Ok(()),
-                    Err(error) if is_not_found(&error) => Ok(()),
-                    Err(error) => Err(retryable(
-                        &format!("cannot remove volume {}", volume.name),
-                        error,
-                    )),
-                }
-            });
-        for result in futures::future::join_all(removals).await {
-            result?;
-        }
-        let networks = self
-            .docker()
-            .await?
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filter),
-            }))
-            .await
-            .map_err(|error| retryable("cannot list the cluster's networks", error))?;
-        for network in networks {
-            let id = network.id.unwrap_or_default();
-            match self.docker().await?.remove_network(&id).await {
-                Ok(()) => {}
-                Err(error) if is_not_found(&error) => {}
-                Err(error) => return Err(retryable("cannot remove the cluster network", error)),
-            }
-        }
-        let directory = self.engine.settings.state_dir.join(cluster_uuid);
-        if directory.exists() {
-            std::fs::remove_dir_all(&directory).map_err(|error| {
-                permanent(&format!("cannot remove {}", directory.display()), error)
-            })?;
-        }
-        Ok(())
+    async fn delete(&self, cluster: &ClusterRef) -> Result<Removal, DriverError> {
+        self.nodes.delete_cluster(&cluster.uuid).await
     }
 
     async fn observe(&self, spec: &ClusterSpec) -> Result<Observed, DriverError> {
         let layout = ClusterLayout::new(&spec.uuid, &spec.name);
-        let containers = self.containers(&spec.uuid).await?;
+        let containers = self.nodes.containers(&spec.uuid).await?;
         let mut reason = BTreeMap::new();
         let mut healthy = true;
         for container in &containers {
             if !container.running {
                 healthy = false;
-                let code = match container.exit_code {
-                    Some(code) => format!(" with code {code}"),
-                    None => String::new(),
-                };
                 reason.insert(
                     layout.host_name(container.node),
-                    format!("container is {}{code}", container.state),
+                    format!("container is {}", container.state),
                 );
             }
         }
-        let expected_masters = usize::try_from(spec.master_count).unwrap_or(0);
-        let expected_workers = usize::try_from(
-            spec.node_count
-                + spec
-                    .extra_worker_groups
-                    .iter()
-                    .map(|group| group.node_count)
-                    .sum::<i64>(),
-        )
-        .unwrap_or(0);
+        let expected_masters = usize::try_from(spec.master_count()).unwrap_or(0);
+        let expected_workers = usize::try_from(spec.worker_count().unwrap_or(0)).unwrap_or(0);
         let n_masters = containers
             .iter()
             .filter(|c| c.node.role == Role::Master)
@@ -1423,22 +1126,10 @@ impl ClusterDriver for SwarmDockerDriver {
             .filter(|c| c.node.role == Role::Worker)
             .map(|c| (c.node.index, c.group.clone()))
             .collect();
-        let network = layout.network_name();
-        let subnet = self
-            .docker()
-            .await?
-            .inspect_network(
-                &network,
-                None::<bollard::query_parameters::InspectNetworkOptions>,
-            )
-            .await
-            .ok()
-            .and_then(|network| network.ipam?.config?.first()?.subnet.clone())
-            .and_then(|subnet| subnet.parse::<Ipv4Net>().ok());
-        let Some(subnet) = subnet else {
+        let Some(subnet) = self.nodes.subnet(&layout).await? else {
             reason.insert(
                 "network".to_string(),
-                format!("network {network} is missing"),
+                format!("network {} is missing", layout.network_name()),
             );
             return Ok(Observed {
                 health: HealthReport {
@@ -1448,26 +1139,18 @@ impl ClusterDriver for SwarmDockerDriver {
                 ..Observed::default()
             });
         };
+        let first_master = NodeId {
+            role: Role::Master,
+            index: 0,
+        };
         let mut version = None;
-        let master_running = containers.iter().any(|c| {
-            c.node
-                == NodeId {
-                    role: Role::Master,
-                    index: 0,
-                }
-                && c.running
-        });
+        let master_running = containers
+            .iter()
+            .any(|c| c.node == first_master && c.running);
         if master_running {
-            let first_master = node_address(
-                subnet,
-                NodeId {
-                    role: Role::Master,
-                    index: 0,
-                },
-            )
-            .unwrap_or(Ipv4Addr::UNSPECIFIED);
-            match self.master_client(spec, first_master).await {
-                Ok(master) => {
+            let address = address_of(subnet, first_master)?;
+            match self.master_client(spec, address).await? {
+                Some(master) => {
                     reason.insert("api".to_string(), "ok".to_string());
                     version = master
                         .version()
@@ -1475,26 +1158,28 @@ impl ClusterDriver for SwarmDockerDriver {
                         .ok()
                         .and_then(|version| version.version);
                     if let Ok(nodes) = self.swarm_nodes(&master).await {
-                        for (_, host, state, _, _) in nodes {
-                            let ready = state == "ready";
-                            healthy &= ready;
+                        for node in nodes {
+                            healthy &= node.ready;
                             reason.insert(
-                                format!("{host}.Ready"),
-                                if ready { "True" } else { "False" }.to_string(),
+                                format!("{}.Ready", node.host),
+                                if node.ready { "True" } else { "False" }.to_string(),
                             );
                         }
                     }
                 }
-                Err(error) => {
+                None => {
                     healthy = false;
-                    reason.insert("api".to_string(), error.to_string());
+                    reason.insert(
+                        "api".to_string(),
+                        format!("the master's Docker API at {address}:{API_PORT} does not answer"),
+                    );
                 }
             }
         } else {
             healthy = false;
             reason.insert("api".to_string(), "the master is not running".to_string());
         }
-        let mut observed = self.observed(spec, &layout, subnet, &workers, version);
+        let mut observed = Self::observed(spec, &layout, subnet, &workers, version);
         observed.health = HealthReport { healthy, reason };
         Ok(observed)
     }

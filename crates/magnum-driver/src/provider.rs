@@ -4,7 +4,10 @@
 //! (local images, named sizes) and the Heat provider (Glance, Nova, Neutron) can each answer
 //! with what they know.
 
+use crate::context::CallerContext;
+use crate::registry::ProviderKind;
 use async_trait::async_trait;
+use magnum_core::cluster_template::ClusterTemplate;
 use magnum_core::DomainError;
 
 /// What an image lookup found.
@@ -45,6 +48,9 @@ pub enum LookupError {
     Forbidden,
     #[error("the infrastructure could not be asked: {0}")]
     Unavailable(String),
+    /// It exists, but this deployment does not let it be used; the text says why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The kinds of things a template or cluster names.
@@ -65,6 +71,7 @@ impl LookupError {
             (LookupError::Unavailable(reason), _) => DomainError::invalid(format!(
                 "Could not check {name}: the infrastructure provider is unavailable ({reason})."
             )),
+            (LookupError::Refused(reason), _) => DomainError::invalid(reason),
             (LookupError::NotFound, LookupKind::Image) => {
                 DomainError::invalid(format!("Image {name} could not be found."))
             }
@@ -105,22 +112,50 @@ impl LookupError {
     }
 }
 
-/// Answers the questions templates and clusters ask about infrastructure.
+/// Answers the questions templates and clusters ask about infrastructure, for the caller in
+/// `context` (a cloud answers from the caller's project).
 #[async_trait]
 pub trait InfrastructureProvider: Send + Sync + std::fmt::Debug {
-    /// A short name for logs and messages.
-    fn name(&self) -> &'static str;
+    /// Which provider this is.
+    fn kind(&self) -> ProviderKind;
     /// Whether lookups check anything; false for [`UnverifiedProvider`].
     fn verifies(&self) -> bool;
-    async fn find_image(&self, image: &str) -> Result<ImageInfo, LookupError>;
-    async fn find_flavor(&self, flavor: &str) -> Result<FlavorInfo, LookupError>;
-    async fn find_keypair(&self, user_id: &str, keypair: &str) -> Result<(), LookupError>;
-    async fn find_external_network(&self, network: &str) -> Result<NetworkInfo, LookupError>;
-    async fn find_fixed_network(&self, network: &str) -> Result<NetworkInfo, LookupError>;
-    async fn find_fixed_subnet(&self, subnet: &str) -> Result<NetworkInfo, LookupError>;
-    /// Refuses a network driver this infrastructure cannot provide for `coe` (beyond the
-    /// COE's own support matrix, which the template rules check). Accepts all by default.
-    fn check_network_driver(&self, _coe: &str, _network_driver: &str) -> Result<(), DomainError> {
+    async fn find_image(
+        &self,
+        context: &CallerContext,
+        image: &str,
+    ) -> Result<ImageInfo, LookupError>;
+    async fn find_flavor(
+        &self,
+        context: &CallerContext,
+        flavor: &str,
+    ) -> Result<FlavorInfo, LookupError>;
+    async fn find_keypair(&self, context: &CallerContext, keypair: &str)
+        -> Result<(), LookupError>;
+    async fn find_external_network(
+        &self,
+        context: &CallerContext,
+        network: &str,
+    ) -> Result<NetworkInfo, LookupError>;
+    async fn find_fixed_network(
+        &self,
+        context: &CallerContext,
+        network: &str,
+    ) -> Result<NetworkInfo, LookupError>;
+    async fn find_fixed_subnet(
+        &self,
+        context: &CallerContext,
+        subnet: &str,
+    ) -> Result<NetworkInfo, LookupError>;
+    /// Refuses template settings this infrastructure cannot honour (beyond the COE's own
+    /// rules, which the template checks): a network driver it cannot provide, an option it
+    /// would otherwise silently ignore. Accepts all by default.
+    fn check_template(&self, _template: &ClusterTemplate) -> Result<(), DomainError> {
+        Ok(())
+    }
+
+    /// Refuses a `docker_volume_size` (of a cluster or nodegroup) it cannot honour.
+    fn check_docker_volume_size(&self, _size: Option<i64>) -> Result<(), DomainError> {
         Ok(())
     }
 }
@@ -133,15 +168,19 @@ pub struct UnverifiedProvider;
 
 #[async_trait]
 impl InfrastructureProvider for UnverifiedProvider {
-    fn name(&self) -> &'static str {
-        "unverified"
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Unverified
     }
 
     fn verifies(&self) -> bool {
         false
     }
 
-    async fn find_image(&self, image: &str) -> Result<ImageInfo, LookupError> {
+    async fn find_image(
+        &self,
+        _context: &CallerContext,
+        image: &str,
+    ) -> Result<ImageInfo, LookupError> {
         Ok(ImageInfo {
             id: image.to_string(),
             name: image.to_string(),
@@ -150,7 +189,11 @@ impl InfrastructureProvider for UnverifiedProvider {
         })
     }
 
-    async fn find_flavor(&self, flavor: &str) -> Result<FlavorInfo, LookupError> {
+    async fn find_flavor(
+        &self,
+        _context: &CallerContext,
+        flavor: &str,
+    ) -> Result<FlavorInfo, LookupError> {
         Ok(FlavorInfo {
             id: flavor.to_string(),
             name: flavor.to_string(),
@@ -158,23 +201,39 @@ impl InfrastructureProvider for UnverifiedProvider {
         })
     }
 
-    async fn find_keypair(&self, _user_id: &str, _keypair: &str) -> Result<(), LookupError> {
+    async fn find_keypair(
+        &self,
+        _context: &CallerContext,
+        _keypair: &str,
+    ) -> Result<(), LookupError> {
         Ok(())
     }
 
-    async fn find_external_network(&self, network: &str) -> Result<NetworkInfo, LookupError> {
+    async fn find_external_network(
+        &self,
+        _context: &CallerContext,
+        network: &str,
+    ) -> Result<NetworkInfo, LookupError> {
         Ok(NetworkInfo {
             id: network.to_string(),
             name: network.to_string(),
         })
     }
 
-    async fn find_fixed_network(&self, network: &str) -> Result<NetworkInfo, LookupError> {
-        self.find_external_network(network).await
+    async fn find_fixed_network(
+        &self,
+        context: &CallerContext,
+        network: &str,
+    ) -> Result<NetworkInfo, LookupError> {
+        self.find_external_network(context, network).await
     }
 
-    async fn find_fixed_subnet(&self, subnet: &str) -> Result<NetworkInfo, LookupError> {
-        self.find_external_network(subnet).await
+    async fn find_fixed_subnet(
+        &self,
+        context: &CallerContext,
+        subnet: &str,
+    ) -> Result<NetworkInfo, LookupError> {
+        self.find_external_network(context, subnet).await
     }
 }
 
@@ -186,10 +245,16 @@ mod tests {
     #[tokio::test]
     async fn unverified_provider_accepts_everything_and_knows_no_distro() {
         let provider = UnverifiedProvider;
+        let caller = CallerContext {
+            project_id: "p".to_string(),
+            user_id: "u".to_string(),
+            roles: Vec::new(),
+            token: None,
+        };
         assert!(!provider.verifies());
-        let image = provider.find_image("fedora-atomic").await.unwrap();
+        let image = provider.find_image(&caller, "fedora-atomic").await.unwrap();
         assert_eq!(image.os_distro, None);
-        assert!(provider.find_keypair("u", "kp").await.is_ok());
+        assert!(provider.find_keypair(&caller, "kp").await.is_ok());
     }
 
     #[test]

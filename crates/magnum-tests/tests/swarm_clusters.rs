@@ -557,7 +557,31 @@ async fn tls_disabled_templates_give_a_plain_tcp_endpoint_and_bays_work() {
         return;
     }
     let janitor = Janitor::default();
-    let magnumd = start_docker_magnumd("").await;
+    // Refused unless the operator allows it.
+    let strict = start_docker_magnumd("").await;
+    let refused = magnum(
+        &strict,
+        &[
+            "cluster-template-create",
+            "--name",
+            "plain",
+            "--coe",
+            "swarm",
+            "--image",
+            NODE_IMAGE,
+            "--external-network",
+            "local",
+            "--tls-disabled",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("allow_tls_disabled"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    drop(strict);
+    let magnumd = start_docker_magnumd("[docker]\nallow_tls_disabled = true\n").await;
     create_swarm_template(&magnumd, "plain", &["--tls-disabled"]);
 
     // The 2016 names: bay-create on the template seen as a baymodel, bay-show, bay-config.

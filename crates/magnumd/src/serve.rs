@@ -4,12 +4,12 @@
 
 use anyhow::Context;
 use magnum_api::{ApiState, Policy};
-use magnum_conductor::{CertificateSettings, Conductor, ConductorSettings};
+use magnum_conductor::{CertificateSettings, Conductor, ConductorSettings, RetryPolicy};
 use magnum_config::{AuthStrategy, MagnumConfig};
 use magnum_core::coe::{NetworkDriverSettings, TemplateRules};
 use magnum_db::Database;
 use magnum_driver::{
-    ClusterDriver, DriverRegistry, DriverSet, InfrastructureProvider, UnverifiedProvider,
+    ClusterDriver, EnabledProvider, Infrastructure, ProviderKind, UnverifiedProvider,
 };
 use magnum_driver_docker::{
     provider::DockerProvider, swarm::SwarmDockerDriver, DockerSettings, Flavor, LocalEngine,
@@ -53,12 +53,6 @@ impl Roles {
     }
 }
 
-/// The configured infrastructure: the provider answering lookups and the drivers.
-pub struct Infrastructure {
-    pub provider: Arc<dyn InfrastructureProvider>,
-    pub drivers: DriverSet,
-}
-
 /// The Docker provider's settings from `[docker]`.
 pub fn docker_settings(config: &MagnumConfig) -> anyhow::Result<DockerSettings> {
     let docker = &config.docker;
@@ -74,33 +68,75 @@ pub fn docker_settings(config: &MagnumConfig) -> anyhow::Result<DockerSettings> 
             .flavors
             .iter()
             .filter_map(|text| magnum_config::parse_flavor(text))
-            .map(|(name, cpus, memory_mib)| Flavor {
+            .map(|(name, cpus, memory_mib, pids)| Flavor {
                 name,
                 cpus,
                 memory_mib,
+                pids,
             })
             .collect(),
+        default_flavor: docker.default_flavor.clone(),
+        allow_tls_disabled: docker.allow_tls_disabled,
         state_dir: config.state_path().join("clusters"),
         ready_timeout: Duration::from_secs(docker.ready_timeout),
     })
 }
 
-/// Builds the infrastructure of `[drivers] provider`. Nothing is contacted yet: the Docker
-/// engine is reached on first use, so magnumd starts even where no engine runs.
-pub fn infrastructure(config: &MagnumConfig) -> anyhow::Result<Infrastructure> {
-    if config.drivers.provider != "docker" {
-        tracing::warn!("[drivers] provider = unverified: image, flavor and network names are accepted without checks and clusters cannot be built");
-        return Ok(Infrastructure {
-            provider: Arc::new(UnverifiedProvider),
-            drivers: DriverSet::default(),
-        });
+/// Builds the enabled providers (`[drivers] enabled_providers`) side by side. Nothing is
+/// contacted yet: the Docker engine is reached on first use, so magnumd starts even where
+/// no engine runs.
+pub fn infrastructure(config: &MagnumConfig) -> anyhow::Result<Arc<Infrastructure>> {
+    let (enabled, default) = config.providers();
+    let mut providers = Vec::new();
+    for name in &enabled {
+        match ProviderKind::parse(name) {
+            Some(ProviderKind::Docker) => {
+                let engine = LocalEngine::new(docker_settings(config)?);
+                let swarm: Arc<dyn ClusterDriver> =
+                    Arc::new(SwarmDockerDriver::new(engine.clone()));
+                providers.push(EnabledProvider {
+                    lookups: Arc::new(DockerProvider::new(engine)),
+                    drivers: vec![swarm],
+                });
+            }
+            Some(ProviderKind::Unverified) => {
+                tracing::warn!("the unverified provider is enabled: its templates' image, flavor and network names are accepted without checks, and no cluster can be built from them");
+                providers.push(EnabledProvider {
+                    lookups: Arc::new(UnverifiedProvider),
+                    drivers: Vec::new(),
+                });
+            }
+            _ => anyhow::bail!("[drivers] enabled_providers: the {name} provider is not built"),
+        }
     }
-    let engine = LocalEngine::new(docker_settings(config)?);
-    let swarm: Arc<dyn ClusterDriver> = Arc::new(SwarmDockerDriver::new(engine.clone()));
-    Ok(Infrastructure {
-        provider: Arc::new(DockerProvider::new(engine)),
-        drivers: DriverSet::new(vec![swarm]),
-    })
+    let default = ProviderKind::parse(&default)
+        .with_context(|| format!("[drivers] default_provider: unknown provider {default}"))?;
+    Ok(Arc::new(
+        Infrastructure::new(providers, default).map_err(anyhow::Error::msg)?,
+    ))
+}
+
+/// The conductor's settings from `[DEFAULT]` and `[conductor]`.
+pub fn conductor_settings(config: &MagnumConfig, lease_owner: String) -> ConductorSettings {
+    let conductor = &config.conductor;
+    ConductorSettings {
+        host: config.default.host.clone(),
+        lease_owner,
+        heartbeat_interval: Duration::from_secs(config.default.periodic_interval_max),
+        workers: conductor.workers,
+        lease: Duration::from_secs(conductor.lease_seconds),
+        poll_interval: Duration::from_secs(conductor.poll_interval.max(1)),
+        sync_interval: Duration::from_secs(conductor.sync_interval.max(1)),
+        retry: RetryPolicy {
+            max_attempts: conductor.max_attempts,
+            first_delay: Duration::from_secs(conductor.retry_delay),
+            max_delay: Duration::from_secs(conductor.max_retry_delay),
+        },
+        operation_timeout: Duration::from_secs(conductor.operation_timeout.saturating_mul(60)),
+        call_timeout: Duration::from_secs(conductor.call_timeout),
+        health_check_timeout: Duration::from_secs(conductor.health_check_timeout),
+        health_check_concurrency: conductor.health_check_concurrency.max(1),
+    }
 }
 
 /// The key sealing CA private keys, created (mode 0600) on first use.
@@ -249,26 +285,17 @@ pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
                         state_path.display()
                     )
                 })?;
-        let settings = ConductorSettings {
-            host: config.default.host.clone(),
-            lease_owner: instance.lease_owner.clone(),
-            heartbeat_interval: Duration::from_secs(config.default.periodic_interval_max),
-            workers: config.conductor.workers,
-            lease: Duration::from_secs(config.conductor.lease_seconds),
-            poll_interval: Duration::from_secs(config.conductor.poll_interval.max(1)),
-            sync_interval: Duration::from_secs(config.conductor.sync_interval.max(1)),
-            retry_after: Duration::from_secs(3),
-        };
+        let settings = conductor_settings(&config, instance.lease_owner.clone());
         tracing::info!(host = %settings.host, "launching the conductor");
         magnum_conductor::register(&database, &settings)
             .await
             .context("the conductor cannot register in the database")?;
-        let conductor = Arc::new(Conductor {
-            database: database.clone(),
-            drivers: infrastructure.drivers.clone(),
-            certificates: certificates.clone(),
+        let conductor = Arc::new(Conductor::new(
+            database.clone(),
+            infrastructure.clone(),
+            certificates.clone(),
             settings,
-        });
+        ));
         let conductor_shutdown = shutdown.child_token();
         tasks.spawn(async move {
             // The identity's slot stays locked for as long as the conductor runs.
@@ -295,7 +322,7 @@ pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
 async fn start_api(
     config: &MagnumConfig,
     database: &Database,
-    infrastructure: &Infrastructure,
+    infrastructure: &Arc<Infrastructure>,
     certificates: &CertificateSettings,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
@@ -422,9 +449,7 @@ async fn start_api(
         database: database.clone(),
         authenticator,
         policy,
-        provider: infrastructure.provider.clone(),
-        drivers: DriverRegistry::default(),
-        cluster_drivers: infrastructure.drivers.clone(),
+        infrastructure: infrastructure.clone(),
         max_clusters_per_project: config.quotas.max_clusters_per_project,
         restrict_client_subjects: config.x509.restrict_client_subjects,
         checks_projects: config.api.auth_strategy == AuthStrategy::Builtin,

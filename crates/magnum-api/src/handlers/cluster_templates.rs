@@ -180,9 +180,10 @@ pub(crate) async fn find_template(
     }
 }
 
-/// Checks what the template names against the infrastructure, records the image's distro
-/// and selects the driver. `driver_is_explicit` says whether `template.driver` was given by
-/// the caller (rather than selected earlier).
+/// Checks what the template names against the infrastructure of its provider (its
+/// `provider` label, or the default; see `magnum_driver::registry`), records the image's
+/// distro and selects the driver among that provider's. `driver_is_explicit` says whether
+/// `template.driver` was given by the caller (rather than selected earlier).
 async fn check_references(
     state: &SharedState,
     caller: &Caller,
@@ -190,9 +191,12 @@ async fn check_references(
     driver_is_explicit: bool,
     vocabulary: &Vocabulary,
 ) -> Result<(), ApiError> {
-    let provider = &state.provider;
+    let infrastructure = &state.infrastructure;
+    let kind = infrastructure.provider_for(&template.labels, template.coe)?;
+    let provider = infrastructure.lookups(kind)?;
+    let asking = caller.provider_context();
     let image = provider
-        .find_image(&template.image_id)
+        .find_image(&asking, &template.image_id)
         .await
         .map_err(|error| error.into_domain(LookupKind::Image, &template.image_id))?;
     if provider.verifies() && image.os_distro.is_none() {
@@ -204,42 +208,40 @@ async fn check_references(
     if image.os_distro.is_some() {
         template.cluster_distro = image.os_distro.clone();
     }
-    if let Some(network_driver) = &template.network_driver {
-        provider.check_network_driver(template.coe.as_str(), network_driver)?;
-    }
+    provider.check_template(template)?;
     for (kind, value) in [
         (LookupKind::Flavor, template.flavor_id.clone()),
         (LookupKind::Flavor, template.master_flavor_id.clone()),
     ] {
         if let Some(flavor) = value {
             provider
-                .find_flavor(&flavor)
+                .find_flavor(&asking, &flavor)
                 .await
                 .map_err(|error| error.into_domain(kind, &flavor))?;
         }
     }
     if let Some(network) = template.external_network_id.clone() {
         provider
-            .find_external_network(&network)
+            .find_external_network(&asking, &network)
             .await
             .map_err(|error| error.into_domain(LookupKind::ExternalNetwork, &network))?;
     }
     if vocabulary.generation == ApiGeneration::Current {
         if let Some(network) = template.fixed_network.clone() {
             provider
-                .find_fixed_network(&network)
+                .find_fixed_network(&asking, &network)
                 .await
                 .map_err(|error| error.into_domain(LookupKind::FixedNetwork, &network))?;
         }
         if let Some(subnet) = template.fixed_subnet.clone() {
             provider
-                .find_fixed_subnet(&subnet)
+                .find_fixed_subnet(&asking, &subnet)
                 .await
                 .map_err(|error| error.into_domain(LookupKind::FixedSubnet, &subnet))?;
         }
     } else if let Some(keypair) = template.keypair_id.clone() {
         provider
-            .find_keypair(&caller.context.user_id, &keypair)
+            .find_keypair(&asking, &keypair)
             .await
             .map_err(|error| error.into_domain(LookupKind::Keypair, &keypair))?;
     }
@@ -248,7 +250,8 @@ async fn check_references(
     } else {
         None
     };
-    let selected = state.drivers.select(
+    let selected = infrastructure.registry().select(
+        kind,
         explicit.as_deref(),
         image.magnum_driver.as_deref(),
         &template.server_type,
@@ -257,10 +260,10 @@ async fn check_references(
     );
     match (selected, vocabulary.generation) {
         (Ok(Some(driver)), _) => template.driver = Some(driver.name.to_string()),
-        (Ok(None), _) => {}
+        (Ok(None), _) => template.driver = explicit,
         (Err(error), ApiGeneration::Current) => return Err(error.into()),
         // The 2016 API selected the driver only when a bay was created.
-        (Err(_), ApiGeneration::Seed) => {}
+        (Err(_), ApiGeneration::Seed) => template.driver = None,
     }
     Ok(())
 }
@@ -482,6 +485,15 @@ async fn patch(
             )
         {
             return Err(vocabulary.publish_denied());
+        }
+        // A change clusters forbid is refused before the infrastructure is asked about it
+        // (the write below checks again, atomically).
+        let requested = current.changed_fields(&updated);
+        if !requested.is_empty()
+            && !ClusterTemplate::change_allowed_in_use(&requested, vocabulary.generation)
+            && crate::handlers::clusters::template_in_use(&state, &current.uuid).await?
+        {
+            return Err(vocabulary.referenced(&current));
         }
         check_references(
             &state,

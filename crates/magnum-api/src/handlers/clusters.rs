@@ -33,6 +33,7 @@ use magnum_db::DbError;
 use magnum_driver::provider::LookupKind;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -242,35 +243,80 @@ async fn show(
     .into_response())
 }
 
-/// Checks what a cluster names against the infrastructure (spec §3.3).
+/// Checks what a cluster names against the infrastructure of its template's provider
+/// (spec §3.3), for the caller.
 async fn check_references(
     state: &SharedState,
     caller: &Caller,
+    template: &ClusterTemplate,
     cluster: &Cluster,
 ) -> Result<(), ApiError> {
-    let provider = &state.provider;
+    let kind = state.infrastructure.provider_of(template)?;
+    if let Some(asked) = cluster.labels.get(magnum_driver::PROVIDER_LABEL) {
+        if asked != kind.as_str() {
+            return Err(ApiError::bad_request(format!(
+                "The label {} of a cluster cannot differ from its template's provider ({kind}).",
+                magnum_driver::PROVIDER_LABEL
+            )));
+        }
+    }
+    let provider = state.infrastructure.lookups(kind)?;
+    provider.check_docker_volume_size(cluster.docker_volume_size)?;
+    let asking = caller.provider_context();
     for flavor in [&cluster.flavor_id, &cluster.master_flavor_id]
         .into_iter()
         .flatten()
     {
         provider
-            .find_flavor(flavor)
+            .find_flavor(&asking, flavor)
             .await
             .map_err(|error| error.into_domain(LookupKind::Flavor, flavor))?;
     }
     if let Some(keypair) = &cluster.keypair {
         provider
-            .find_keypair(&caller.context.user_id, keypair)
+            .find_keypair(&asking, keypair)
             .await
             .map_err(|error| error.into_domain(LookupKind::Keypair, keypair))?;
     }
     if let Some(network) = &cluster.fixed_network {
         provider
-            .find_fixed_network(network)
+            .find_fixed_network(&asking, network)
             .await
             .map_err(|error| error.into_domain(LookupKind::FixedNetwork, network))?;
     }
     Ok(())
+}
+
+/// The template a cluster is built from; 400 when it is gone (which templates in use
+/// cannot be, short of a database edit).
+pub(crate) async fn template_of(
+    state: &SharedState,
+    cluster: &Cluster,
+) -> Result<Arc<ClusterTemplate>, ApiError> {
+    match state
+        .database
+        .cluster_templates()
+        .get_by_uuid(&cluster.cluster_template_id)
+        .await
+    {
+        Ok(template) => Ok(template),
+        Err(DbError::NotFound) => Err(ApiError::bad_request(
+            "The cluster's template no longer exists.",
+        )),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// The driver that builds a cluster: the one recorded with it, else its template's.
+pub(crate) fn driver_of(
+    state: &SharedState,
+    cluster: &Cluster,
+    template: &ClusterTemplate,
+) -> Result<Arc<dyn magnum_driver::ClusterDriver>, ApiError> {
+    match &cluster.driver {
+        Some(name) => Ok(state.infrastructure.driver(name)?),
+        None => Ok(state.infrastructure.driver_for(template)?),
+    }
 }
 
 fn quota_error(limit: i64) -> ApiError {
@@ -325,7 +371,7 @@ async fn create(
     let input = ClusterInput::decode(&body, words.generation, count_rules(version))?;
     let template =
         creation_template(&state, &caller, &input.cluster_template_id, words, version).await?;
-    let driver = state.cluster_drivers.for_template(&template)?;
+    let driver = state.infrastructure.driver_for(&template)?;
     let owner = ClusterOwner {
         project_id: caller.context.project_id.clone(),
         user_id: caller.context.user_id.clone(),
@@ -363,7 +409,7 @@ async fn create(
     {
         return Err(quota_error(limit));
     }
-    check_references(&state, &caller, &cluster).await?;
+    check_references(&state, &caller, &template, &cluster).await?;
     let defaults = DefaultNodeGroups {
         template_revision: template.revision,
         image_id: template.image_id.clone(),
@@ -569,13 +615,8 @@ async fn patch(
     let operations = decode_patch(&body)?;
     let rules = count_rules(version);
     let current = find_cluster(&state, &caller, &ident, words.title).await?;
-    let template = state
-        .database
-        .cluster_templates()
-        .get_by_uuid(&current.cluster_template_id)
-        .await
-        .map_err(|_| ApiError::bad_request("The cluster's template no longer exists."))?;
-    let driver = state.cluster_drivers.for_template(&template).ok();
+    let template = template_of(&state, &current).await?;
+    let driver = driver_of(&state, &current, &template).ok();
     let stored = change_cluster(&state, &caller, &ident, words, |cluster| {
         let before = patch_document(cluster, words.generation);
         let after = apply_patch(
@@ -752,12 +793,8 @@ async fn resize(
             target_group = Some(found);
         }
     }
-    let template = state
-        .database
-        .cluster_templates()
-        .get_by_uuid(&current.cluster_template_id)
-        .await?;
-    let driver = state.cluster_drivers.for_template(&template)?;
+    let template = template_of(&state, &current).await?;
+    let driver = driver_of(&state, &current, &template)?;
     let authorize = |cluster: &Cluster| {
         enforce(
             &state,
@@ -821,9 +858,22 @@ async fn upgrade(
         ));
     }
     let body = json_body(&headers, &body)?;
+    let Value::Object(object) = &body else {
+        return Err(ApiError::bad_request(
+            "The upgrade body must be an object with cluster_template.",
+        ));
+    };
+    if let Some(unknown) = object
+        .keys()
+        .find(|key| !["cluster_template", "max_batch_size", "nodegroup"].contains(&key.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Unknown attribute for argument upgrade: {unknown}"
+        )));
+    }
     let template_ident = decode_string(
         "cluster_template",
-        body.get("cluster_template").unwrap_or(&Value::Null),
+        object.get("cluster_template").unwrap_or(&Value::Null),
         1,
         255,
     )?
@@ -832,9 +882,15 @@ async fn upgrade(
     })?;
     decode_int(
         "max_batch_size",
-        body.get("max_batch_size").unwrap_or(&Value::Null),
+        object.get("max_batch_size").unwrap_or(&Value::Null),
         Some(1),
         Some(limits::MAX_BATCH_SIZE),
+    )?;
+    let nodegroup = decode_string(
+        "nodegroup",
+        object.get("nodegroup").unwrap_or(&Value::Null),
+        1,
+        255,
     )?;
     let cluster = find_cluster(&state, &caller, &ident, "Cluster").await?;
     enforce(
@@ -843,7 +899,7 @@ async fn upgrade(
         &caller,
         &PolicyTarget::of(&cluster.project_id, &cluster.user_id),
     )?;
-    cluster_templates::find_template(
+    let target = cluster_templates::find_template(
         &state,
         &caller,
         &template_ident,
@@ -851,16 +907,50 @@ async fn upgrade(
     )
     .await?;
     lifecycle::begin(Some(cluster.status), Operation::Upgrade)?;
-    let template = state
-        .database
-        .cluster_templates()
-        .get_by_uuid(&cluster.cluster_template_id)
-        .await?;
-    let driver = state.cluster_drivers.for_template(&template)?;
-    Err(ApiError::bad_request(format!(
-        "Upgrading a cluster that uses the {} driver is not supported.",
-        driver.name()
-    )))
+    let current = template_of(&state, &cluster).await?;
+    let driver = driver_of(&state, &cluster, &current)?;
+    if let Some(group) = &nodegroup {
+        if group != DEFAULT_WORKER && group != magnum_db::nodegroup::DEFAULT_MASTER {
+            return Err(ApiError::bad_request(format!(
+                "Upgrading nodegroup {group} is not supported: an upgrade moves the default nodegroups to the new template; other nodegroups keep their own image."
+            )));
+        }
+    }
+    if target.uuid == current.uuid {
+        return Err(ApiError::bad_request(format!(
+            "Cluster {} is already built from cluster template {}.",
+            cluster.uuid, target.uuid
+        )));
+    }
+    if target.driver.as_deref() != Some(driver.name()) {
+        return Err(ApiError::bad_request(format!(
+            "Cluster template {} is built by driver {}, not by this cluster's driver {}.",
+            target.uuid,
+            target.driver.as_deref().unwrap_or("None"),
+            driver.name()
+        )));
+    }
+    driver.check_upgrade(&current, &target)?;
+    let stored = change_cluster(&state, &caller, &ident, &CURRENT, |cluster| {
+        enforce(
+            &state,
+            "cluster:upgrade",
+            &caller,
+            &PolicyTarget::of(&cluster.project_id, &cluster.user_id),
+        )?;
+        if cluster.cluster_template_id != current.uuid {
+            return Err(ApiError::conflict(
+                "The cluster's template changed meanwhile; try again.",
+            ));
+        }
+        start_operation(cluster, Operation::Upgrade, &CURRENT)?;
+        cluster.rollback_template_id = Some(current.uuid.clone());
+        cluster.cluster_template_id = target.uuid.clone();
+        Ok(true)
+    })
+    .await?;
+    tracing::info!(cluster = %stored.uuid, from = %current.uuid, to = %target.uuid, "upgrade requested");
+    Ok((StatusCode::ACCEPTED, Json(json!({"uuid": stored.uuid}))).into_response())
 }
 
 /// Refuses template changes while clusters use it (spec §3.1).

@@ -8,7 +8,7 @@
 use crate::error::ApiError;
 use crate::handlers::cluster_templates::enforce;
 use crate::handlers::clusters::{
-    begin_operation, change_cluster_with_group, check_workers, find_cluster,
+    begin_operation, change_cluster_with_group, check_workers, driver_of, find_cluster, template_of,
 };
 use crate::pagination::{next_link, page_from_query};
 use crate::policy::PolicyTarget;
@@ -210,24 +210,22 @@ async fn create(
             "Cluster API address is not available yet",
         ));
     }
-    let template = state
-        .database
-        .cluster_templates()
-        .get_by_uuid(&current.cluster_template_id)
-        .await
-        .map_err(|_| ApiError::bad_request("The cluster's template no longer exists."))?;
-    let driver = state.cluster_drivers.for_template(&template)?;
+    let template = template_of(&state, &current).await?;
+    let driver = driver_of(&state, &current, &template)?;
+    let provider = state
+        .infrastructure
+        .lookups(state.infrastructure.provider_of(&template)?)?;
+    provider.check_docker_volume_size(input.docker_volume_size)?;
+    let asking = caller.provider_context();
     if let Some(flavor) = &input.flavor_id {
-        state
-            .provider
-            .find_flavor(flavor)
+        provider
+            .find_flavor(&asking, flavor)
             .await
             .map_err(|error| error.into_domain(LookupKind::Flavor, flavor))?;
     }
     if let Some(image) = &input.image_id {
-        state
-            .provider
-            .find_image(image)
+        provider
+            .find_image(&asking, image)
             .await
             .map_err(|error| error.into_domain(LookupKind::Image, image))?;
     }
