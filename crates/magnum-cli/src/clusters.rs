@@ -914,7 +914,8 @@ pub async fn wait_for_cluster(
             latest = describe(generation, &cluster);
             if !status.ends_with("_IN_PROGRESS") && !status.is_empty() {
                 line.finish(&latest);
-                if status.ends_with("_FAILED") {
+                // A rolled-back upgrade did not do what was asked either.
+                if status.ends_with("_FAILED") || status.starts_with("ROLLBACK_") {
                     return Err(ClientError::Auth(format!(
                         "{} {uuid} ended in {status}: {}",
                         generation.noun(),

@@ -149,8 +149,11 @@ impl Database {
                 Box::pin(async move {
                     match backend {
                         DatabaseBackend::Sqlite => {
+                            // Write-ahead logging: readers (every API request) never wait
+                            // for the conductor's writers, nor writers for readers.
+                            let journal = if is_memory { "" } else { "PRAGMA journal_mode = WAL; " };
                             let pragmas = format!(
-                                "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                                "{journal}PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
                                  PRAGMA foreign_keys = ON; PRAGMA cache_size = -{SQLITE_CACHE_KIB};"
                             );
                             connection.execute(sqlx::AssertSqlSafe(pragmas)).await?;

@@ -75,7 +75,13 @@ pub struct LocalEngine {
     image_build_lock: tokio::sync::Mutex<()>,
     /// The node image build running in the background for clusters waiting for it.
     image_build: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<(), DriverError>>>>,
+    /// The parent cgroup nodes start under, once it is prepared (None: the engine's own).
+    cgroup_parent: tokio::sync::OnceCell<Option<String>>,
 }
+
+/// The parent cgroup (on cgroup v1 with the cgroupfs driver) under which node containers
+/// run; see [`isolation::prepare_cgroup_parent`].
+pub const NODE_CGROUP_PARENT: &str = "/magnum-nodes";
 
 impl LocalEngine {
     pub fn new(settings: DockerSettings) -> Arc<LocalEngine> {
@@ -84,7 +90,44 @@ impl LocalEngine {
             settings,
             image_build_lock: tokio::sync::Mutex::new(()),
             image_build: std::sync::Mutex::new(None),
+            cgroup_parent: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The parent cgroup for node containers, prepared the first time: on cgroup v1 with
+    /// the cgroupfs driver, [`NODE_CGROUP_PARENT`] with only harmless devices allowed. None
+    /// (the engine's default parent) elsewhere, with a warning when nodes could then reach
+    /// devices they should not.
+    pub async fn node_cgroup_parent(&self) -> Result<Option<String>, DriverError> {
+        self.cgroup_parent
+            .get_or_try_init(|| async {
+                let info = self.docker().await?.info().await.map_err(|error| {
+                    DriverError::Retryable(format!("cannot read the engine's settings: {error}"))
+                })?;
+                let cgroupfs_v1 = info.cgroup_version.map(|version| version.to_string())
+                    == Some("1".to_string())
+                    && info.cgroup_driver.map(|driver| driver.to_string())
+                        == Some("cgroupfs".to_string());
+                if !cgroupfs_v1 {
+                    return Ok(None);
+                }
+                match isolation::prepare_cgroup_parent(
+                    std::path::Path::new("/sys/fs/cgroup"),
+                    NODE_CGROUP_PARENT,
+                ) {
+                    Ok(true) => Ok(Some(NODE_CGROUP_PARENT.to_string())),
+                    Ok(false) => {
+                        tracing::warn!(parent = NODE_CGROUP_PARENT, "the nodes' parent cgroup allows more devices than nodes may use and holds containers; nodes start under the engine's default parent, where they could reach the host's disks");
+                        Ok(None)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, parent = NODE_CGROUP_PARENT, "cannot prepare the nodes' parent cgroup (is magnumd root on the engine's host?); nodes start under the engine's default parent, where they could reach the host's disks");
+                        Ok(None)
+                    }
+                }
+            })
+            .await
+            .cloned()
     }
 
     /// The engine client, connecting and agreeing on an API version the first time.

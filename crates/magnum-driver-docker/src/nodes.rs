@@ -319,6 +319,7 @@ impl NodeEngine {
         labels.insert(FLAVOR_LABEL.to_string(), flavor.name.clone());
         let network = layout.network_name();
         let container_name = layout.container_name(node);
+        let cgroup_parent = self.engine.node_cgroup_parent().await?;
         let body = ContainerCreateBody {
             image: Some(blueprint.image.clone()),
             hostname: Some(blueprint.host_name.clone()),
@@ -332,6 +333,7 @@ impl NodeEngine {
                         .map(|server| server.trim().to_string())
                         .collect()
                 }),
+                cgroup_parent,
                 ..crate::isolation::node_host_config(flavor)
             }),
             networking_config: Some(NetworkingConfig {
@@ -421,12 +423,13 @@ impl NodeEngine {
             )
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
-            }) => Ok(()),
-            Err(error) => Err(retryable(&format!("cannot start {container}"), error)),
+            }) => {}
+            Err(error) => return Err(retryable(&format!("cannot start {container}"), error)),
         }
+        self.delegate_cgroups(container).await
     }
 
     pub async fn restart(&self, container: &str) -> Result<(), DriverError> {
@@ -437,7 +440,47 @@ impl NodeEngine {
                 None::<bollard::query_parameters::RestartContainerOptions>,
             )
             .await
-            .map_err(|error| retryable(&format!("cannot restart {container}"), error))
+            .map_err(|error| retryable(&format!("cannot restart {container}"), error))?;
+        self.delegate_cgroups(container).await
+    }
+
+    /// On an engine that remaps user namespaces, gives the (just started) node its cgroup
+    /// directories (see [`crate::isolation::delegate_cgroups`]); nothing otherwise, or when
+    /// this process cannot see the node's processes (the engine runs elsewhere).
+    async fn delegate_cgroups(&self, container: &str) -> Result<(), DriverError> {
+        let inspected = self
+            .docker()
+            .await?
+            .inspect_container(
+                container,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(|error| retryable(&format!("cannot inspect {container}"), error))?;
+        let Some(pid) = inspected
+            .state
+            .and_then(|state| state.pid)
+            .filter(|pid| *pid > 0)
+        else {
+            return Ok(());
+        };
+        let Ok(Some((uid, gid))) = crate::isolation::remapped_root(pid) else {
+            return Ok(());
+        };
+        let delegated = crate::isolation::delegate_cgroups(
+            std::path::Path::new("/sys/fs/cgroup"),
+            pid,
+            uid,
+            gid,
+        )
+        .map_err(|error| {
+            retryable(
+                &format!("cannot hand {container} its cgroups (user namespace root {uid})"),
+                error,
+            )
+        })?;
+        tracing::debug!(container, uid, delegated, "delegated the node's cgroups");
+        Ok(())
     }
 
     /// How long the container has been running (None when it is not running).

@@ -928,8 +928,28 @@ impl ClusterDriver for SwarmDockerDriver {
                     .await;
             }
         }
+        // Nodes whose image or flavor is not their group's are replaced below, one at a
+        // time, whether they work or not (a rollback replaces nodes that never worked).
+        let mut outdated: Vec<(NodeId, &NodeGroupSpec)> = plan
+            .desired
+            .iter()
+            .copied()
+            .filter(|(node, group)| {
+                existing.iter().any(|container| {
+                    container.node == *node
+                        && (container.image != group.image
+                            || container
+                                .flavor
+                                .as_deref()
+                                .is_some_and(|flavor| flavor != self.flavor_of(group)))
+                })
+            })
+            .collect();
+        outdated
+            .sort_by_key(|(node, _)| (node.role == Role::Master, std::cmp::Reverse(node.index)));
         let not_ready: Vec<&(String, NodeId)> = wanted_hosts
             .iter()
+            .filter(|(_, node)| !outdated.iter().any(|(candidate, _)| candidate == node))
             .filter(|(host, _)| !swarm.iter().any(|entry| entry.host == *host && entry.ready))
             .collect();
         if !not_ready.is_empty() {
@@ -1009,28 +1029,11 @@ impl ClusterDriver for SwarmDockerDriver {
 
         // One node at a time whose image or flavor is not its group's is replaced, keeping
         // its volume (and so its place in the swarm): workers first, the first master last.
-        let mut outdated: Vec<(NodeId, &NodeGroupSpec)> = plan
-            .desired
-            .iter()
-            .copied()
-            .filter(|(node, group)| {
-                existing.iter().any(|container| {
-                    container.node == *node
-                        && (container.image != group.image
-                            || container
-                                .flavor
-                                .as_deref()
-                                .is_some_and(|flavor| flavor != self.flavor_of(group)))
-                })
-            })
-            .collect();
-        outdated
-            .sort_by_key(|(node, _)| (node.role == Role::Master, std::cmp::Reverse(node.index)));
         if let Some((node, group)) = outdated.first().copied() {
             let host = layout.host_name(node);
             let entry = swarm.iter().find(|entry| entry.host == host);
             match entry {
-                Some(entry) if !entry.labels.contains_key(SWARM_REPLACING_LABEL) => {
+                Some(entry) if entry.ready && !entry.labels.contains_key(SWARM_REPLACING_LABEL) => {
                     progress.report(&format!("draining {host} to replace it"));
                     let mut labels = entry.labels.clone();
                     labels.insert(SWARM_REPLACING_LABEL.to_string(), "true".to_string());

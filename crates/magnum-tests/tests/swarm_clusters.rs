@@ -6,7 +6,7 @@
 use crate::common::cli::{json_of, openstack, password_env, run, stderr, stdout};
 use crate::common::docker::{
     cluster_docker, engine_ready, exported_environment, labelled_resources, load_workload_image,
-    local_docker, running_nodes, swarm_nodes, Janitor, NODE_IMAGE, WORKLOAD_IMAGE,
+    local_docker, running_nodes, swarm_nodes, Janitor, CLUSTER_LABEL, NODE_IMAGE, WORKLOAD_IMAGE,
 };
 use crate::common::{binary, Api, Magnumd, Options};
 use serde_json::{json, Value};
@@ -1430,4 +1430,322 @@ async fn nodegroups_add_resize_limit_and_remove_workers_of_their_own() {
     assert_eq!(deleted.status, 204, "{}", deleted.text);
     gone(&api, &uuid, Duration::from_secs(60)).await;
     assert_eq!(labelled_resources(&uuid), Vec::<String>::new());
+}
+
+static NEXT_NODE_IMAGE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+/// A second node image that differs from the node image by a label only.
+fn next_node_image() -> &'static str {
+    const NAME: &str = "magnum-test/node-next:1";
+    let mut ready = NEXT_NODE_IMAGE.lock().unwrap_or_else(|e| e.into_inner());
+    if !*ready {
+        let context = tempfile::tempdir().unwrap();
+        std::fs::write(
+            context.path().join("Dockerfile"),
+            format!("FROM {NODE_IMAGE}\nLABEL org.openstack.magnum.test=next\n"),
+        )
+        .unwrap();
+        let built = local_docker(&["build", "-q", "-t", NAME, context.path().to_str().unwrap()]);
+        succeeded(&built, "building the second node image");
+        *ready = true;
+    }
+    NAME
+}
+
+/// The image each node container of a cluster was made from (container name → image).
+fn node_images(uuid: &str) -> Vec<(String, String)> {
+    let filter = format!("label={CLUSTER_LABEL}={uuid}");
+    let output = local_docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Names}} {{.Image}}",
+    ]);
+    let mut images: Vec<(String, String)> = succeeded(&output, "listing node images")
+        .lines()
+        .filter_map(|line| {
+            let (name, image) = line.split_once(' ')?;
+            Some((name.to_string(), image.to_string()))
+        })
+        .collect();
+    images.sort();
+    images
+}
+
+#[tokio::test]
+async fn an_upgrade_replaces_nodes_one_by_one_and_a_failing_one_rolls_back() {
+    if !engine_ready() {
+        return;
+    }
+    let janitor = Janitor::default();
+    let magnumd = start_docker_magnumd("[docker]\nready_timeout = 20\n").await;
+    let api = latest_admin(&magnumd).await;
+    create_swarm_template(&magnumd, "old", &[]);
+    let next = next_node_image();
+    for (name, image) in [("next", next), ("broken", never_ready_image())] {
+        let created = api
+            .post(
+                "/v1/clustertemplates",
+                json!({"name": name, "coe": "swarm", "image_id": image,
+                       "external_network_id": "local", "network_driver": "docker",
+                       "dns_nameserver": "10.0.0.53", "flavor_id": "m1.small"}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+    }
+    let uuid = create_tracked_cluster(
+        &api,
+        &janitor,
+        json!({"name": "up", "cluster_template_id": "old", "node_count": 2}),
+    )
+    .await;
+    let cluster = settled(&api, &uuid, Duration::from_secs(180)).await;
+    assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
+    let dir = tempfile::tempdir().unwrap();
+    let dir_text = dir.path().display().to_string();
+    let environment = exported_environment(&succeeded(
+        &magnum(&magnumd, &["cluster-config", "up", "--dir", &dir_text]),
+        "cluster-config",
+    ));
+
+    // The stock client asks; every node is replaced with the new image and the swarm keeps
+    // all its nodes.
+    if let Some(openstack) = openstack() {
+        let asked = run(
+            &openstack,
+            &password_env(&magnumd),
+            &["coe", "cluster", "upgrade", "up", "next"],
+        );
+        assert!(asked.status.success(), "{}", stderr(&asked));
+    } else {
+        let asked = api
+            .post(
+                &format!("/v1/clusters/{uuid}/actions/upgrade"),
+                json!({"cluster_template": "next"}),
+            )
+            .await;
+        assert_eq!(asked.status, 202, "{}", asked.text);
+    }
+    let upgraded = settled(&api, &uuid, Duration::from_secs(300)).await;
+    assert_eq!(upgraded["status"], "UPDATE_COMPLETE", "{upgraded}");
+    let next_uuid = api.get("/v1/clustertemplates/next").await.body["uuid"].clone();
+    assert_eq!(upgraded["cluster_template_id"], next_uuid);
+    let images = node_images(&uuid);
+    assert_eq!(images.len(), 3, "{images:?}");
+    assert!(images.iter().all(|(_, image)| image == next), "{images:?}");
+    let nodes = wait_for_ready_nodes(&environment, 3).await;
+    assert_eq!(nodes.len(), 3);
+    let shown = api
+        .get(&format!("/v1/clusters/{uuid}/nodegroups/default-worker"))
+        .await;
+    assert_eq!(shown.body["image_id"], next, "{}", shown.text);
+
+    // An image whose nodes never become ready: the first replaced node fails, and the
+    // cluster goes back to the template it came from, with the reason.
+    let failed = magnum(&magnumd, &["cluster-upgrade", "up", "broken", "--wait"]);
+    assert!(!failed.status.success());
+    let message = stderr(&failed);
+    assert!(message.contains("ROLLBACK_COMPLETE"), "{message}");
+    let rolled_back = api.get(&format!("/v1/clusters/{uuid}")).await.body;
+    assert_eq!(rolled_back["status"], "ROLLBACK_COMPLETE", "{rolled_back}");
+    assert_eq!(rolled_back["cluster_template_id"], next_uuid);
+    let reason = rolled_back["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("did not become ready") && reason.contains("rolled back"),
+        "{reason}"
+    );
+    let images = node_images(&uuid);
+    assert!(images.iter().all(|(_, image)| image == next), "{images:?}");
+    wait_for_ready_nodes(&environment, 3).await;
+    assert_eq!(
+        api.delete(&format!("/v1/clusters/{uuid}")).await.status,
+        204
+    );
+    gone(&api, &uuid, Duration::from_secs(60)).await;
+    assert_eq!(labelled_resources(&uuid), Vec::<String>::new());
+}
+
+/// A file on the host that stands for the host's disks: a loop device holding a marker.
+struct HostDisk {
+    device: String,
+    major_minor: String,
+    _file: tempfile::NamedTempFile,
+}
+
+const HOST_MARKER: &str = "HOST-DISK-MARKER-7319";
+
+impl HostDisk {
+    fn attach() -> HostDisk {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut content = HOST_MARKER.as_bytes().to_vec();
+        content.resize(1024 * 1024, 0);
+        std::fs::write(file.path(), content).unwrap();
+        let attached = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        let device = succeeded(&attached, "losetup").trim().to_string();
+        let numbers = Command::new("lsblk")
+            .args(["-dno", "MAJ:MIN", &device])
+            .output()
+            .unwrap();
+        let major_minor = succeeded(&numbers, "lsblk").trim().to_string();
+        // The host itself reads it: what an escape would reach.
+        let read = Command::new("head")
+            .args(["-c", "21", &device])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&read.stdout), HOST_MARKER);
+        HostDisk {
+            device,
+            major_minor,
+            _file: file,
+        }
+    }
+}
+
+impl Drop for HostDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.device]).output();
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_user_cannot_reach_the_hosts_kernel_disks_or_engine() {
+    if !engine_ready() {
+        return;
+    }
+    let janitor = Janitor::default();
+    let magnumd = start_docker_magnumd("").await;
+    let api = latest_admin(&magnumd).await;
+    create_swarm_template(&magnumd, "swarm", &[]);
+    let uuid = create_tracked_cluster(
+        &api,
+        &janitor,
+        json!({"name": "jail", "cluster_template_id": "swarm", "node_count": 1}),
+    )
+    .await;
+    let cluster = settled(&api, &uuid, Duration::from_secs(180)).await;
+    assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
+    load_workload_image(&uuid);
+    // Everything below goes through the cluster's own Docker endpoint, with the client
+    // certificate a cluster user gets from cluster-config.
+    let dir = tempfile::tempdir().unwrap();
+    let dir_text = dir.path().display().to_string();
+    let environment = exported_environment(&succeeded(
+        &magnum(&magnumd, &["cluster-config", "jail", "--dir", &dir_text]),
+        "cluster-config",
+    ));
+    let as_user = |args: &[&str]| cluster_docker(&environment, args);
+    let works = as_user(&["run", "--rm", WORKLOAD_IMAGE, "/bin/busybox", "true"]);
+    assert!(works.status.success(), "{}", stderr(&works));
+
+    // The host kernel's capabilities cannot be had, not even by a privileged container.
+    for capability in [
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_BOOT",
+        "SYS_TIME",
+        "MAC_ADMIN",
+        "ALL",
+    ] {
+        let refused = as_user(&[
+            "run",
+            "--rm",
+            "--cap-add",
+            capability,
+            WORKLOAD_IMAGE,
+            "/bin/busybox",
+            "true",
+        ]);
+        assert!(
+            !refused.status.success(),
+            "--cap-add {capability} was granted"
+        );
+    }
+    let privileged = as_user(&[
+        "run",
+        "--rm",
+        "--privileged",
+        WORKLOAD_IMAGE,
+        "/bin/busybox",
+        "true",
+    ]);
+    assert!(!privileged.status.success(), "a privileged container ran");
+    // The nodes themselves never hold them (CapBnd of the node's first process).
+    for node in running_nodes(&uuid) {
+        let pid = succeeded(
+            &local_docker(&["inspect", "-f", "{{.State.Pid}}", &node]),
+            "inspect",
+        );
+        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+        let bounding = status
+            .lines()
+            .find_map(|line| line.strip_prefix("CapBnd:"))
+            .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+            .unwrap();
+        // Bits: SYS_MODULE 16, SYS_RAWIO 17, SYS_BOOT 22, SYS_TIME 25, MAC_ADMIN 33.
+        for bit in [16, 17, 22, 25, 33] {
+            assert_eq!(bounding & (1 << bit), 0, "{node} holds capability {bit}");
+        }
+        // No mount of the host's engine socket, only the node's own state.
+        let mounts = succeeded(
+            &local_docker(&[
+                "inspect",
+                "-f",
+                "{{range .Mounts}}{{.Source}} {{end}}",
+                &node,
+            ]),
+            "inspect mounts",
+        );
+        assert!(!mounts.contains("docker.sock"), "{node}: {mounts}");
+    }
+
+    // The host's disks: even a container with SYS_ADMIN that widens its device cgroup
+    // cannot read a block device of the host.
+    let disk = HostDisk::attach();
+    let (major, minor) = disk.major_minor.split_once(':').unwrap();
+    let script = format!(
+        "/bin/busybox mkdir -p /m; \
+         /bin/busybox mount -t cgroup -o devices none /m; \
+         p=$(/bin/busybox grep devices /proc/self/cgroup | /bin/busybox cut -d: -f3); \
+         echo 'b {major}:{minor} r' > /m/devices.allow; \
+         echo 'b {major}:{minor} r' > /m$p/devices.allow; \
+         /bin/busybox mknod /disk b {major} {minor}; \
+         /bin/busybox head -c 21 /disk; true"
+    );
+    let attempt = as_user(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "SYS_ADMIN",
+        WORKLOAD_IMAGE,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let seen = String::from_utf8_lossy(&attempt.stdout);
+    assert!(
+        !seen.contains(HOST_MARKER),
+        "the host's disk was read: {seen}"
+    );
+    drop(disk);
+
+    // The engine the user talks to is the node's own, not the host's.
+    let theirs = succeeded(&as_user(&["info", "--format", "{{.ID}}"]), "docker info");
+    let host = succeeded(
+        &local_docker(&["info", "--format", "{{.ID}}"]),
+        "docker info",
+    );
+    assert_ne!(theirs.trim(), host.trim());
+
+    assert_eq!(
+        api.delete(&format!("/v1/clusters/{uuid}")).await.status,
+        204
+    );
+    gone(&api, &uuid, Duration::from_secs(60)).await;
 }
