@@ -308,17 +308,19 @@ impl Infrastructure {
                 .filter(|other| self.registry.provides(*other, coe))
                 .map(ProviderKind::as_str)
                 .collect();
+            // Clients show an error up to its first full stop: the reason comes first.
             let hint = match elsewhere.as_slice() {
                 [] => String::new(),
                 names => format!(
-                    " {coe} clusters are built by the {} provider (label {PROVIDER_LABEL}=…), which {} enabled here ([drivers] enabled_providers = {}).",
+                    "; they are built by the {} provider (label {PROVIDER_LABEL}={}), which {} enabled here ([drivers] enabled_providers = {})",
                     names.join(" or "),
+                    names[0],
                     if names.iter().any(|name| ProviderKind::parse(name).is_some_and(|kind| self.providers.contains_key(&kind))) { "is" } else { "is not" },
                     self.enabled_names()
                 ),
             };
             return Err(DomainError::invalid(format!(
-                "The {kind} provider cannot build {coe} clusters.{hint}"
+                "The {kind} provider cannot build {coe} clusters{hint}."
             )));
         }
         Ok(kind)

@@ -484,3 +484,84 @@ async fn magnum_cli_manages_quotas_and_stats_and_reports_cluster_errors() {
         stdout(&deleted)
     );
 }
+
+/// The README's first example, as a new user would type it, on magnumd's defaults (the
+/// docker provider alone); and the Kubernetes template that needs a provider this
+/// deployment does not enable, refused with the reason.
+#[tokio::test]
+async fn the_readme_first_example_works_on_the_defaults() {
+    let Some(openstack) = openstack() else { return };
+    let magnumd = Magnumd::start_with(Options {
+        provider: "docker",
+        configured_admin_password: false,
+        ..Options::default()
+    })
+    .await;
+    let env = password_env(&magnumd);
+    let osc = |args: &[&str]| run(&openstack, &env, args);
+    let created = osc(&[
+        "coe",
+        "cluster",
+        "template",
+        "create",
+        "swarm",
+        "--coe",
+        "swarm",
+        "--image",
+        "magnum-node:bookworm",
+        "--external-network",
+        "local",
+        "--network-driver",
+        "docker",
+        "--flavor",
+        "m1.small",
+    ]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let listed = osc(&["coe", "cluster", "template", "list", "-f", "json"]);
+    assert_eq!(json_of(&listed)[0]["name"], "swarm");
+    let services = osc(&["coe", "service", "list", "-f", "json"]);
+    assert!(services.status.success(), "{}", stderr(&services));
+    let kubernetes = osc(&[
+        "coe",
+        "cluster",
+        "template",
+        "create",
+        "k8s",
+        "--coe",
+        "kubernetes",
+        "--image",
+        "fedora-coreos",
+        "--external-network",
+        "public",
+        "--labels",
+        "flannel_backend=vxlan",
+    ]);
+    assert!(!kubernetes.status.success());
+    let reason = stderr(&kubernetes);
+    assert!(
+        reason.contains("HTTP 400") && reason.contains("openstack provider"),
+        "{reason}"
+    );
+    // Naming a provider this deployment does not run is refused the same way.
+    let elsewhere = osc(&[
+        "coe",
+        "cluster",
+        "template",
+        "create",
+        "k8s",
+        "--coe",
+        "swarm",
+        "--image",
+        "magnum-node:bookworm",
+        "--external-network",
+        "local",
+        "--labels",
+        "provider=openstack",
+    ]);
+    assert!(!elsewhere.status.success());
+    assert!(
+        stderr(&elsewhere).contains("The openstack provider is not enabled"),
+        "{}",
+        stderr(&elsewhere)
+    );
+}
