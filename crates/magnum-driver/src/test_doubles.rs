@@ -345,7 +345,7 @@ impl ClusterDriver for FakeDriver {
         let max = lock(&self.behaviour).max_workers;
         if worker_count > max {
             return Err(DomainError::invalid(format!(
-                "The fake driver builds at most {max} workers."
+                "The fake driver builds at most {max} worker nodes."
             )));
         }
         if master_count < 1 {

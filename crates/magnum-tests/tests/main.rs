@@ -11,6 +11,7 @@ mod clients;
 mod cluster_templates;
 mod clusters_api;
 mod identity;
+mod numbers;
 mod operations;
 mod services;
 mod swarm_clusters;

@@ -7,7 +7,8 @@
 //! `node-image build` prepares the Docker provider's node image ahead of the first cluster.
 
 mod identity_command;
-mod serve;
+
+use magnumd::serve;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

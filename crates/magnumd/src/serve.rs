@@ -241,10 +241,40 @@ impl TerminationSignals {
     }
 }
 
-/// Runs the chosen roles until a termination signal, then shuts down gracefully within
-/// `[DEFAULT] graceful_shutdown_timeout` (a second signal exits at once).
-pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
-    let mut signals = TerminationSignals::register()?;
+/// A running magnumd: the roles' tasks and where they listen.
+#[derive(Debug)]
+pub struct Started {
+    /// The API's URL (ending in /v1), when the API runs.
+    pub api_url: Option<String>,
+    /// The built-in identity's URL (ending in /v3), when it runs.
+    pub identity_url: Option<String>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    database: Database,
+    graceful_shutdown_timeout: Duration,
+}
+
+impl Started {
+    /// Stops every role gracefully within `[DEFAULT] graceful_shutdown_timeout`, or at once
+    /// when `abort` resolves first.
+    pub async fn stop(self, abort: impl std::future::Future<Output = ()>) {
+        self.shutdown.cancel();
+        let deadline = self.graceful_shutdown_timeout;
+        tokio::select! {
+            _ = self.tasks.wait() => tracing::info!("all tasks finished"),
+            _ = tokio::time::sleep(deadline) => tracing::warn!(?deadline, "shutdown deadline passed; exiting"),
+            _ = abort => tracing::warn!("second signal; exiting"),
+        }
+        self.database.close().await;
+    }
+}
+
+/// Starts the chosen roles on `infrastructure` and returns once they listen.
+pub async fn start(
+    config: MagnumConfig,
+    roles: Roles,
+    infrastructure: Arc<Infrastructure>,
+) -> anyhow::Result<Started> {
     let state_path = config.state_path();
     magnum_config::private_files::create_private_dir(&state_path)
         .with_context(|| format!("cannot create the state directory {}", state_path.display()))?;
@@ -263,9 +293,8 @@ pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    let infrastructure = infrastructure(&config)?;
     let certificates = certificate_settings(&config)?;
-    if roles.api {
+    let (api_url, identity_url) = if roles.api {
         start_api(
             &config,
             &database,
@@ -274,8 +303,10 @@ pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
             &shutdown,
             &tasks,
         )
-        .await?;
-    }
+        .await?
+    } else {
+        (None, None)
+    };
     if roles.conductor {
         let instance =
             magnum_conductor::instance::ConductorInstance::claim(&state_path, &config.default.host)
@@ -305,17 +336,25 @@ pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
         say(&format!("Conductor running as {}", config.default.host));
     }
     tasks.close();
+    Ok(Started {
+        api_url,
+        identity_url,
+        shutdown,
+        tasks,
+        database,
+        graceful_shutdown_timeout: Duration::from_secs(config.default.graceful_shutdown_timeout),
+    })
+}
 
+/// Runs the chosen roles until a termination signal, then shuts down gracefully within
+/// `[DEFAULT] graceful_shutdown_timeout` (a second signal exits at once).
+pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
+    let mut signals = TerminationSignals::register()?;
+    let infrastructure = infrastructure(&config)?;
+    let started = start(config, roles, infrastructure).await?;
     signals.next().await;
     tracing::info!("shutting down; a second signal stops at once");
-    shutdown.cancel();
-    let deadline = Duration::from_secs(config.default.graceful_shutdown_timeout);
-    tokio::select! {
-        _ = tasks.wait() => tracing::info!("all tasks finished"),
-        _ = tokio::time::sleep(deadline) => tracing::warn!(?deadline, "shutdown deadline passed; exiting"),
-        _ = signals.next() => tracing::warn!("second signal; exiting"),
-    }
-    database.close().await;
+    started.stop(signals.next()).await;
     Ok(())
 }
 
@@ -326,7 +365,7 @@ async fn start_api(
     certificates: &CertificateSettings,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Option<String>, Option<String>)> {
     let api_listener = bind(&config.api.host, config.api.port, "API").await?;
     let api_address = api_listener.local_addr()?;
     let magnum_url = config
@@ -341,6 +380,7 @@ async fn start_api(
     });
 
     let mut identity_url = None;
+    let mut identity_listening = None;
     let authenticator = match config.api.auth_strategy {
         AuthStrategy::Builtin => {
             let identity_listener = bind(
@@ -350,6 +390,7 @@ async fn start_api(
             )
             .await?;
             let identity_address = identity_listener.local_addr()?;
+            identity_listening = Some(url_of(identity_address, "/v3"));
             let url = config
                 .identity
                 .public_url
@@ -485,5 +526,5 @@ async fn start_api(
     if config.api.public_url.is_some() {
         say(&format!("Magnum API published at {magnum_url}"));
     }
-    Ok(())
+    Ok((Some(url_of(api_address, "/v1")), identity_listening))
 }

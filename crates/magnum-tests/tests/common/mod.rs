@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod docker;
+pub mod in_process;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -159,6 +160,9 @@ pub struct Options {
     pub policy_yaml: Option<String>,
     /// `[drivers] provider`: `unverified` unless a test builds real clusters.
     pub provider: &'static str,
+    /// Run magnumd's roles inside the test process on a fake infrastructure (the fake
+    /// provider and driver of `magnum_driver::test_doubles`) instead of a `magnumd` process.
+    pub in_process: bool,
 }
 
 impl Default for Options {
@@ -171,13 +175,17 @@ impl Default for Options {
             role: "serve",
             policy_yaml: None,
             provider: "unverified",
+            in_process: false,
         }
     }
 }
 
 /// A running magnumd, stopped (SIGTERM, by PID) when dropped.
 pub struct Magnumd {
-    child: Child,
+    /// The magnumd process (None when it runs in-process).
+    child: Option<Child>,
+    /// The in-process magnumd and its fakes, when `Options::in_process`.
+    pub in_process: Option<in_process::InProcess>,
     options: Options,
     pub api_url: String,
     pub identity_url: Option<String>,
@@ -220,7 +228,8 @@ impl Magnumd {
             std::fs::write(state_dir.path().join("policy.yaml"), policy)
                 .expect("write policy.yaml");
         }
-        let (child, api_url, identity_url, stdout_lines) = spawn(&config_path, &options);
+        let (child, in_process, api_url, identity_url, stdout_lines) =
+            launch(&config_path, &options);
         let admin_password = if options.configured_admin_password {
             ADMIN_PASSWORD.to_string()
         } else {
@@ -230,6 +239,7 @@ impl Magnumd {
         };
         Magnumd {
             child,
+            in_process,
             options,
             api_url,
             identity_url,
@@ -255,7 +265,10 @@ impl Magnumd {
     }
 
     pub fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap_or_default()
+        self.child
+            .as_ref()
+            .map(|child| i32::try_from(child.id()).unwrap_or_default())
+            .expect("a magnumd process (not an in-process one)")
     }
 
     /// The API's base URL without `/v1`.
@@ -356,18 +369,23 @@ impl Magnumd {
 
     /// Kills the process with SIGKILL (a crash at an arbitrary instant) and reaps it.
     pub fn kill_hard(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.in_process = None;
     }
 
     /// Starts the process again on the same configuration, state and database (after
     /// [`Magnumd::kill_hard`] or [`Magnumd::stop`]); the ports may change.
     pub fn restart(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
+        if self.is_running() {
             self.stop();
         }
-        let (child, api_url, identity_url, stdout_lines) = spawn(&self.config_path, &self.options);
+        let (child, in_process, api_url, identity_url, stdout_lines) =
+            launch(&self.config_path, &self.options);
         self.child = child;
+        self.in_process = in_process;
         self.api_url = api_url;
         self.identity_url = identity_url;
         self.stdout_lines = stdout_lines;
@@ -375,29 +393,64 @@ impl Magnumd {
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit status code.
     pub fn stop(&mut self) -> Option<i32> {
+        if self.in_process.take().is_some() {
+            return Some(0);
+        }
         // SAFETY: kill(2) with the PID of our own child process and a valid signal number.
         #[allow(unsafe_code)]
         unsafe {
             libc::kill(self.pid(), libc::SIGTERM);
         }
+        let child = self.child.as_mut()?;
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = child.try_wait() {
                 return status.code();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = child.kill();
+        let _ = child.wait();
         None
+    }
+
+    /// Whether the process (or the in-process roles) still runs.
+    fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => self.in_process.is_some(),
+        }
     }
 }
 
 impl Drop for Magnumd {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
+        if self.is_running() {
             self.stop();
         }
+    }
+}
+
+/// Starts magnumd as the options say: a process, or the roles in-process on fakes.
+#[allow(clippy::type_complexity)]
+fn launch(
+    config_path: &Path,
+    options: &Options,
+) -> (
+    Option<Child>,
+    Option<in_process::InProcess>,
+    String,
+    Option<String>,
+    Vec<String>,
+) {
+    if options.in_process {
+        let running = in_process::InProcess::start(config_path, options.role);
+        let api_url = running.api_url.clone();
+        let identity_url = running.identity_url.clone();
+        (None, Some(running), api_url, identity_url, Vec::new())
+    } else {
+        let (child, api_url, identity_url, lines) = spawn(config_path, options);
+        (Some(child), None, api_url, identity_url, lines)
     }
 }
 
