@@ -48,6 +48,8 @@ pub struct ApiState {
     pub max_limit: usize,
     /// Clusters a project may have without a quota row (`[quotas] max_clusters_per_project`).
     pub max_clusters_per_project: i64,
+    /// Nodes a project may have without a quota row (`[quotas] max_nodes_per_project`).
+    pub max_nodes_per_project: i64,
     /// Whether quota project ids are checked against the built-in identity's projects.
     pub checks_projects: bool,
     /// Whether CSR subjects are checked against the requester (`[x509] restrict_client_subjects`).

@@ -7,7 +7,7 @@
 
 use crate::nodegroup::{self, DefaultNodeGroups, NodeGroupChange};
 use crate::page::{after_marker, order_by, Page, SortValue};
-use crate::{row, time, Database, DbError, DbResult};
+use crate::{row, time, Database, DbError, DbResult, ProjectLimits, Resource};
 use chrono::Utc;
 use magnum_core::cluster::{Cluster, HealthStatus};
 
@@ -261,6 +261,18 @@ impl Clusters<'_> {
         cluster: &Cluster,
         defaults: &DefaultNodeGroups,
     ) -> DbResult<Cluster> {
+        self.insert_within(cluster, defaults, None).await
+    }
+
+    /// As [`Clusters::insert`], refused with [`DbError::QuotaExceeded`] when the project
+    /// would have more clusters or nodes than `limits` allow. The check and the insert are
+    /// one transaction holding the project's lock, so concurrent creates cannot both pass.
+    pub async fn insert_within(
+        &self,
+        cluster: &Cluster,
+        defaults: &DefaultNodeGroups,
+        limits: Option<&ProjectLimits>,
+    ) -> DbResult<Cluster> {
         let dialect = self.database.dialect();
         let mut arguments = AnyArguments::default();
         bind_attributes(&mut arguments, cluster).map_err(argument_error)?;
@@ -276,6 +288,9 @@ impl Clusters<'_> {
             "INSERT INTO cluster ({columns}, version, created_at) VALUES ({placeholders})",
             placeholders = vec!["?"; n_columns].join(", ")
         );
+        if limits.is_some() {
+            self.ensure_project_row(&cluster.project_id).await?;
+        }
         let _turn = self.database.write_turn().await;
         let mut transaction = self.database.pool().begin().await?;
         // The template's row stays locked until the cluster exists, so a template change
@@ -289,6 +304,24 @@ impl Clusters<'_> {
         .await?;
         if template_revision != Some(defaults.template_revision) {
             return Err(DbError::Stale);
+        }
+        if let Some(limits) = limits {
+            self.lock_project(&mut transaction, &cluster.project_id)
+                .await?;
+            let (clusters, nodes) = self.usage(&mut transaction, &cluster.project_id).await?;
+            if clusters.saturating_add(1) > limits.clusters {
+                return Err(DbError::QuotaExceeded {
+                    resource: Resource::Cluster,
+                    limit: limits.clusters,
+                });
+            }
+            let new_nodes = cluster.master_count.saturating_add(cluster.node_count);
+            if nodes.saturating_add(new_nodes) > limits.nodes {
+                return Err(DbError::QuotaExceeded {
+                    resource: Resource::Node,
+                    limit: limits.nodes,
+                });
+            }
         }
         sqlx::query_with(dialect.sql(insert), arguments)
             .execute(&mut *transaction)
@@ -330,6 +363,61 @@ impl Clusters<'_> {
             [only] => decode(only),
             _ => Err(DbError::Ambiguous),
         }
+    }
+
+    /// Makes sure the project has its row in `project_lock`, outside any transaction (so
+    /// that transactions only ever lock it, and two of them never deadlock over making it).
+    async fn ensure_project_row(&self, project_id: &str) -> DbResult<()> {
+        let dialect = self.database.dialect();
+        sqlx::query(dialect.sql(dialect.insert_ignoring_duplicates(
+            "project_lock",
+            "project_id",
+            "?",
+        )))
+        .bind(project_id.to_string())
+        .execute(self.database.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Takes the project's lock for the rest of the transaction (see `project_lock`); the
+    /// row must exist ([`Clusters::ensure_project_row`]).
+    async fn lock_project(
+        &self,
+        connection: &mut sqlx::AnyConnection,
+        project_id: &str,
+    ) -> DbResult<()> {
+        let dialect = self.database.dialect();
+        sqlx::query(dialect.sql(format!(
+            "SELECT project_id FROM project_lock WHERE project_id = ?{}",
+            dialect.lock_rows()
+        )))
+        .bind(project_id.to_string())
+        .fetch_optional(&mut *connection)
+        .await?;
+        Ok(())
+    }
+
+    /// (clusters, nodes) of a project as the transaction sees them.
+    async fn usage(
+        &self,
+        connection: &mut sqlx::AnyConnection,
+        project_id: &str,
+    ) -> DbResult<(i64, i64)> {
+        let dialect = self.database.dialect();
+        let clusters: i64 =
+            sqlx::query_scalar(dialect.sql("SELECT COUNT(*) FROM cluster WHERE project_id = ?"))
+                .bind(project_id.to_string())
+                .fetch_one(&mut *connection)
+                .await?;
+        let nodes: i64 = sqlx::query_scalar(dialect.sql(format!(
+            "SELECT {} FROM nodegroup WHERE project_id = ?",
+            dialect.as_bigint("COALESCE(SUM(node_count), 0)")
+        )))
+        .bind(project_id.to_string())
+        .fetch_one(&mut *connection)
+        .await?;
+        Ok((clusters, nodes))
     }
 
     /// One page of the visible clusters.
@@ -459,6 +547,18 @@ impl Clusters<'_> {
         cluster: &Cluster,
         change: Option<&NodeGroupChange>,
     ) -> DbResult<Cluster> {
+        self.update_within(cluster, change, None).await
+    }
+
+    /// As [`Clusters::update_with_nodegroup`], refused with [`DbError::QuotaExceeded`] when
+    /// the change adds nodes beyond the project's node limit (changes that do not add nodes
+    /// are always stored). Checked in the transaction that writes, under the project's lock.
+    pub async fn update_within(
+        &self,
+        cluster: &Cluster,
+        change: Option<&NodeGroupChange>,
+        limits: Option<&ProjectLimits>,
+    ) -> DbResult<Cluster> {
         let dialect = self.database.dialect();
         let mut arguments = AnyArguments::default();
         bind_attributes(&mut arguments, cluster).map_err(argument_error)?;
@@ -471,9 +571,20 @@ impl Clusters<'_> {
             "UPDATE cluster SET {ATTRIBUTE_ASSIGNMENTS}, updated_at = ?, version = version + 1 \
              WHERE id = ? AND version = ?"
         );
+        if limits.is_some() {
+            self.ensure_project_row(&cluster.project_id).await?;
+        }
         let updated = {
             let _turn = self.database.write_turn().await;
             let mut transaction = self.database.pool().begin().await?;
+            let nodes_before = match limits {
+                Some(_) => {
+                    self.lock_project(&mut transaction, &cluster.project_id)
+                        .await?;
+                    Some(self.usage(&mut transaction, &cluster.project_id).await?.1)
+                }
+                None => None,
+            };
             let updated = sqlx::query_with(dialect.sql(sql), arguments)
                 .execute(&mut *transaction)
                 .await?
@@ -485,6 +596,15 @@ impl Clusters<'_> {
                 }
                 nodegroup::sync_default_groups(self.database, &mut transaction, cluster, None)
                     .await?;
+                if let (Some(limits), Some(before)) = (limits, nodes_before) {
+                    let after = self.usage(&mut transaction, &cluster.project_id).await?.1;
+                    if after > limits.nodes && after > before {
+                        return Err(DbError::QuotaExceeded {
+                            resource: Resource::Node,
+                            limit: limits.nodes,
+                        });
+                    }
+                }
             }
             transaction.commit().await?;
             updated
@@ -577,6 +697,85 @@ mod tests {
         let mut renamed_again = (*stored).clone();
         renamed_again.name = Some("again".to_string());
         assert!(templates.update_checked(&renamed_again, true).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn quotas_hold_under_concurrent_creates_and_scale_ups() {
+        let test = database().await;
+        let clusters = test.database.clusters();
+        let defaults = defaults(&clusters).await;
+        let limits = crate::ProjectLimits {
+            clusters: 5,
+            nodes: 100,
+        };
+        let attempts = (0..20).map(|index| {
+            let database = test.database.clone();
+            let defaults = defaults.clone();
+            async move {
+                database
+                    .clusters()
+                    .insert_within(
+                        &cluster("quota", &format!("c{index}"), 1),
+                        &defaults,
+                        Some(&limits),
+                    )
+                    .await
+            }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let created = results.iter().filter(|result| result.is_ok()).count();
+        let refused = results
+            .iter()
+            .filter(|result| {
+                matches!(
+                    result,
+                    Err(DbError::QuotaExceeded {
+                        resource: Resource::Cluster,
+                        limit: 5
+                    })
+                )
+            })
+            .count();
+        assert_eq!((created, refused), (5, 15), "{results:?}");
+        assert_eq!(clusters.count_in_project("quota").await.unwrap(), 5);
+
+        // Nodes: 5 clusters of 2 nodes use 10 of 12; growing one by 3 is refused, by 2 not,
+        // and shrinking is always allowed.
+        let nodes = crate::ProjectLimits {
+            clusters: 100,
+            nodes: 12,
+        };
+        let mut grown = clusters.find_by_name("c0", &ClusterVisibility::All).await;
+        if grown.is_err() {
+            grown = clusters
+                .list(&ClusterVisibility::Project("quota".to_string()), &page())
+                .await
+                .map(|mut all| all.remove(0));
+        }
+        let mut grown = grown.unwrap();
+        grown.node_count = 4;
+        assert!(matches!(
+            clusters.update_within(&grown, None, Some(&nodes)).await,
+            Err(DbError::QuotaExceeded {
+                resource: Resource::Node,
+                limit: 12
+            })
+        ));
+        grown.node_count = 3;
+        let stored = clusters
+            .update_within(&grown, None, Some(&nodes))
+            .await
+            .unwrap();
+        let tighter = crate::ProjectLimits {
+            clusters: 100,
+            nodes: 2,
+        };
+        let mut shrunk = stored.clone();
+        shrunk.node_count = 2;
+        assert!(clusters
+            .update_within(&shrunk, None, Some(&tighter))
+            .await
+            .is_ok());
     }
 
     #[tokio::test]

@@ -57,6 +57,21 @@ impl Dialect {
         }
     }
 
+    /// `INSERT … VALUES …` that does nothing when the row's key exists already.
+    pub fn insert_ignoring_duplicates(self, table: &str, columns: &str, values: &str) -> String {
+        match self.backend {
+            DatabaseBackend::Sqlite => {
+                format!("INSERT OR IGNORE INTO {table} ({columns}) VALUES ({values})")
+            }
+            DatabaseBackend::Postgres => {
+                format!("INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING")
+            }
+            DatabaseBackend::MySql => {
+                format!("INSERT IGNORE INTO {table} ({columns}) VALUES ({values})")
+            }
+        }
+    }
+
     /// `expression` as a 64-bit integer (MySQL's SUM gives DECIMAL, and spells the cast
     /// differently).
     pub fn as_bigint(self, expression: &str) -> String {

@@ -55,6 +55,9 @@ pub enum DbError {
     /// The row changed since it was read; the caller should re-read and retry.
     #[error("the row was changed by someone else")]
     Stale,
+    /// The change would take the project beyond a quota.
+    #[error("the project's {resource} quota ({limit}) would be exceeded")]
+    QuotaExceeded { resource: Resource, limit: i64 },
     /// The change would alter a cluster template that clusters use.
     #[error("the cluster template is used by clusters")]
     InUse,
@@ -86,6 +89,37 @@ impl From<sqlx::Error> for DbError {
 }
 
 pub type DbResult<T> = Result<T, DbError>;
+
+/// What a project's quotas count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Cluster,
+    /// Masters and workers over every cluster of the project.
+    Node,
+}
+
+impl Resource {
+    /// The name quota rows and the quota API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Cluster => "Cluster",
+            Resource::Node => "Node",
+        }
+    }
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A project's limits, checked in the transaction that writes a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectLimits {
+    pub clusters: i64,
+    pub nodes: i64,
+}
 
 /// Rows of `cluster_template` kept decoded in memory (see [`row_cache`]).
 const TEMPLATE_CACHE_CAPACITY: usize = 4096;

@@ -759,3 +759,96 @@ async fn the_docker_provider_refuses_what_it_cannot_honour() {
         .error_detail()
         .starts_with("docker_volume_size cannot be used with the docker provider"));
 }
+
+/// Quotas are checked in the transaction that writes: twenty creates at once against a
+/// quota of five make exactly five clusters; nodes are bounded too, on create and on growth.
+#[tokio::test]
+async fn parallel_creates_never_pass_the_quotas() {
+    // With the (fake) conductor, so that clusters complete and can be resized.
+    let magnumd = Magnumd::start_with(Options {
+        provider: "docker",
+        in_process: true,
+        extra_config: "[conductor]\npoll_interval = 1\n".to_string(),
+        ..Options::default()
+    })
+    .await;
+    let api = latest(magnumd.admin().await).await;
+    create_template(&api, "swarm").await;
+    let project = project_id(&magnumd, "admin", &magnumd.admin_password, "admin").await;
+    for (resource, limit) in [("Cluster", 5), ("Node", 13)] {
+        let quota = api
+            .post(
+                "/v1/quotas",
+                json!({"project_id": project, "resource": resource, "hard_limit": limit}),
+            )
+            .await;
+        assert_eq!(quota.status, 201, "{}", quota.text);
+    }
+    let attempts = (0..20).map(|index| {
+        let api = api.clone();
+        async move {
+            api.post(
+                "/v1/clusters",
+                json!({"name": format!("p{index}"), "cluster_template_id": "swarm",
+                       "node_count": 1}),
+            )
+            .await
+        }
+    });
+    let replies = futures::future::join_all(attempts).await;
+    let accepted: Vec<String> = replies
+        .iter()
+        .filter(|reply| reply.status == 202)
+        .map(|reply| reply.body["uuid"].as_str().unwrap().to_string())
+        .collect();
+    let refused = replies.iter().filter(|reply| reply.status == 403).count();
+    assert_eq!((accepted.len(), refused), (5, 15));
+    assert!(replies
+        .iter()
+        .filter(|reply| reply.status == 403)
+        .all(|reply| reply
+            .error_detail()
+            .contains("maximum clusters per project, 5")));
+    let listed = api.get("/v1/clusters").await;
+    assert_eq!(listed.body["clusters"].as_array().unwrap().len(), 5);
+
+    // Five clusters of one master and one worker: 10 of 13 nodes. Growing one by four
+    // workers is refused, by three accepted; shrinking is always allowed.
+    for uuid in &accepted {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let shown = api.get(&format!("/v1/clusters/{uuid}")).await.body;
+            if shown["status"] == "CREATE_COMPLETE" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{shown}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let target = &accepted[0];
+    let resize = |count: i64| {
+        let api = api.clone();
+        let target = target.clone();
+        async move {
+            api.post(
+                &format!("/v1/clusters/{target}/actions/resize"),
+                json!({"node_count": count}),
+            )
+            .await
+        }
+    };
+    let too_many = resize(5).await;
+    assert_eq!(too_many.status, 403, "{}", too_many.text);
+    assert!(too_many
+        .error_detail()
+        .contains("maximum nodes per project, 13"));
+    let grown = resize(4).await;
+    assert_eq!(grown.status, 202, "{}", grown.text);
+    let new_group = api
+        .post(
+            &format!("/v1/clusters/{}/nodegroups", accepted[1]),
+            json!({"name": "more", "node_count": 1}),
+        )
+        .await;
+    assert_eq!(new_group.status, 403, "{}", new_group.text);
+}

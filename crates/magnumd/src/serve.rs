@@ -492,6 +492,7 @@ async fn start_api(
         policy,
         infrastructure: infrastructure.clone(),
         max_clusters_per_project: config.quotas.max_clusters_per_project,
+        max_nodes_per_project: config.quotas.max_nodes_per_project,
         restrict_client_subjects: config.x509.restrict_client_subjects,
         checks_projects: config.api.auth_strategy == AuthStrategy::Builtin,
         signing_rules: magnum_x509::SigningRules {

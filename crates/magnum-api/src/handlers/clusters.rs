@@ -29,7 +29,7 @@ use magnum_core::patch::{apply_patch, decode_patch};
 use magnum_core::{is_uuid_like, ApiGeneration, DomainError};
 use magnum_db::cluster::{is_sortable, ClusterVisibility};
 use magnum_db::nodegroup::{DefaultNodeGroups, NodeGroupChange, DEFAULT_WORKER};
-use magnum_db::DbError;
+use magnum_db::{DbError, ProjectLimits, Resource};
 use magnum_driver::provider::LookupKind;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -319,10 +319,39 @@ pub(crate) fn driver_of(
     }
 }
 
-fn quota_error(limit: i64) -> ApiError {
-    ApiError::forbidden(format!(
-        "Resource limit exceeded: You have reached the maximum clusters per project, {limit}. You may delete a cluster to make room for a new one."
-    ))
+/// The refusal of a change beyond a project's quota (403, upstream's wording for clusters).
+pub(crate) fn quota_error(resource: Resource, limit: i64) -> ApiError {
+    ApiError::forbidden(match resource {
+        Resource::Cluster => format!(
+            "Resource limit exceeded: You have reached the maximum clusters per project, {limit}. You may delete a cluster to make room for a new one."
+        ),
+        Resource::Node => format!(
+            "Resource limit exceeded: You have reached the maximum nodes per project, {limit}. You may delete a cluster or remove nodes to make room."
+        ),
+    })
+}
+
+/// A project's quotas: its quota rows, else `[quotas]`'s defaults.
+pub(crate) async fn project_limits(
+    state: &SharedState,
+    project_id: &str,
+) -> Result<ProjectLimits, ApiError> {
+    let limit = |resource: Resource, default: i64| async move {
+        match state
+            .database
+            .quotas()
+            .get(project_id, resource.as_str())
+            .await
+        {
+            Ok(quota) => Ok(quota.hard_limit),
+            Err(DbError::NotFound) => Ok(default),
+            Err(other) => Err(ApiError::from(other)),
+        }
+    };
+    Ok(ProjectLimits {
+        clusters: limit(Resource::Cluster, state.max_clusters_per_project).await?,
+        nodes: limit(Resource::Node, state.max_nodes_per_project).await?,
+    })
 }
 
 /// The template a create names, with upstream's status for an unknown one.
@@ -390,25 +419,7 @@ async fn create(
         &caller,
         &PolicyTarget::own(&caller.context),
     )?;
-    let limit = match state
-        .database
-        .quotas()
-        .get(&caller.context.project_id, "Cluster")
-        .await
-    {
-        Ok(quota) => quota.hard_limit,
-        Err(DbError::NotFound) => state.max_clusters_per_project,
-        Err(other) => return Err(other.into()),
-    };
-    if state
-        .database
-        .clusters()
-        .count_in_project(&caller.context.project_id)
-        .await?
-        >= limit
-    {
-        return Err(quota_error(limit));
-    }
+    let limits = project_limits(&state, &caller.context.project_id).await?;
     check_references(&state, &caller, &template, &cluster).await?;
     let defaults = DefaultNodeGroups {
         template_revision: template.revision,
@@ -418,8 +429,16 @@ async fn create(
         min_node_count: magnum_core::labels::label_count(&cluster.labels, "min_node_count")?
             .unwrap_or(0),
     };
-    let stored = match state.database.clusters().insert(&cluster, &defaults).await {
+    let stored = match state
+        .database
+        .clusters()
+        .insert_within(&cluster, &defaults, Some(&limits))
+        .await
+    {
         Ok(stored) => stored,
+        Err(DbError::QuotaExceeded { resource, limit }) => {
+            return Err(quota_error(resource, limit))
+        }
         Err(DbError::Duplicate) => {
             return Err(ApiError::conflict(format!(
                 "A {} with name {} already exists in this project.",
@@ -530,6 +549,7 @@ where
             tokio::time::sleep(std::time::Duration::from_millis(2 * attempt as u64)).await;
         }
         let mut cluster = find_cluster(state, caller, ident, words.title).await?;
+        let limits = project_limits(state, &cluster.project_id).await?;
         let group_change = match change(&mut cluster)? {
             Decided::Unchanged => return Ok(cluster),
             Decided::Cluster => None,
@@ -538,10 +558,13 @@ where
         match state
             .database
             .clusters()
-            .update_with_nodegroup(&cluster, group_change.as_ref())
+            .update_within(&cluster, group_change.as_ref(), Some(&limits))
             .await
         {
             Ok(stored) => return Ok(stored),
+            Err(DbError::QuotaExceeded { resource, limit }) => {
+                return Err(quota_error(resource, limit))
+            }
             Err(DbError::Stale) => continue,
             Err(DbError::NotFound) => return Err(words.not_found(ident)),
             Err(DbError::Duplicate) => {

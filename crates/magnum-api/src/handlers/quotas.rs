@@ -38,13 +38,23 @@ fn view(quota: &QuotaRecord) -> Value {
     })
 }
 
+/// Quotas bound clusters (upstream's one resource) and nodes (masters and workers over all
+/// of a project's clusters).
 fn check_resource(resource: &str) -> Result<(), ApiError> {
-    if resource == "Cluster" {
+    if resource == "Cluster" || resource == "Node" {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
-            "Invalid input for field/attribute resource. Value: '{resource}'. Value should be one of: Cluster"
+            "Invalid input for field/attribute resource. Value: '{resource}'. Value should be one of: Cluster, Node"
         )))
+    }
+}
+
+/// The limit of a resource when no quota row sets one.
+fn default_limit(state: &SharedState, resource: &str) -> i64 {
+    match resource {
+        "Node" => state.max_nodes_per_project,
+        _ => state.max_clusters_per_project,
     }
 }
 
@@ -130,7 +140,7 @@ async fn show(
         Ok(quota) => Ok(Json(view(&quota)).into_response()),
         Err(DbError::NotFound) => Ok(Json(json!({
             "project_id": project_id, "resource": resource,
-            "hard_limit": state.max_clusters_per_project,
+            "hard_limit": default_limit(&state, &resource),
             "created_at": null, "updated_at": null,
         }))
         .into_response()),
