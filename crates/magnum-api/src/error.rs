@@ -98,6 +98,17 @@ impl From<DbError> for ApiError {
     }
 }
 
+/// The answer to a request whose handler panicked: a 500 in the spec's error format (the
+/// panic itself is logged; the process lives on).
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    ApiError::internal("handling the request", &what).into_response()
+}
+
 /// The message of an error answer, carried in the response extensions to [`error_body_layer`].
 #[derive(Debug, Clone)]
 struct ErrorMessage(ApiError);

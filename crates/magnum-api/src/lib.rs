@@ -2,7 +2,9 @@
 //!
 //! A request passes, outermost first: path normalisation (`/clusters` is `/v1/clusters`),
 //! [`middleware::request_id_layer`], [`error::error_body_layer`] (error bodies in the
-//! request's API generation), [`version::version_layer`] (microversions) and
+//! request's API generation), the body limit, a layer that turns a handler's panic into a
+//! 500 answer, [`middleware::request_timeout_layer`], [`version::version_layer`]
+//! (microversions) and
 //! [`middleware::auth_layer`] (who is calling), then a handler in [`handlers`]. Handlers check
 //! [`policy`], validate with `magnum-core`, ask the infrastructure provider about named
 //! images/flavors/networks, and read or write through `magnum-db`.
@@ -62,6 +64,10 @@ pub struct ApiState {
     pub public_base_url: Option<String>,
     /// The identity URL advertised in 401 answers.
     pub identity_url: Option<String>,
+    /// How long a request may take before it is answered 503.
+    pub request_timeout: std::time::Duration,
+    /// The largest request body accepted.
+    pub max_body_size: usize,
 }
 
 pub type SharedState = Arc<ApiState>;
@@ -85,6 +91,14 @@ pub fn router(state: SharedState) -> Router {
             middleware::auth_layer,
         ))
         .layer(axum::middleware::from_fn(version::version_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.request_timeout,
+            middleware::request_timeout_layer,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(state.max_body_size))
         .layer(axum::middleware::from_fn(error::error_body_layer))
         .layer(axum::middleware::from_fn(middleware::request_id_layer))
         .with_state(state)
@@ -95,4 +109,85 @@ pub fn router(state: SharedState) -> Router {
 pub fn app(state: SharedState) -> tower::util::MapRequest<Router, fn(Request) -> Request> {
     tower::util::MapRequestLayer::new(middleware::normalize_path as fn(Request) -> Request)
         .layer(router(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::routing::{get, post};
+    use axum::Router;
+    use bytes::Bytes;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    /// Routes that misbehave, behind the same protective layers as the API.
+    fn guarded() -> Router {
+        Router::new()
+            .route(
+                "/v1/panic",
+                get(|| async {
+                    let nothing: Option<&'static str> = None;
+                    nothing.expect("a handler bug")
+                }),
+            )
+            .route(
+                "/v1/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route("/v1/echo", post(|body: Bytes| async move { body }))
+            .layer(axum::middleware::from_fn_with_state(
+                Duration::from_millis(50),
+                crate::middleware::request_timeout_layer,
+            ))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                crate::error::panic_response,
+            ))
+            .layer(axum::extract::DefaultBodyLimit::max(16))
+            .layer(axum::middleware::from_fn(crate::error::error_body_layer))
+    }
+
+    async fn answer(request: Request) -> (u16, serde_json::Value) {
+        let response = guarded().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn panics_timeouts_and_large_bodies_get_error_answers_in_the_spec_format() {
+        let (status, body) = answer(Request::get("/v1/panic").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, 500);
+        assert_eq!(body["errors"][0]["code"], "server");
+        assert_eq!(
+            body["errors"][0]["detail"],
+            "An unexpected error occurred while handling the request."
+        );
+        let (status, body) = answer(Request::get("/v1/slow").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, 503);
+        assert!(body["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("The request did not complete within"));
+        let (status, body) = answer(
+            Request::post("/v1/echo")
+                .body(Body::from(vec![b'x'; 17]))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 413);
+        assert_eq!(body["errors"][0]["status"], 413);
+        let (status, _) = answer(
+            Request::post("/v1/echo")
+                .body(Body::from(vec![b'x'; 16]))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
 }

@@ -120,6 +120,26 @@ pub fn normalize_path(mut request: Request) -> Request {
     request
 }
 
+/// Answers 503 when the rest of the request takes longer than `limit` (the work is
+/// dropped: handlers only record desired state, so nothing is left half done).
+pub async fn request_timeout_layer(
+    State(limit): State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => crate::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "The request did not complete within {} seconds; try again.",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -244,6 +244,14 @@ config_section! {
         /// noauth only: allow listening on an address other than loopback. Anyone who can
         /// reach the port is then trusted with whatever identity they claim.
         noauth_allow_remote: bool = false,
+        /// Connections the API and the built-in identity each serve at once; more wait.
+        max_connections: usize = 1000,
+        /// Seconds a client may take to send a request's headers.
+        header_read_timeout: u64 = 10,
+        /// Seconds a request may take before it is answered 503.
+        request_timeout: u64 = 60,
+        /// Largest request body accepted, in bytes.
+        max_body_size: usize = 1048576,
     }
 }
 
@@ -547,6 +555,17 @@ impl MagnumConfig {
             option: option.to_string(),
             reason: reason.to_string(),
         };
+        if self.api.max_connections == 0
+            || self.api.header_read_timeout == 0
+            || self.api.request_timeout == 0
+            || self.api.max_body_size < 1024
+        {
+            return Err(invalid(
+                "api",
+                "max_connections",
+                "max_connections, header_read_timeout and request_timeout must be at least 1, max_body_size at least 1024",
+            ));
+        }
         if self.api.max_limit == 0 {
             return Err(invalid("api", "max_limit", "must be at least 1"));
         }

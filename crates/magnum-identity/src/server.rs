@@ -54,6 +54,67 @@ impl IntoResponse for IdentityError {
 
 type SharedService = Arc<IdentityService>;
 
+/// What one request to the identity endpoint may be.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// How long a request may take before it is answered 503.
+    pub timeout: std::time::Duration,
+    /// The largest request body accepted.
+    pub max_body_size: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            timeout: std::time::Duration::from_secs(60),
+            max_body_size: 1024 * 1024,
+        }
+    }
+}
+
+/// Answers 503 in Keystone's format when a request takes longer than its limit, and gives a
+/// refused oversized body Keystone's error format.
+async fn limits_layer(
+    State(limits): State<RequestLimits>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limits.timeout, next.run(request)).await {
+        Ok(response) if response.status() == StatusCode::PAYLOAD_TOO_LARGE => keystone_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "The request body is larger than {} bytes.",
+                limits.max_body_size
+            ),
+        ),
+        Ok(response) => response,
+        Err(_) => keystone_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The request did not complete in time; try again.",
+        ),
+    }
+}
+
+/// A handler's panic answered as Keystone answers an unexpected error (the process lives
+/// on).
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("an identity request handler panicked");
+    keystone_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "An unexpected error prevented the server from fulfilling your request.",
+    )
+}
+
+/// The router of the identity endpoint, with its request limits.
+pub fn router_with_limits(service: Arc<IdentityService>, limits: RequestLimits) -> Router {
+    router(service)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_size))
+        .layer(axum::middleware::from_fn_with_state(limits, limits_layer))
+}
+
 /// The router of the identity endpoint.
 pub fn router(service: Arc<IdentityService>) -> Router {
     Router::new()

@@ -232,3 +232,86 @@ async fn public_urls_shape_links_and_the_catalog() {
         "https://magnum.example.org:9511/v1/"
     );
 }
+
+/// The host and port of a URL such as `http://127.0.0.1:9511/v1`.
+fn address_of(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn slow_clients_large_bodies_and_surplus_connections_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let magnumd = Magnumd::start_with(crate::common::Options {
+        extra_config: "[api]\nheader_read_timeout = 1\nmax_connections = 3\nmax_body_size = 2048\n"
+            .to_string(),
+        ..crate::common::Options::default()
+    })
+    .await;
+    let admin = magnumd.admin().await;
+
+    // A body beyond the limit: 413 in each server's error format.
+    let big = vec![b' '; 4096];
+    let refused = admin
+        .raw(
+            reqwest::Method::POST,
+            "/v1/clustertemplates",
+            Some(("application/json", big.clone())),
+        )
+        .await;
+    assert_eq!(refused.status, 413, "{}", refused.text);
+    assert_eq!(refused.body["errors"][0]["status"], 413);
+    let identity = Api::anonymous(magnumd.identity_url.as_deref().unwrap());
+    let refused = identity
+        .raw(
+            reqwest::Method::POST,
+            "/auth/tokens",
+            Some(("application/json", big)),
+        )
+        .await;
+    assert_eq!(refused.status, 413, "{}", refused.text);
+    assert_eq!(refused.body["error"]["code"], 413);
+
+    // A client that never finishes its headers is disconnected.
+    let api_address = address_of(&magnumd.api_url);
+    let mut slow = TcpStream::connect(&api_address).await.unwrap();
+    slow.write_all(b"GET /v1 HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0_u8; 256];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read(&mut buffer))
+        .await
+        .expect("the server never hung up on a client without headers");
+    assert!(matches!(read, Ok(0) | Err(_)) || buffer.starts_with(b"HTTP/1.1 408"));
+
+    // Three connections that send nothing take every slot: a fourth client waits until the
+    // header timeout frees them, and is then served.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(TcpStream::connect(&api_address).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let waiting = Api::anonymous(&magnumd.base_url());
+    let too_soon =
+        tokio::time::timeout(std::time::Duration::from_millis(300), waiting.get("/v1")).await;
+    assert!(too_soon.is_err(), "a fourth connection was served at once");
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(15), waiting.get("/v1"))
+        .await
+        .expect("the fourth client was never served");
+    assert_eq!(answer.status, 200);
+    for mut connection in idle {
+        let mut byte = [0_u8; 1];
+        // Each idle connection was closed by the server.
+        let closed = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            connection.read(&mut byte),
+        )
+        .await
+        .expect("an idle connection stayed open");
+        assert!(matches!(closed, Ok(0) | Err(_)));
+    }
+}

@@ -3,4 +3,5 @@
 //! (`main.rs`) adds the command line and signals; tests start the same roles in-process on
 //! a fake infrastructure.
 
+pub mod http;
 pub mod serve;

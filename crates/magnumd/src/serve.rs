@@ -358,6 +358,14 @@ pub async fn run(config: MagnumConfig, roles: Roles) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The connection limits of the API and identity servers, from `[api]`.
+fn connection_limits(config: &MagnumConfig) -> crate::http::ConnectionLimits {
+    crate::http::ConnectionLimits {
+        max_connections: config.api.max_connections,
+        header_read_timeout: Duration::from_secs(config.api.header_read_timeout),
+    }
+}
+
 async fn start_api(
     config: &MagnumConfig,
     database: &Database,
@@ -429,16 +437,21 @@ async fn start_api(
                     i64::try_from(config.identity.token_expiration).unwrap_or(3600),
                 ),
             );
-            let identity_router = magnum_identity::server::router(Arc::new(service));
+            let identity_router = magnum_identity::server::router_with_limits(
+                Arc::new(service),
+                magnum_identity::server::RequestLimits {
+                    timeout: Duration::from_secs(config.api.request_timeout),
+                    max_body_size: config.api.max_body_size,
+                },
+            );
             let identity_shutdown = shutdown.child_token();
-            tasks.spawn(async move {
-                let served = axum::serve(identity_listener, identity_router)
-                    .with_graceful_shutdown(identity_shutdown.cancelled_owned())
-                    .await;
-                if let Err(error) = served {
-                    tracing::error!(%error, "identity endpoint stopped");
-                }
-            });
+            let limits = connection_limits(config);
+            tasks.spawn(crate::http::serve(
+                identity_listener,
+                identity_router,
+                limits,
+                identity_shutdown,
+            ));
             let refresh_database = database.clone();
             let refresh_list = revocations.clone();
             let refresh_interval =
@@ -506,20 +519,16 @@ async fn start_api(
         service_down_time_seconds: i64::try_from(config.default.service_down_time).unwrap_or(180),
         public_base_url,
         identity_url,
+        request_timeout: Duration::from_secs(config.api.request_timeout),
+        max_body_size: config.api.max_body_size,
     });
     let app = magnum_api::app(state);
-    let api_shutdown = shutdown.child_token();
-    tasks.spawn(async move {
-        let served = axum::serve(
-            api_listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
-        )
-        .with_graceful_shutdown(api_shutdown.cancelled_owned())
-        .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "API stopped");
-        }
-    });
+    tasks.spawn(crate::http::serve(
+        api_listener,
+        app,
+        connection_limits(config),
+        shutdown.child_token(),
+    ));
     say(&format!(
         "Magnum API listening on {}",
         url_of(api_address, "/v1")
