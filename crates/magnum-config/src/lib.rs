@@ -288,6 +288,9 @@ config_section! {
         token_expiration: u64 = 3600,
         /// Seconds between reloads of the revoked-token list from the database.
         revocation_refresh_interval: u64 = 5,
+        /// Password checks (each a deliberately slow, memory-hungry hash) run at once;
+        /// further logins wait their turn.
+        max_concurrent_password_checks: usize = 4,
     }
 }
 
@@ -441,6 +444,16 @@ config_section! {
 }
 
 config_section! {
+    /// Login protection of the built-in identity, with Keystone's option names and meaning.
+    SecurityComplianceSection => "security_compliance" {
+        /// Wrong passwords in a row after which a user is locked out; unset disables lockout.
+        lockout_failure_attempts: Option<i64> = None,
+        /// Seconds a locked-out user stays locked (counted from the last wrong password).
+        lockout_duration: u64 = 1800,
+    }
+}
+
+config_section! {
     /// Quotas.
     QuotasSection => "quotas" {
         /// Clusters a project may have when no quota row says otherwise.
@@ -468,6 +481,7 @@ pub struct MagnumConfig {
     pub x509: X509Section,
     pub conductor: ConductorSection,
     pub quotas: QuotasSection,
+    pub security_compliance: SecurityComplianceSection,
     /// Options the file sets that no section knows, as `[section] option`.
     pub unknown_options: Vec<String>,
 }
@@ -493,6 +507,10 @@ fn known_options() -> Vec<(&'static str, &'static [OptionDoc])> {
         (X509Section::SECTION, X509Section::OPTIONS),
         (ConductorSection::SECTION, ConductorSection::OPTIONS),
         (QuotasSection::SECTION, QuotasSection::OPTIONS),
+        (
+            SecurityComplianceSection::SECTION,
+            SecurityComplianceSection::OPTIONS,
+        ),
     ]
 }
 
@@ -541,6 +559,7 @@ impl MagnumConfig {
             x509: X509Section::load(&source)?,
             conductor: ConductorSection::load(&source)?,
             quotas: QuotasSection::load(&source)?,
+            security_compliance: SecurityComplianceSection::load(&source)?,
             unknown_options: unknown_options(&document),
         };
         config.check(file)?;
@@ -568,6 +587,19 @@ impl MagnumConfig {
         }
         if self.api.max_limit == 0 {
             return Err(invalid("api", "max_limit", "must be at least 1"));
+        }
+        if self
+            .security_compliance
+            .lockout_failure_attempts
+            .is_some_and(|attempts| attempts < 1)
+            || self.security_compliance.lockout_duration == 0
+            || self.identity.max_concurrent_password_checks == 0
+        {
+            return Err(invalid(
+                "security_compliance",
+                "lockout_failure_attempts",
+                "lockout_failure_attempts and lockout_duration, and [identity] max_concurrent_password_checks, must be at least 1",
+            ));
         }
         if self.identity.token_expiration == 0 {
             return Err(invalid(
@@ -785,6 +817,7 @@ impl MagnumConfig {
             X509Section::sample(),
             ConductorSection::sample(),
             QuotasSection::sample(),
+            SecurityComplianceSection::sample(),
         ]
         .join("\n")
     }

@@ -1,5 +1,7 @@
-//! Tables of the built-in identity service: projects, users (with password hashes), roles,
-//! role assignments and revoked tokens.
+//! Tables of the built-in identity service: projects, users (with password hashes and
+//! failed-login counts), roles, role assignments, revoked tokens, and user-wide revocations
+//! (written in the same transaction as the role removal or password change that causes
+//! them).
 //!
 //! Only the single domain `default` exists; ids are 32 hex characters as in Keystone.
 
@@ -28,6 +30,10 @@ pub struct IdentityUser {
     pub enabled: bool,
     pub default_project_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Wrong passwords since the last good one.
+    pub failed_auth_count: i64,
+    /// When the last wrong password was given.
+    pub failed_auth_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for IdentityUser {
@@ -68,6 +74,11 @@ fn decode_user(row: &AnyRow) -> DbResult<IdentityUser> {
         enabled: row::boolean(row, "enabled")?,
         default_project_id: row::optional_text(row, "default_project_id")?,
         created_at: time::decode("created_at", &row::text(row, "created_at")?)?,
+        failed_auth_count: row::integer(row, "failed_auth_count")?,
+        failed_auth_at: time::decode_optional(
+            "failed_auth_at",
+            row::optional_text(row, "failed_auth_at")?,
+        )?,
     })
 }
 
@@ -79,8 +90,8 @@ fn decode_role(row: &AnyRow) -> DbResult<IdentityRole> {
 }
 
 const PROJECT_COLUMNS: &str = "id, name, domain_id, description, enabled, created_at";
-const USER_COLUMNS: &str =
-    "id, name, domain_id, password_hash, enabled, default_project_id, created_at";
+const USER_COLUMNS: &str = "id, name, domain_id, password_hash, enabled, default_project_id, \
+    created_at, failed_auth_count, failed_auth_at";
 
 /// Repository of the built-in identity's tables.
 #[derive(Debug, Clone, Copy)]
@@ -207,19 +218,96 @@ impl Identity<'_> {
             .await?)
     }
 
+    /// Changes a user's password; every token the user holds is revoked with it, and the
+    /// failed-login count starts again.
     pub async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> DbResult<()> {
-        let result = sqlx::query(
-            self.database
-                .dialect()
-                .sql("UPDATE identity_user SET password_hash = ? WHERE id = ?"),
-        )
+        let _turn = self.database.write_turn().await;
+        let mut transaction = self.database.pool().begin().await?;
+        let result = sqlx::query(self.database.dialect().sql(
+            "UPDATE identity_user SET password_hash = ?, failed_auth_count = 0, \
+             failed_auth_at = NULL WHERE id = ?",
+        ))
         .bind(password_hash.to_string())
         .bind(user_id.to_string())
-        .execute(self.database.pool())
+        .execute(&mut *transaction)
         .await?;
         if result.rows_affected() == 0 {
             return Err(DbError::NotFound);
         }
+        self.revoke_user_tokens(&mut transaction, user_id).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Revokes every token of `user_id` issued until now (by the database's clock, which
+    /// the mirror compares with tokens' issue times from the issuing process's clock).
+    async fn revoke_user_tokens(
+        &self,
+        connection: &mut sqlx::AnyConnection,
+        user_id: &str,
+    ) -> DbResult<()> {
+        let now = time::encode(&Utc::now());
+        sqlx::query(
+            self.database
+                .dialect()
+                .sql("DELETE FROM identity_revoked_user WHERE user_id = ?"),
+        )
+        .bind(user_id.to_string())
+        .execute(&mut *connection)
+        .await?;
+        sqlx::query(
+            self.database
+                .dialect()
+                .sql("INSERT INTO identity_revoked_user (user_id, revoked_at) VALUES (?, ?)"),
+        )
+        .bind(user_id.to_string())
+        .bind(now)
+        .execute(&mut *connection)
+        .await?;
+        Ok(())
+    }
+
+    /// Users whose tokens issued until a time are revoked: (user id, that time).
+    pub async fn revoked_users(&self) -> DbResult<Vec<(String, DateTime<Utc>)>> {
+        let rows = self
+            .fetch_all(
+                "SELECT user_id, revoked_at FROM identity_revoked_user".to_string(),
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row::text(row, "user_id")?,
+                    time::decode("revoked_at", &row::text(row, "revoked_at")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Counts a wrong password for `user_id`.
+    pub async fn record_failed_auth(&self, user_id: &str, at: DateTime<Utc>) -> DbResult<()> {
+        let _turn = self.database.write_turn().await;
+        sqlx::query(self.database.dialect().sql(
+            "UPDATE identity_user SET failed_auth_count = failed_auth_count + 1, \
+             failed_auth_at = ? WHERE id = ?",
+        ))
+        .bind(time::encode(&at))
+        .bind(user_id.to_string())
+        .execute(self.database.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a user's wrong passwords (a good one was given, or a lockout ran out).
+    pub async fn reset_failed_auth(&self, user_id: &str) -> DbResult<()> {
+        let _turn = self.database.write_turn().await;
+        sqlx::query(self.database.dialect().sql(
+            "UPDATE identity_user SET failed_auth_count = 0, failed_auth_at = NULL WHERE id = ?",
+        ))
+        .bind(user_id.to_string())
+        .execute(self.database.pool())
+        .await?;
         Ok(())
     }
 
@@ -275,24 +363,29 @@ impl Identity<'_> {
         }
     }
 
-    /// Removes a grant; removing a missing one is [`DbError::NotFound`].
+    /// Removes a grant, revoking every token the user holds (tokens carry their roles);
+    /// removing a missing one is [`DbError::NotFound`].
     pub async fn unassign_role(
         &self,
         user_id: &str,
         project_id: &str,
         role_id: &str,
     ) -> DbResult<()> {
+        let _turn = self.database.write_turn().await;
+        let mut transaction = self.database.pool().begin().await?;
         let result = sqlx::query(self.database.dialect().sql(
             "DELETE FROM identity_role_assignment WHERE user_id = ? AND project_id = ? AND role_id = ?",
         ))
         .bind(user_id.to_string())
         .bind(project_id.to_string())
         .bind(role_id.to_string())
-        .execute(self.database.pool())
+        .execute(&mut *transaction)
         .await?;
         if result.rows_affected() == 0 {
             return Err(DbError::NotFound);
         }
+        self.revoke_user_tokens(&mut transaction, user_id).await?;
+        transaction.commit().await?;
         Ok(())
     }
 
@@ -412,6 +505,8 @@ mod tests {
             enabled: true,
             default_project_id: Some(project.id.clone()),
             created_at: Utc::now(),
+            failed_auth_count: 0,
+            failed_auth_at: None,
         };
         identity.create_user(&user).await.unwrap();
         assert_eq!(

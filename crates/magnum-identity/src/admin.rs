@@ -125,6 +125,8 @@ pub async fn create_user(
         enabled: true,
         default_project_id,
         created_at: Utc::now().trunc_subsecs(6),
+        failed_auth_count: 0,
+        failed_auth_at: None,
     };
     match database.identity().create_user(&user).await {
         Ok(()) => Ok(user),

@@ -16,7 +16,9 @@ pub enum AuthError {
     InvalidToken(String),
     #[error("The token is not scoped to a project.")]
     Unscoped,
-    #[error("Authentication is unavailable: {0}")]
+    /// The identity service cannot be asked; the reason is logged, never shown (it may name
+    /// internal addresses).
+    #[error("Authentication is unavailable; try again later.")]
     Unavailable(String),
 }
 
@@ -67,7 +69,7 @@ impl Authenticator {
                         }
                         other => AuthError::InvalidToken(other.to_string()),
                     })?;
-                if revocations.is_revoked(&claims.audit_id) {
+                if revocations.is_token_revoked(&claims) {
                     return Err(AuthError::InvalidToken(TokenError::Revoked.to_string()));
                 }
                 let project_id = claims.project_id.ok_or(AuthError::Unscoped)?;
@@ -164,6 +166,7 @@ mod tests {
             roles: vec![("1".to_string(), "Member".to_string())],
             methods: vec!["password".to_string()],
             audit_id: new_audit_id(),
+            audit_chain: None,
             issued_at_micros: now.timestamp_micros(),
             expires_at_micros: (now + chrono::Duration::hours(1)).timestamp_micros(),
         }

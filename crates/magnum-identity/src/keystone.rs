@@ -3,6 +3,9 @@
 //! The API keeps a service token (password authentication with `[keystone_authtoken]`'s
 //! service user), asks Keystone about each new user token with `GET /v3/auth/tokens`, and
 //! caches the answer for at most `token_cache_time` seconds (never past the token's expiry).
+//! A token Keystone refused is remembered as invalid for [`INVALID_TOKEN_CACHE_SECONDS`], so
+//! a client repeating a bad token does not make every request a Keystone call. No lock is
+//! held while Keystone is asked.
 
 use crate::context::RequestContext;
 use chrono::{DateTime, Utc};
@@ -24,6 +27,9 @@ pub enum KeystoneError {
     Unavailable(String),
 }
 
+/// How long a token Keystone refused is answered 401 without asking again.
+pub const INVALID_TOKEN_CACHE_SECONDS: i64 = 10;
+
 #[derive(Debug, Clone)]
 struct CachedToken {
     context: RequestContext,
@@ -36,8 +42,10 @@ pub struct KeystoneValidator {
     client: reqwest::Client,
     auth_url: String,
     settings: KeystoneAuthtokenSection,
-    service_token: tokio::sync::Mutex<Option<(String, DateTime<Utc>)>>,
+    service_token: Mutex<Option<(String, DateTime<Utc>)>>,
     cache: Mutex<HashMap<[u8; 32], CachedToken>>,
+    /// Tokens Keystone refused, until when they are answered 401 without asking.
+    invalid: Mutex<HashMap<[u8; 32], DateTime<Utc>>>,
 }
 
 /// The v3 base of an auth URL (`http://host:5000` and `http://host:5000/v3/` both give
@@ -110,8 +118,9 @@ impl KeystoneValidator {
             client,
             auth_url: v3_url(&auth_url),
             settings,
-            service_token: tokio::sync::Mutex::new(None),
+            service_token: Mutex::new(None),
             cache: Mutex::new(HashMap::new()),
+            invalid: Mutex::new(HashMap::new()),
         })
     }
 
@@ -124,12 +133,20 @@ impl KeystoneValidator {
     }
 
     async fn service_token(&self, force_refresh: bool) -> Result<String, KeystoneError> {
-        let mut guard = self.service_token.lock().await;
-        if let Some((token, expires_at)) = guard.as_ref() {
-            if !force_refresh && *expires_at - chrono::Duration::seconds(60) > Utc::now() {
-                return Ok(token.clone());
+        if !force_refresh {
+            let cached = self
+                .service_token
+                .lock()
+                .ok()
+                .and_then(|guard| guard.clone());
+            if let Some((token, expires_at)) = cached {
+                if expires_at - chrono::Duration::seconds(60) > Utc::now() {
+                    return Ok(token);
+                }
             }
         }
+        // Asked without a lock held: several requests may refresh at once, which costs a few
+        // extra logins but never makes requests wait on one another's call.
         let body = json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": self.settings.username,
@@ -164,7 +181,9 @@ impl KeystoneValidator {
             .map_err(|error| KeystoneError::Unavailable(error.to_string()))?;
         let expires_at = parse_timestamp(body.pointer("/token/expires_at"))
             .unwrap_or_else(|| Utc::now() + chrono::Duration::minutes(5));
-        *guard = Some((token.clone(), expires_at));
+        if let Ok(mut guard) = self.service_token.lock() {
+            *guard = Some((token.clone(), expires_at));
+        }
         Ok(token)
     }
 
@@ -183,6 +202,41 @@ impl KeystoneValidator {
                 }
             }
         }
+        if let Ok(invalid) = self.invalid.lock() {
+            if invalid.get(&key).is_some_and(|until| *until > now) {
+                return Err(KeystoneError::InvalidToken);
+            }
+        }
+        let answer = self.ask_keystone(user_token, key, now).await;
+        if answer == Err(KeystoneError::InvalidToken) {
+            self.remember_invalid(key, now);
+        }
+        answer
+    }
+
+    /// Remembers a refused token for a short while (the map is bounded like the cache).
+    fn remember_invalid(&self, key: [u8; 32], now: DateTime<Utc>) {
+        if let Ok(mut invalid) = self.invalid.lock() {
+            let limit = self.settings.token_cache_size.max(1);
+            if invalid.len() >= limit {
+                invalid.retain(|_, until| *until > now);
+                if invalid.len() >= limit {
+                    invalid.clear();
+                }
+            }
+            invalid.insert(
+                key,
+                now + chrono::Duration::seconds(INVALID_TOKEN_CACHE_SECONDS),
+            );
+        }
+    }
+
+    async fn ask_keystone(
+        &self,
+        user_token: &str,
+        key: [u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<RequestContext, KeystoneError> {
         let mut refreshed = false;
         loop {
             let service_token = self.service_token(refreshed).await?;

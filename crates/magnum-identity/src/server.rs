@@ -35,8 +35,11 @@ impl IntoResponse for IdentityError {
     fn into_response(self) -> Response {
         match &self {
             IdentityError::BadRequest(message) => keystone_error(StatusCode::BAD_REQUEST, message),
-            IdentityError::Unauthorized => {
+            IdentityError::Unauthorized | IdentityError::AccountLocked(_) => {
                 keystone_error(StatusCode::UNAUTHORIZED, &self.to_string())
+            }
+            IdentityError::Busy => {
+                keystone_error(StatusCode::SERVICE_UNAVAILABLE, &self.to_string())
             }
             IdentityError::TokenNotFound(_) => {
                 keystone_error(StatusCode::NOT_FOUND, &self.to_string())
@@ -232,7 +235,7 @@ async fn issue_token(
         None => None,
     };
     let now = Utc::now();
-    let (user, expires_cap) = match methods.first().map(String::as_str) {
+    let (user, parent) = match methods.first().map(String::as_str) {
         Some("password") => {
             let user = identity
                 .pointer("/password/user")
@@ -264,7 +267,7 @@ async fn issue_token(
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad_request("Expecting to find id in token."))?;
             let (user, claims) = service.user_of_token(token, now).await?;
-            (user, Some(claims.expires_at()))
+            (user, Some(claims))
         }
         Some(other) => {
             return Err(bad_request(&format!(
@@ -274,7 +277,7 @@ async fn issue_token(
         None => return Err(bad_request("Expecting to find methods in identity.")),
     };
     let (token, claims) = service
-        .issue(&user, scope.as_ref(), methods, expires_cap, now)
+        .issue(&user, scope.as_ref(), methods, parent.as_ref(), now)
         .await?;
     tracing::info!(user = %claims.user_name, project = ?claims.project_name, "issued token");
     let mut response =

@@ -57,6 +57,12 @@ pub enum IdentityError {
     /// Wrong credentials, unknown user, disabled user, or no access to the project (401).
     #[error("The request you have made requires authentication.")]
     Unauthorized,
+    /// Too many wrong passwords: locked out for a while (401, Keystone's `AccountLocked`).
+    #[error("The account is locked for user: {0}.")]
+    AccountLocked(String),
+    /// Too many logins at once (503).
+    #[error("Too many logins are being checked at once; try again.")]
+    Busy,
     /// Unknown or invalid token on validation (404).
     #[error("Could not find token: {0}")]
     TokenNotFound(String),
@@ -102,6 +108,31 @@ pub enum ProjectReference {
     },
 }
 
+/// Login protection: Keystone's `[security_compliance]` lockout, and how many password
+/// checks run at once.
+#[derive(Debug, Clone)]
+pub struct LoginPolicy {
+    /// Wrong passwords in a row after which a user is locked out (None: never).
+    pub lockout_failure_attempts: Option<i64>,
+    /// How long a lockout lasts after the last wrong password.
+    pub lockout_duration: Duration,
+    /// Password checks at once.
+    pub max_concurrent_checks: usize,
+}
+
+impl Default for LoginPolicy {
+    fn default() -> Self {
+        LoginPolicy {
+            lockout_failure_attempts: None,
+            lockout_duration: Duration::seconds(1800),
+            max_concurrent_checks: 4,
+        }
+    }
+}
+
+/// How long a login waits for its turn to check a password before it is answered 503.
+const PASSWORD_CHECK_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The built-in identity service.
 #[derive(Debug, Clone)]
 pub struct IdentityService {
@@ -110,6 +141,9 @@ pub struct IdentityService {
     revocations: RevocationList,
     catalog: Catalog,
     token_lifetime: Duration,
+    login: LoginPolicy,
+    /// Turns to run a password check (argon2 takes ~19 MiB and real CPU time each).
+    password_checks: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// A hash verified against when a user does not exist, so that the answer takes as long as
@@ -131,13 +165,57 @@ impl IdentityService {
         catalog: Catalog,
         token_lifetime: Duration,
     ) -> Self {
+        Self::with_login_policy(
+            database,
+            signer,
+            revocations,
+            catalog,
+            token_lifetime,
+            LoginPolicy::default(),
+        )
+    }
+
+    pub fn with_login_policy(
+        database: Database,
+        signer: TokenSigner,
+        revocations: RevocationList,
+        catalog: Catalog,
+        token_lifetime: Duration,
+        login: LoginPolicy,
+    ) -> Self {
         Self {
             database,
             signer,
             revocations,
             catalog,
             token_lifetime,
+            password_checks: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                login.max_concurrent_checks.max(1),
+            )),
+            login,
         }
+    }
+
+    /// Whether `user` is locked out now; a lockout that ran out is forgotten.
+    async fn is_locked_out(
+        &self,
+        user: &IdentityUser,
+        now: DateTime<Utc>,
+    ) -> Result<bool, IdentityError> {
+        let Some(attempts) = self.login.lockout_failure_attempts else {
+            return Ok(false);
+        };
+        if user.failed_auth_count < attempts {
+            return Ok(false);
+        }
+        let locked_until = user
+            .failed_auth_at
+            .map(|at| at + self.login.lockout_duration);
+        if locked_until.is_some_and(|until| until > now) {
+            return Ok(true);
+        }
+        self.database.identity().reset_failed_auth(&user.id).await?;
+        Ok(false)
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -166,16 +244,47 @@ impl IdentityService {
             Err(DbError::NotFound) => None,
             Err(other) => return Err(other.into()),
         };
+        let now = Utc::now();
+        if let Some(user) = &found {
+            if self.is_locked_out(user, now).await? {
+                return Err(IdentityError::AccountLocked(user.id.clone()));
+            }
+        }
         let stored_hash = found
             .as_ref()
             .map(|user| user.password_hash.clone())
             .unwrap_or_else(dummy_hash);
         let password = password.to_string();
-        let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored_hash))
-            .await
-            .unwrap_or(false);
+        // Few checks at once: a flood of logins waits (its connections are bounded by the
+        // server) instead of taking every core and ~19 MiB per check.
+        let turn = tokio::time::timeout(
+            PASSWORD_CHECK_QUEUE_WAIT,
+            self.password_checks.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| IdentityError::Busy)?
+        .map_err(|_| IdentityError::Busy)?;
+        let matches = tokio::task::spawn_blocking(move || {
+            let matches = verify_password(&password, &stored_hash);
+            drop(turn);
+            matches
+        })
+        .await
+        .unwrap_or(false);
         match found {
-            Some(user) if matches && user.enabled => Ok(user),
+            Some(user) if matches && user.enabled => {
+                if user.failed_auth_count > 0 {
+                    self.database.identity().reset_failed_auth(&user.id).await?;
+                }
+                Ok(user)
+            }
+            Some(user) if !matches => {
+                self.database
+                    .identity()
+                    .record_failed_auth(&user.id, now)
+                    .await?;
+                Err(IdentityError::Unauthorized)
+            }
             _ => Err(IdentityError::Unauthorized),
         }
     }
@@ -211,9 +320,17 @@ impl IdentityService {
         user: &IdentityUser,
         project: Option<&ProjectReference>,
         methods: Vec<String>,
-        expires_at: Option<DateTime<Utc>>,
+        parent: Option<&TokenClaims>,
         now: DateTime<Utc>,
     ) -> Result<(String, TokenClaims), IdentityError> {
+        // A token re-scoped from another keeps its expiry and its audit chain.
+        let expires_at = parent.map(TokenClaims::expires_at);
+        let audit_chain = parent.map(|parent| {
+            parent
+                .audit_chain
+                .clone()
+                .unwrap_or_else(|| parent.audit_id.clone())
+        });
         let project = match project {
             Some(reference) => Some(self.resolve_project(reference).await?),
             None => match &user.default_project_id {
@@ -270,6 +387,7 @@ impl IdentityService {
             roles,
             methods,
             audit_id: new_audit_id(),
+            audit_chain,
             issued_at_micros: now.timestamp_micros(),
             expires_at_micros: expires.timestamp_micros(),
         };
@@ -279,7 +397,7 @@ impl IdentityService {
     /// Checks a token: signature, expiry and revocation.
     pub fn check(&self, token: &str, now: DateTime<Utc>) -> Result<TokenClaims, TokenError> {
         let claims = self.signer.verify(token, now)?;
-        if self.revocations.is_revoked(&claims.audit_id) {
+        if self.revocations.is_token_revoked(&claims) {
             return Err(TokenError::Revoked);
         }
         Ok(claims)
@@ -334,7 +452,10 @@ impl IdentityService {
                 "domain": domain(&claims.user_domain_id),
                 "password_expires_at": null,
             },
-            "audit_ids": [claims.audit_id],
+            "audit_ids": match &claims.audit_chain {
+                Some(chain) => json!([claims.audit_id, chain]),
+                None => json!([claims.audit_id]),
+            },
             "issued_at": timestamp(claims.issued_at()),
             "expires_at": timestamp(claims.expires_at()),
         });

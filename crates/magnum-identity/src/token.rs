@@ -37,6 +37,10 @@ pub struct TokenClaims {
     pub methods: Vec<String>,
     #[serde(rename = "a")]
     pub audit_id: String,
+    /// The audit id of the token this one was re-scoped from (the first of the chain):
+    /// revoking that token revokes this one too.
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub audit_chain: Option<String>,
     /// Unix time in microseconds.
     #[serde(rename = "i")]
     pub issued_at_micros: i64,
@@ -156,6 +160,7 @@ mod tests {
             roles: vec![("r1".to_string(), "member".to_string())],
             methods: vec!["password".to_string()],
             audit_id: new_audit_id(),
+            audit_chain: None,
             issued_at_micros: now.timestamp_micros(),
             expires_at_micros: (now + chrono::Duration::seconds(expires_in_seconds))
                 .timestamp_micros(),

@@ -424,7 +424,7 @@ async fn start_api(
             let signer = admin::load_token_signer(&state_path)?;
             let revocations = RevocationList::default();
             revocations.refresh(database).await?;
-            let service = IdentityService::new(
+            let service = IdentityService::with_login_policy(
                 database.clone(),
                 signer.clone(),
                 revocations.clone(),
@@ -436,12 +436,21 @@ async fn start_api(
                 chrono::Duration::seconds(
                     i64::try_from(config.identity.token_expiration).unwrap_or(3600),
                 ),
+                magnum_identity::service::LoginPolicy {
+                    lockout_failure_attempts: config.security_compliance.lockout_failure_attempts,
+                    lockout_duration: chrono::Duration::seconds(
+                        i64::try_from(config.security_compliance.lockout_duration).unwrap_or(1800),
+                    ),
+                    max_concurrent_checks: config.identity.max_concurrent_password_checks,
+                },
             );
             let identity_router = magnum_identity::server::router_with_limits(
                 Arc::new(service),
                 magnum_identity::server::RequestLimits {
                     timeout: Duration::from_secs(config.api.request_timeout),
-                    max_body_size: config.api.max_body_size,
+                    // Authentication requests are small: a flood of large bodies must not
+                    // take the memory the connection limit allows.
+                    max_body_size: config.api.max_body_size.min(64 * 1024),
                 },
             );
             let identity_shutdown = shutdown.child_token();
