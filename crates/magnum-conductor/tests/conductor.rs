@@ -685,3 +685,52 @@ async fn a_ca_rotation_makes_one_new_ca_however_many_steps_it_takes() {
     seen.remove(&before);
     assert_eq!(seen.len(), 1, "more than one new CA was made");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_clusters_unresponsive_nodes_do_not_hold_up_the_others_health_checks() {
+    let setup = setup().await;
+    let template = store_template(&setup.database, "t", "magnum-node:bookworm", false).await;
+    let mut settings = settings("test-host/a");
+    settings.sync_interval = Duration::from_millis(200);
+    settings.health_check_timeout = Duration::from_millis(500);
+    settings.health_check_concurrency = 2;
+    let _conductor = start(&setup, settings).await;
+    let mut uuids = Vec::new();
+    for name in ["hung", "lost", "fine"] {
+        let cluster = create_cluster(&setup.database, &template, name, 1, None).await;
+        settled(
+            &setup.database,
+            &cluster.uuid,
+            Some(ClusterStatus::CreateComplete),
+        )
+        .await;
+        uuids.push(cluster.uuid);
+    }
+    // One cluster's nodes stop answering; another's nodes are lost.
+    setup
+        .driver
+        .behave(|behaviour| behaviour.unresponsive = vec![uuids[0].clone()]);
+    setup.driver.lose_nodes(&uuids[1]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let lost = setup
+            .database
+            .clusters()
+            .get_by_uuid(&uuids[1])
+            .await
+            .unwrap();
+        let fine = setup
+            .database
+            .clusters()
+            .get_by_uuid(&uuids[2])
+            .await
+            .unwrap();
+        if lost.health_status == Some(magnum_core::cluster::HealthStatus::Unhealthy)
+            && fine.health_status == Some(magnum_core::cluster::HealthStatus::Healthy)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{lost:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

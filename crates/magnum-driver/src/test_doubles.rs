@@ -195,6 +195,8 @@ pub struct FakeBehaviour {
     pub broken_images: Vec<String>,
     /// Most workers the driver accepts in `check_shape`.
     pub max_workers: i64,
+    /// Clusters (by uuid) whose `observe` never answers (unresponsive nodes).
+    pub unresponsive: Vec<String>,
 }
 
 impl Default for FakeBehaviour {
@@ -209,6 +211,7 @@ impl Default for FakeBehaviour {
             apply_always_fails: None,
             broken_images: Vec::new(),
             max_workers: 100,
+            unresponsive: Vec::new(),
         }
     }
 }
@@ -270,6 +273,13 @@ impl FakeDriver {
     /// What exists for a cluster, if anything.
     pub fn cluster(&self, uuid: &str) -> Option<FakeCluster> {
         lock(&self.state).clusters.get(uuid).cloned()
+    }
+
+    /// Loses a cluster's nodes behind the conductor's back (a host failure).
+    pub fn lose_nodes(&self, uuid: &str) {
+        if let Some(cluster) = lock(&self.state).clusters.get_mut(uuid) {
+            cluster.nodes.clear();
+        }
     }
 
     /// Every cluster that exists.
@@ -450,6 +460,9 @@ impl ClusterDriver for FakeDriver {
     }
 
     async fn observe(&self, spec: &ClusterSpec) -> Result<Observed, DriverError> {
+        if lock(&self.behaviour).unresponsive.contains(&spec.uuid) {
+            std::future::pending::<()>().await;
+        }
         let nodes = lock(&self.state)
             .clusters
             .get(&spec.uuid)
