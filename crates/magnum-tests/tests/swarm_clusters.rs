@@ -1749,3 +1749,230 @@ async fn a_cluster_user_cannot_reach_the_hosts_kernel_disks_or_engine() {
     );
     gone(&api, &uuid, Duration::from_secs(60)).await;
 }
+
+/// A second Docker engine in user-namespace-remapping mode (`--userns-remap=default`),
+/// started by the test beside the host's engine (its own data root, socket and pid file; it
+/// leaves iptables to the host's engine), stopped by its PID when dropped.
+struct RemappedEngine {
+    child: std::process::Child,
+    root: std::path::PathBuf,
+    socket: String,
+}
+
+impl RemappedEngine {
+    fn start() -> RemappedEngine {
+        let root = std::path::PathBuf::from(format!(
+            "/var/lib/magnum-test-userns-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&root).unwrap();
+        let socket = format!("unix://{}/docker.sock", root.display());
+        let log = std::fs::File::create(root.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--userns-remap=default")
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("exec"))
+            .arg("--pidfile")
+            .arg(root.join("docker.pid"))
+            .args(["-H", &socket, "--bridge=none", "--iptables=false"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start a second dockerd");
+        let engine = RemappedEngine {
+            child,
+            root,
+            socket,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !engine.docker(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "the user-namespace-remapped engine did not start: {}",
+                std::fs::read_to_string(engine.root.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        engine
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .env_remove("DOCKER_CONTEXT")
+            .env("DOCKER_HOST", &self.socket)
+            .args(args)
+            .output()
+            .expect("run the docker CLI")
+    }
+}
+
+impl Drop for RemappedEngine {
+    fn drop(&mut self) {
+        let leftovers = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&leftovers.stdout).split_whitespace() {
+            self.docker(&["rm", "-f", "-v", id]);
+        }
+        // SAFETY: kill(2) with the PID of a child this test started and a valid signal.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// The hardened set-up: the outer engine remaps user namespaces, so a node's root is an
+/// unprivileged host user. A cluster works there, and what root in a node could still do on
+/// an ordinary engine (write the host kernel's global settings, read the host's disks) is
+/// refused.
+#[tokio::test]
+async fn the_hardened_set_up_runs_clusters_on_a_user_namespace_remapped_engine() {
+    if !engine_ready() {
+        return;
+    }
+    let engine = RemappedEngine::start();
+    let info = succeeded(
+        &engine.docker(&["info", "--format", "{{json .SecurityOptions}}"]),
+        "docker info",
+    );
+    assert!(info.contains("name=userns"), "{info}");
+    let copied = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "docker save {NODE_IMAGE} | DOCKER_HOST={} docker load -q",
+                engine.socket
+            ),
+        ])
+        .env_remove("DOCKER_HOST")
+        .output()
+        .unwrap();
+    succeeded(&copied, "loading the node image into the remapped engine");
+
+    let janitor = Janitor::default();
+    let magnumd = start_docker_magnumd(&format!(
+        "[docker]\nsocket = {}\nsubnet_pool = 10.201.0.0/16\n",
+        engine.socket
+    ))
+    .await;
+    let api = latest_admin(&magnumd).await;
+    create_swarm_template(&magnumd, "swarm", &[]);
+    let uuid = create_tracked_cluster(
+        &api,
+        &janitor,
+        json!({"name": "hard", "cluster_template_id": "swarm", "node_count": 0}),
+    )
+    .await;
+    let cluster = settled(&api, &uuid, Duration::from_secs(240)).await;
+    assert_eq!(cluster["status"], "CREATE_COMPLETE", "{cluster}");
+    let dir = tempfile::tempdir().unwrap();
+    let dir_text = dir.path().display().to_string();
+    let environment = exported_environment(&succeeded(
+        &magnum(&magnumd, &["cluster-config", "hard", "--dir", &dir_text]),
+        "cluster-config",
+    ));
+    let node = format!("magnum-{uuid}-master-0");
+    // The node's root is not the host's root.
+    let pid = succeeded(
+        &engine.docker(&["inspect", "-f", "{{.State.Pid}}", &node]),
+        "inspect",
+    );
+    let uid_map = std::fs::read_to_string(format!("/proc/{}/uid_map", pid.trim())).unwrap();
+    let root_outside: u32 = uid_map
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .unwrap();
+    assert_ne!(root_outside, 0, "{uid_map}");
+
+    // The cluster works: an image loaded into the node runs (the node's dockerd makes the
+    // container's cgroups in the directories magnumd handed the node).
+    crate::common::docker::ensure_workload_image();
+    let load = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "docker save {WORKLOAD_IMAGE} | DOCKER_HOST={} docker exec -i {node} docker load -q",
+                engine.socket
+            ),
+        ])
+        .env_remove("DOCKER_HOST")
+        .output()
+        .unwrap();
+    succeeded(&load, "loading the workload image into the node");
+    let as_user = |args: &[&str]| cluster_docker(&environment, args);
+    let ran = as_user(&[
+        "run",
+        "--rm",
+        WORKLOAD_IMAGE,
+        "/bin/busybox",
+        "echo",
+        "inside",
+    ]);
+    assert_eq!(succeeded(&ran, "docker run").trim(), "inside");
+
+    // Root in an inner container cannot change the host kernel's global settings...
+    let before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let attempt = as_user(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "systempaths=unconfined",
+        WORKLOAD_IMAGE,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo magnum-test-core > /proc/sys/kernel/core_pattern",
+    ]);
+    assert!(!attempt.status.success(), "core_pattern was writable");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        before
+    );
+    // ...nor read the host's disks, even after widening its own device rules.
+    let disk = HostDisk::attach();
+    let (major, minor) = disk.major_minor.split_once(':').unwrap();
+    let script = format!(
+        "/bin/busybox mkdir -p /m; \
+         /bin/busybox mount -t cgroup -o devices none /m; \
+         p=$(/bin/busybox grep devices /proc/self/cgroup | /bin/busybox cut -d: -f3); \
+         echo 'b {major}:{minor} r' > /m$p/devices.allow; \
+         /bin/busybox mknod /disk b {major} {minor}; \
+         /bin/busybox head -c 21 /disk; true"
+    );
+    let read = as_user(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "SYS_ADMIN",
+        WORKLOAD_IMAGE,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&read.stdout).contains(HOST_MARKER),
+        "the host's disk was read"
+    );
+    drop(disk);
+
+    assert_eq!(
+        api.delete(&format!("/v1/clusters/{uuid}")).await.status,
+        204
+    );
+    gone(&api, &uuid, Duration::from_secs(60)).await;
+    let left = engine.docker(&["ps", "-aq"]);
+    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
+}

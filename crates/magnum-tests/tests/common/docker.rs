@@ -128,7 +128,7 @@ pub fn running_nodes(uuid: &str) -> Vec<String> {
 static WORKLOAD_IMAGE_READY: Mutex<bool> = Mutex::new(false);
 
 /// Builds the workload image on the local engine once (from the host's static busybox).
-fn ensure_workload_image() {
+pub fn ensure_workload_image() {
     let mut ready = WORKLOAD_IMAGE_READY
         .lock()
         .unwrap_or_else(|e| e.into_inner());
