@@ -70,6 +70,18 @@ impl ApiError {
         )
     }
 
+    /// A quota refusal, worded as upstream words it.
+    pub fn quota_exceeded(resource: magnum_db::Resource, limit: i64) -> Self {
+        Self::forbidden(match resource {
+            magnum_db::Resource::Cluster => format!(
+                "Resource limit exceeded: You have reached the maximum clusters per project, {limit}. You may delete a cluster to make room for a new one."
+            ),
+            magnum_db::Resource::Node => format!(
+                "Resource limit exceeded: You have reached the maximum nodes per project, {limit}. You may delete a cluster or remove nodes to make room."
+            ),
+        })
+    }
+
     pub fn framework(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -92,9 +104,39 @@ impl From<DomainError> for ApiError {
     }
 }
 
+/// The one mapping from database failures to answers. Handlers match the outcomes that mean
+/// something particular for their resource (a named 404, a duplicate name) first; whatever
+/// reaches this conversion gets the generic answer for its kind:
+/// - the database is unreachable, overloaded or the statement lost a lock race → 503, so the
+///   caller retries rather than reporting a bug;
+/// - a concurrent update won → 409;
+/// - a quota would be exceeded → 403, as upstream answers;
+/// - a row is missing → 404;
+/// - anything else (corrupt rows, failed migrations, unexpected SQL errors) → 500 with the
+///   details only in the log.
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
-        ApiError::internal("accessing the database", &error)
+        if error.is_unavailable() {
+            tracing::warn!(%error, "the database is unavailable");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is unavailable; try again later.",
+            );
+        }
+        match error {
+            DbError::Stale => ApiError::conflict(
+                "The resource was changed by another request; reload it and try again.",
+            ),
+            DbError::QuotaExceeded { resource, limit } => ApiError::quota_exceeded(resource, limit),
+            DbError::NotFound => ApiError::not_found("The resource could not be found."),
+            DbError::Duplicate => ApiError::conflict("The resource already exists."),
+            DbError::InUse => ApiError::bad_request("The resource is in use."),
+            DbError::Ambiguous => {
+                ApiError::conflict("Multiple resources match that name; use the UUID instead.")
+            }
+            DbError::MarkerNotFound => ApiError::bad_request("The marker could not be found."),
+            other => ApiError::internal("accessing the database", &other),
+        }
     }
 }
 
@@ -239,6 +281,42 @@ mod tests {
         assert_eq!(inner["faultcode"], "Client");
         assert_eq!(inner["faultstring"], "Baymodel x could not be found.");
         assert!(inner["debuginfo"].is_null());
+    }
+
+    #[test]
+    fn database_outcomes_map_to_their_status() {
+        let status = |error: DbError| ApiError::from(error).status;
+        assert_eq!(
+            status(DbError::Backend(sqlx::Error::PoolTimedOut)),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(DbError::Backend(sqlx::Error::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused
+            )))),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(status(DbError::Stale), StatusCode::CONFLICT);
+        assert_eq!(status(DbError::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(status(DbError::Duplicate), StatusCode::CONFLICT);
+        assert_eq!(
+            status(DbError::QuotaExceeded {
+                resource: magnum_db::Resource::Cluster,
+                limit: 3
+            }),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            status(DbError::Corrupt {
+                column: "labels",
+                reason: "not JSON".into()
+            }),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status(DbError::Backend(sqlx::Error::ColumnNotFound("x".into()))),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! parentheses. Credentials are the caller's roles, project, user and `is_admin` (the
 //! `context_is_admin` rule); the target is the object's project and user.
 
+use crate::error::ApiError;
+use crate::request::Caller;
+use crate::SharedState;
 use magnum_identity::RequestContext;
 use std::collections::HashMap;
 use std::path::Path;
@@ -287,6 +290,21 @@ fn parse_check(text: &str) -> Result<Check, String> {
         return Err(format!("unexpected '{}'", parser.tokens[parser.position]));
     }
     Ok(check)
+}
+
+/// Refuses the request with upstream's policy message unless `rule` lets the caller act on
+/// `target`. Every handler checks its rule through here.
+pub(crate) fn enforce(
+    state: &SharedState,
+    rule: &str,
+    caller: &Caller,
+    target: &PolicyTarget,
+) -> Result<(), ApiError> {
+    if state.policy.allows(rule, &caller.context, target) {
+        Ok(())
+    } else {
+        Err(ApiError::policy(rule))
+    }
 }
 
 /// The object a rule is checked against.

@@ -262,6 +262,9 @@ config_section! {
         connection: Option<DatabaseConnection> = None,
         /// Connections kept per process.
         max_pool_size: u32 = 16,
+        /// Seconds a request waits for a database connection (a busy pool, or a server that
+        /// cannot be reached) before it is answered 503. At most 300.
+        pool_timeout: u64 = 10,
         /// Apply pending schema migrations when a process starts.
         auto_upgrade: bool = true,
     }
@@ -583,6 +586,13 @@ impl MagnumConfig {
                 "api",
                 "max_connections",
                 "max_connections, header_read_timeout and request_timeout must be at least 1, max_body_size at least 1024",
+            ));
+        }
+        if !(1..=300).contains(&self.database.pool_timeout) || self.database.max_pool_size == 0 {
+            return Err(invalid(
+                "database",
+                "pool_timeout",
+                "pool_timeout must be between 1 and 300 seconds and max_pool_size at least 1",
             ));
         }
         if self.api.max_limit == 0 {

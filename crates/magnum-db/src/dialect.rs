@@ -103,6 +103,22 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether a database error is a transient conflict or an unavailable server rather than a
+/// fault of the statement. SQLite reports its result codes (busy and locked: 5, 6 and their
+/// extended forms 261, 262, 517); PostgreSQL, MySQL and MariaDB report SQLSTATEs:
+/// serialization failures and deadlocks (40001, 40P01), connection exceptions (class 08, as
+/// MySQL's 08S01 for a lost link) and a server shutting down (57P01-57P03).
+pub fn is_transient(error: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = error
+        .code()
+        .map(|code| code.into_owned())
+        .unwrap_or_default();
+    matches!(
+        code.as_str(),
+        "5" | "6" | "261" | "262" | "517" | "40001" | "40P01" | "57P01" | "57P02" | "57P03"
+    ) || code.starts_with("08")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

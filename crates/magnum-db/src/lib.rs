@@ -88,6 +88,29 @@ impl From<sqlx::Error> for DbError {
     }
 }
 
+impl DbError {
+    /// Whether the database could not be reached or could not serve the statement now (a
+    /// lost connection, an exhausted pool, a lock conflict): worth trying again later, and
+    /// not the caller's fault.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Backend(error) => match error {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_) => true,
+                sqlx::Error::Database(database_error) => {
+                    dialect::is_transient(database_error.as_ref())
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 pub type DbResult<T> = Result<T, DbError>;
 
 /// What a project's quotas count.
@@ -146,10 +169,22 @@ pub struct Database {
 }
 
 impl Database {
-    /// Connects (creating the SQLite file and its directory when needed).
+    /// Connects (creating the SQLite file and its directory when needed), with a pool of at
+    /// most `max_pool_size` connections that waits up to 30 seconds for one.
     pub async fn connect(
         connection: &DatabaseConnection,
         max_pool_size: u32,
+    ) -> DbResult<Database> {
+        Self::connect_with(connection, max_pool_size, Duration::from_secs(30)).await
+    }
+
+    /// Connects like [`Database::connect`], waiting at most `pool_timeout` for a connection
+    /// from the pool (including reconnecting to a server that went away) before a statement
+    /// fails with [`DbError::is_unavailable`].
+    pub async fn connect_with(
+        connection: &DatabaseConnection,
+        max_pool_size: u32,
+        pool_timeout: Duration,
     ) -> DbResult<Database> {
         sqlx::any::install_default_drivers();
         let backend = connection.backend();
@@ -178,7 +213,7 @@ impl Database {
             } else {
                 Some(Duration::from_secs(1800))
             })
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(pool_timeout)
             .after_connect(move |connection, _meta| {
                 Box::pin(async move {
                     match backend {

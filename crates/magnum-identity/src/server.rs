@@ -44,6 +44,13 @@ impl IntoResponse for IdentityError {
             IdentityError::TokenNotFound(_) => {
                 keystone_error(StatusCode::NOT_FOUND, &self.to_string())
             }
+            IdentityError::Database(error) if error.is_unavailable() => {
+                tracing::warn!(%error, "identity request failed: the database is unavailable");
+                keystone_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The service is temporarily unavailable; try again later.",
+                )
+            }
             IdentityError::Database(error) => {
                 tracing::error!(%error, "identity request failed");
                 keystone_error(

@@ -169,9 +169,13 @@ pub fn certificate_settings(config: &MagnumConfig) -> anyhow::Result<Certificate
 /// Connects to the configured database.
 pub async fn connect(config: &MagnumConfig) -> anyhow::Result<Database> {
     let connection = config.database_connection();
-    Database::connect(&connection, config.database.max_pool_size)
-        .await
-        .with_context(|| format!("cannot connect to the database {connection}"))
+    Database::connect_with(
+        &connection,
+        config.database.max_pool_size,
+        std::time::Duration::from_secs(config.database.pool_timeout),
+    )
+    .await
+    .with_context(|| format!("cannot connect to the database {connection}"))
 }
 
 fn template_rules(config: &MagnumConfig) -> TemplateRules {

@@ -2,8 +2,8 @@
 //! rotation (PATCH), per spec §7.
 
 use crate::error::ApiError;
-use crate::handlers::cluster_templates::enforce;
 use crate::handlers::clusters::find_cluster;
+use crate::policy::enforce;
 use crate::policy::PolicyTarget;
 use crate::request::{json_body, BaseUrl, Caller};
 use crate::views::Links;

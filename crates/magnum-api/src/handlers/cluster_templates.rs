@@ -2,15 +2,14 @@
 //! of the same rows with each generation's field names, rules and error format.
 
 use crate::error::ApiError;
+use crate::handlers::generation::{self, GenerationResource, RequestParts};
 use crate::pagination::{next_link, page_from_query};
-use crate::policy::PolicyTarget;
-use crate::request::{json_body, BaseUrl, Caller};
+use crate::policy::{enforce, PolicyTarget};
+use crate::request::{json_body, Caller};
 use crate::views::{Collection, TemplateView};
 use crate::SharedState;
-use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::{SubsecRound, Utc};
@@ -26,21 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub fn routes() -> Router<SharedState> {
-    Router::new()
-        .merge(generation_routes::<Current>("/v1/clustertemplates"))
-        .merge(generation_routes::<Seed>("/v1/baymodels"))
-}
-
-fn generation_routes<G: Generation>(collection: &str) -> Router<SharedState> {
-    Router::new()
-        .route(collection, get(list_route::<G>).post(create_route::<G>))
-        .route(&format!("{collection}/detail"), get(detail_route::<G>))
-        .route(
-            &format!("{collection}/{{ident}}"),
-            get(show_route::<G>)
-                .patch(patch_route::<G>)
-                .delete(delete_route::<G>),
-        )
+    generation::routes::<ClusterTemplates>("/v1/clustertemplates", "/v1/baymodels")
 }
 
 /// The words a generation uses for the resource.
@@ -115,19 +100,6 @@ fn template_response(template: &ClusterTemplate, vocabulary: &Vocabulary, base: 
         summary: false,
     })
     .into_response()
-}
-
-pub(crate) fn enforce(
-    state: &SharedState,
-    rule: &str,
-    caller: &Caller,
-    target: &PolicyTarget,
-) -> Result<(), ApiError> {
-    if state.policy.allows(rule, &caller.context, target) {
-        Ok(())
-    } else {
-        Err(ApiError::policy(rule))
-    }
 }
 
 /// The templates a caller may see: everything for administrators, otherwise the project's
@@ -396,12 +368,16 @@ async fn create(
     let stored = match state.database.cluster_templates().insert(&template).await {
         Ok(stored) => stored,
         Err(DbError::Duplicate) => {
-            let uuid_taken = state
+            let uuid_taken = match state
                 .database
                 .cluster_templates()
                 .get_by_uuid(&template.uuid)
                 .await
-                .is_ok();
+            {
+                Ok(_) => true,
+                Err(DbError::NotFound) => false,
+                Err(other) => return Err(other.into()),
+            };
             return Err(if uuid_taken {
                 ApiError::conflict(format!(
                     "A {} with UUID {} already exists.",
@@ -556,78 +532,77 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The generation a route serves, as a type so one generic handler serves both routes.
-trait Generation: Send + Sync + 'static {
-    const VOCABULARY: &'static Vocabulary;
-}
+/// Cluster templates under `/v1/clustertemplates` and the 2016 `/v1/baymodels`.
+struct ClusterTemplates;
 
-/// `/v1/clustertemplates`.
-struct Current;
-/// `/v1/baymodels`.
-struct Seed;
+impl GenerationResource for ClusterTemplates {
+    type Words = Vocabulary;
+    const CURRENT: &'static Vocabulary = &CURRENT;
+    const SEED: &'static Vocabulary = &SEED;
 
-impl Generation for Current {
-    const VOCABULARY: &'static Vocabulary = &CURRENT;
-}
+    async fn list(
+        request: RequestParts,
+        query: HashMap<String, String>,
+        words: &'static Vocabulary,
+        detail: bool,
+    ) -> Result<Response, ApiError> {
+        list(
+            request.state,
+            request.caller,
+            request.base,
+            query,
+            words,
+            detail,
+        )
+        .await
+    }
 
-impl Generation for Seed {
-    const VOCABULARY: &'static Vocabulary = &SEED;
-}
+    async fn show(
+        request: RequestParts,
+        ident: String,
+        words: &'static Vocabulary,
+    ) -> Result<Response, ApiError> {
+        show(request.state, request.caller, request.base, ident, words).await
+    }
 
-type ListQuery = Query<HashMap<String, String>>;
+    async fn create(
+        request: RequestParts,
+        headers: HeaderMap,
+        body: Bytes,
+        words: &'static Vocabulary,
+    ) -> Result<Response, ApiError> {
+        create(
+            request.state,
+            request.caller,
+            request.base,
+            headers,
+            body,
+            words,
+        )
+        .await
+    }
 
-async fn list_route<G: Generation>(
-    State(state): State<SharedState>,
-    caller: Caller,
-    BaseUrl(base): BaseUrl,
-    Query(query): ListQuery,
-) -> Result<Response, ApiError> {
-    list(state, caller, base, query, G::VOCABULARY, false).await
-}
+    async fn patch(
+        request: RequestParts,
+        ident: String,
+        headers: HeaderMap,
+        body: Bytes,
+        words: &'static Vocabulary,
+    ) -> Result<Response, ApiError> {
+        let RequestParts {
+            state,
+            caller,
+            base,
+            ..
+        } = request;
+        patch(state, caller, base, ident, headers, body, words).await
+    }
 
-async fn detail_route<G: Generation>(
-    State(state): State<SharedState>,
-    caller: Caller,
-    BaseUrl(base): BaseUrl,
-    Query(query): ListQuery,
-) -> Result<Response, ApiError> {
-    list(state, caller, base, query, G::VOCABULARY, true).await
-}
-
-async fn show_route<G: Generation>(
-    State(state): State<SharedState>,
-    caller: Caller,
-    BaseUrl(base): BaseUrl,
-    Path(ident): Path<String>,
-) -> Result<Response, ApiError> {
-    show(state, caller, base, ident, G::VOCABULARY).await
-}
-
-async fn create_route<G: Generation>(
-    State(state): State<SharedState>,
-    caller: Caller,
-    BaseUrl(base): BaseUrl,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    create(state, caller, base, headers, body, G::VOCABULARY).await
-}
-
-async fn patch_route<G: Generation>(
-    State(state): State<SharedState>,
-    caller: Caller,
-    BaseUrl(base): BaseUrl,
-    Path(ident): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    patch(state, caller, base, ident, headers, body, G::VOCABULARY).await
-}
-
-async fn delete_route<G: Generation>(
-    State(state): State<SharedState>,
-    caller: Caller,
-    Path(ident): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    delete(state, caller, ident, G::VOCABULARY).await
+    async fn delete(
+        request: RequestParts,
+        ident: String,
+        words: &'static Vocabulary,
+    ) -> Result<StatusCode, ApiError> {
+        delete(request.state, request.caller, ident, words).await
+    }
 }

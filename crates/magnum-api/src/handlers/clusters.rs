@@ -3,17 +3,19 @@
 //! operation (checked against the lifecycle table first); conductors carry it out.
 
 use crate::error::ApiError;
-use crate::handlers::cluster_templates::{self, enforce};
+use crate::handlers::cluster_templates;
+use crate::handlers::generation::{self, GenerationResource, RequestParts};
 use crate::pagination::{next_link, page_from_query};
+use crate::policy::enforce;
 use crate::policy::PolicyTarget;
-use crate::request::{json_body, BaseUrl, Caller};
+use crate::request::{json_body, Caller};
 use crate::version::{self, ApiVersion};
 use crate::views::{cluster_view, ClusterViewKind};
 use crate::SharedState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::{SubsecRound, Utc};
@@ -36,15 +38,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub fn routes() -> Router<SharedState> {
-    Router::new()
-        .merge(generation_routes::<Current>("/v1/clusters"))
-        .merge(generation_routes::<Seed>("/v1/bays"))
+    generation::routes::<Clusters>("/v1/clusters", "/v1/bays")
         .route("/v1/clusters/{ident}/actions/resize", post(resize))
         .route("/v1/clusters/{ident}/actions/upgrade", post(upgrade))
 }
 
 /// The words of each generation.
-struct Words {
+pub(crate) struct Words {
     generation: ApiGeneration,
     policy: &'static str,
     collection: &'static str,
@@ -319,18 +319,6 @@ pub(crate) fn driver_of(
     }
 }
 
-/// The refusal of a change beyond a project's quota (403, upstream's wording for clusters).
-pub(crate) fn quota_error(resource: Resource, limit: i64) -> ApiError {
-    ApiError::forbidden(match resource {
-        Resource::Cluster => format!(
-            "Resource limit exceeded: You have reached the maximum clusters per project, {limit}. You may delete a cluster to make room for a new one."
-        ),
-        Resource::Node => format!(
-            "Resource limit exceeded: You have reached the maximum nodes per project, {limit}. You may delete a cluster or remove nodes to make room."
-        ),
-    })
-}
-
 /// A project's quotas: its quota rows, else `[quotas]`'s defaults.
 pub(crate) async fn project_limits(
     state: &SharedState,
@@ -437,7 +425,7 @@ async fn create(
     {
         Ok(stored) => stored,
         Err(DbError::QuotaExceeded { resource, limit }) => {
-            return Err(quota_error(resource, limit))
+            return Err(ApiError::quota_exceeded(resource, limit))
         }
         Err(DbError::Duplicate) => {
             return Err(ApiError::conflict(format!(
@@ -563,7 +551,7 @@ where
         {
             Ok(stored) => return Ok(stored),
             Err(DbError::QuotaExceeded { resource, limit }) => {
-                return Err(quota_error(resource, limit))
+                return Err(ApiError::quota_exceeded(resource, limit))
             }
             Err(DbError::Stale) => continue,
             Err(DbError::NotFound) => return Err(words.not_found(ident)),
@@ -794,7 +782,12 @@ async fn resize(
             .nodegroups()
             .get(&current.uuid, &group)
             .await
-            .map_err(|_| ApiError::not_found(format!("Nodegroup {group} could not be found.")))?;
+            .map_err(|error| match error {
+                DbError::NotFound => {
+                    ApiError::not_found(format!("Nodegroup {group} could not be found."))
+                }
+                other => other.into(),
+            })?;
         if found.role.is_master() {
             return Err(ApiError::bad_request(
                 "Resizing a nodegroup with role master is not supported.",
@@ -989,96 +982,80 @@ pub(crate) async fn template_in_use(
         > 0)
 }
 
-/// A cluster API generation: `/v1/clusters` or the 2016 `/v1/bays`, one set of handlers.
-trait Generation: Send + Sync + 'static {
-    const WORDS: &'static Words;
-}
+/// Clusters under `/v1/clusters` and the 2016 `/v1/bays`.
+struct Clusters;
 
-/// `/v1/clusters`.
-struct Current;
-/// `/v1/bays`.
-struct Seed;
+impl GenerationResource for Clusters {
+    type Words = Words;
+    const CURRENT: &'static Words = &CURRENT;
+    const SEED: &'static Words = &SEED;
 
-impl Generation for Current {
-    const WORDS: &'static Words = &CURRENT;
-}
+    async fn list(
+        request: RequestParts,
+        query: HashMap<String, String>,
+        words: &'static Words,
+        detail: bool,
+    ) -> Result<Response, ApiError> {
+        let RequestParts {
+            state,
+            caller,
+            base,
+            version,
+        } = request;
+        list(state, caller, base, version, query, words, detail).await
+    }
 
-impl Generation for Seed {
-    const WORDS: &'static Words = &SEED;
-}
+    async fn show(
+        request: RequestParts,
+        ident: String,
+        words: &'static Words,
+    ) -> Result<Response, ApiError> {
+        let RequestParts {
+            state,
+            caller,
+            base,
+            version,
+        } = request;
+        show(state, caller, base, version, ident, words).await
+    }
 
-fn generation_routes<G: Generation>(collection: &str) -> Router<SharedState> {
-    Router::new()
-        .route(collection, get(list_route::<G>).post(create_route::<G>))
-        .route(&format!("{collection}/detail"), get(detail_route::<G>))
-        .route(
-            &format!("{collection}/{{ident}}"),
-            get(show_route::<G>)
-                .patch(patch_route::<G>)
-                .delete(delete_route::<G>),
-        )
-}
+    async fn create(
+        request: RequestParts,
+        headers: HeaderMap,
+        body: Bytes,
+        words: &'static Words,
+    ) -> Result<Response, ApiError> {
+        let RequestParts {
+            state,
+            caller,
+            base,
+            version,
+        } = request;
+        create(state, caller, base, version, headers, body, words).await
+    }
 
-type ListQuery = Query<HashMap<String, String>>;
+    async fn patch(
+        request: RequestParts,
+        ident: String,
+        headers: HeaderMap,
+        body: Bytes,
+        words: &'static Words,
+    ) -> Result<Response, ApiError> {
+        let body = json_body(&headers, &body)?;
+        let RequestParts {
+            state,
+            caller,
+            base,
+            version,
+        } = request;
+        patch(state, caller, base, version, ident, body, words).await
+    }
 
-async fn list_route<G: Generation>(
-    State(state): State<SharedState>,
-    caller: Caller,
-    BaseUrl(base): BaseUrl,
-    version: ApiVersion,
-    Query(query): ListQuery,
-) -> Result<Response, ApiError> {
-    list(state, caller, base, version, query, G::WORDS, false).await
-}
-
-async fn detail_route<G: Generation>(
-    State(state): State<SharedState>,
-    caller: Caller,
-    BaseUrl(base): BaseUrl,
-    version: ApiVersion,
-    Query(query): ListQuery,
-) -> Result<Response, ApiError> {
-    list(state, caller, base, version, query, G::WORDS, true).await
-}
-
-async fn show_route<G: Generation>(
-    State(state): State<SharedState>,
-    caller: Caller,
-    BaseUrl(base): BaseUrl,
-    version: ApiVersion,
-    Path(ident): Path<String>,
-) -> Result<Response, ApiError> {
-    show(state, caller, base, version, ident, G::WORDS).await
-}
-
-async fn create_route<G: Generation>(
-    State(state): State<SharedState>,
-    caller: Caller,
-    BaseUrl(base): BaseUrl,
-    version: ApiVersion,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    create(state, caller, base, version, headers, body, G::WORDS).await
-}
-
-async fn patch_route<G: Generation>(
-    State(state): State<SharedState>,
-    caller: Caller,
-    BaseUrl(base): BaseUrl,
-    version: ApiVersion,
-    Path(ident): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let body = json_body(&headers, &body)?;
-    patch(state, caller, base, version, ident, body, G::WORDS).await
-}
-
-async fn delete_route<G: Generation>(
-    State(state): State<SharedState>,
-    caller: Caller,
-    Path(ident): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    delete(state, caller, ident, G::WORDS).await
+    async fn delete(
+        request: RequestParts,
+        ident: String,
+        words: &'static Words,
+    ) -> Result<StatusCode, ApiError> {
+        delete(request.state, request.caller, ident, words).await
+    }
 }

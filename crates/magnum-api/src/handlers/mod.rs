@@ -3,6 +3,7 @@
 pub mod certificates;
 pub mod cluster_templates;
 pub mod clusters;
+mod generation;
 pub mod mservices;
 pub mod nodegroups;
 pub mod quotas;

@@ -1,7 +1,7 @@
 //! `GET /v1/mservices`: the conductors and whether their heartbeats are recent.
 
 use crate::error::ApiError;
-use crate::policy::PolicyTarget;
+use crate::policy::{enforce, PolicyTarget};
 use crate::request::Caller;
 use crate::SharedState;
 use axum::extract::State;
@@ -14,13 +14,12 @@ pub async fn list(
     State(state): State<SharedState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let rule = "magnum-service:get_all";
-    if !state
-        .policy
-        .allows(rule, &caller.context, &PolicyTarget::own(&caller.context))
-    {
-        return Err(ApiError::policy(rule));
-    }
+    enforce(
+        &state,
+        "magnum-service:get_all",
+        &caller,
+        &PolicyTarget::own(&caller.context),
+    )?;
     let now = Utc::now();
     let services: Vec<Value> = state
         .database

@@ -6,11 +6,11 @@
 //! then builds or removes the group's nodes and ends the group's status.
 
 use crate::error::ApiError;
-use crate::handlers::cluster_templates::enforce;
 use crate::handlers::clusters::{
     begin_operation, change_cluster_with_group, check_workers, driver_of, find_cluster, template_of,
 };
 use crate::pagination::{next_link, page_from_query};
+use crate::policy::enforce;
 use crate::policy::PolicyTarget;
 use crate::request::{json_body, BaseUrl, Caller};
 use crate::version::{self, ApiVersion};

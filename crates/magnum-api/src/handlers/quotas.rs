@@ -2,7 +2,7 @@
 //! exists) and `/v1/stats` (cluster and node counts).
 
 use crate::error::ApiError;
-use crate::handlers::cluster_templates::enforce;
+use crate::policy::enforce;
 use crate::policy::PolicyTarget;
 use crate::request::{json_body, Caller};
 use crate::SharedState;
@@ -218,11 +218,17 @@ async fn create(
     )?;
     if state.checks_projects {
         let identity = state.database.identity();
-        let known = identity.project_by_id(&project_id).await.is_ok()
-            || identity
-                .project_by_name("default", &project_id)
-                .await
-                .is_ok();
+        let known = match identity.project_by_id(&project_id).await {
+            Ok(_) => true,
+            Err(DbError::NotFound) => {
+                match identity.project_by_name("default", &project_id).await {
+                    Ok(_) => true,
+                    Err(DbError::NotFound) => false,
+                    Err(other) => return Err(other.into()),
+                }
+            }
+            Err(other) => return Err(other.into()),
+        };
         if !known {
             return Err(ApiError::not_found(format!(
                 "The project_id {project_id} could not be found."

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod docker;
 pub mod in_process;
+pub mod outage;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -47,7 +48,7 @@ static DATABASE_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// Creates a fresh database on the server named by `MAGNUM_TEST_DATABASE_URL` and returns
 /// its oslo-style URL, or None to use SQLite.
-async fn fresh_server_database() -> Option<String> {
+pub async fn fresh_server_database() -> Option<String> {
     let server = std::env::var("MAGNUM_TEST_DATABASE_URL")
         .ok()
         .filter(|url| !url.is_empty())?;
