@@ -60,6 +60,7 @@ install_packages() {
     command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
     command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
     [ -x /bin/busybox ] || missing+=(busybox-static)
+    command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
     if [ "${#missing[@]}" -gt 0 ]; then
         log "installing ${missing[*]}"
         apt-get update -q

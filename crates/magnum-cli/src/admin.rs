@@ -2,10 +2,11 @@
 
 use crate::clusters::{wait_for_cluster, Generation};
 use crate::commands::show;
+use crate::error::{CliError, FileOperation};
 use crate::table::print_list;
 use crate::Output;
 use clap::{Args, Subcommand};
-use magnum_client::{ClientError, MagnumClient};
+use magnum_client::MagnumClient;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -45,16 +46,16 @@ pub struct ClusterChoice {
 }
 
 impl ClusterChoice {
-    fn resolve(&self) -> Result<(Generation, String), ClientError> {
+    fn resolve(&self) -> Result<(Generation, String), CliError> {
         match (&self.positional_cluster, &self.cluster, &self.bay) {
             (Some(cluster), None, None) | (None, Some(cluster), None) => {
                 Ok((Generation::Cluster, cluster.clone()))
             }
             (None, None, Some(bay)) => Ok((Generation::Bay, bay.clone())),
-            (None, None, None) => Err(ClientError::Auth(
+            (None, None, None) => Err(CliError::Usage(
                 "A cluster must be given, positionally or with --cluster".to_string(),
             )),
-            _ => Err(ClientError::Auth(
+            _ => Err(CliError::Usage(
                 "Give the cluster only once (positionally, --cluster or --bay)".to_string(),
             )),
         }
@@ -128,7 +129,7 @@ pub async fn run(
     client: &MagnumClient,
     command: AdminCommand,
     output: Output,
-) -> Result<(), ClientError> {
+) -> Result<(), CliError> {
     match command {
         AdminCommand::CaShow(choice) => {
             let (generation, ident) = choice.resolve()?;
@@ -141,9 +142,8 @@ pub async fn run(
         }
         AdminCommand::CaSign(args) => {
             let (generation, ident) = args.cluster.resolve()?;
-            let csr = std::fs::read_to_string(&args.csr).map_err(|error| {
-                ClientError::Auth(format!("cannot read {}: {error}", args.csr.display()))
-            })?;
+            let csr = std::fs::read_to_string(&args.csr)
+                .map_err(|error| CliError::file(FileOperation::Read, &args.csr, error))?;
             let key = match generation {
                 Generation::Cluster => "cluster_uuid",
                 Generation::Bay => "bay_uuid",

@@ -1,8 +1,9 @@
 //! The commands, named as in python-magnumclient, and the requests they make.
 
+use crate::error::CliError;
 use crate::table::{print_dict, print_list};
 use clap::{Args, Subcommand};
-use magnum_client::{ClientError, MagnumClient};
+use magnum_client::MagnumClient;
 use serde_json::{json, Map, Value};
 
 #[derive(Debug, Subcommand)]
@@ -147,7 +148,7 @@ pub struct UpdateArgs {
 
 /// Turns repeated `--labels` values into a map, as python-magnumclient does: one value with
 /// several `=` is split on `,` or `;`; a repeated key appends with a comma.
-pub fn parse_labels(values: &[String]) -> Result<Map<String, Value>, ClientError> {
+pub fn parse_labels(values: &[String]) -> Result<Map<String, Value>, CliError> {
     let items: Vec<String> = if values.len() == 1 && values[0].matches('=').count() > 1 {
         values[0]
             .replace(';', ",")
@@ -160,7 +161,7 @@ pub fn parse_labels(values: &[String]) -> Result<Map<String, Value>, ClientError
     let mut labels = Map::new();
     for item in items {
         let (key, value) = item.split_once('=').ok_or_else(|| {
-            ClientError::Auth(format!("labels must be a list of KEY=VALUE not {item}"))
+            CliError::Usage(format!("labels must be a list of KEY=VALUE not {item}"))
         })?;
         match labels.get_mut(key) {
             Some(Value::String(existing)) => {
@@ -176,7 +177,7 @@ pub fn parse_labels(values: &[String]) -> Result<Map<String, Value>, ClientError
 }
 
 /// Turns `<op> <path=value>...` into a JSON patch; values are parsed as JSON when they are.
-pub fn build_patch(op: &str, attributes: &[String]) -> Result<Value, ClientError> {
+pub fn build_patch(op: &str, attributes: &[String]) -> Result<Value, CliError> {
     let mut operations = Vec::new();
     for attribute in attributes {
         let attribute = if attribute.starts_with('/') {
@@ -189,7 +190,7 @@ pub fn build_patch(op: &str, attributes: &[String]) -> Result<Value, ClientError
             continue;
         }
         let (path, raw) = attribute.split_once('=').ok_or_else(|| {
-            ClientError::Auth(format!(
+            CliError::Usage(format!(
                 "Attributes must be a list of PATH=VALUE not \"{attribute}\""
             ))
         })?;
@@ -205,9 +206,9 @@ pub fn build_patch(op: &str, attributes: &[String]) -> Result<Value, ClientError
     Ok(Value::Array(operations))
 }
 
-fn create_body(args: &TemplateCreateArgs, seed: bool) -> Result<Value, ClientError> {
+fn create_body(args: &TemplateCreateArgs, seed: bool) -> Result<Value, CliError> {
     if args.positional_name.is_some() && args.name.is_some() {
-        return Err(ClientError::Auth(
+        return Err(CliError::Usage(
             "The --name parameter and the positional name are mutually exclusive".to_string(),
         ));
     }
@@ -264,7 +265,7 @@ pub fn show(value: &Value, as_json: bool) {
 }
 
 /// The columns of the plain list, plus `--fields` (or every attribute with `--detail`).
-fn list_columns(items: &[Value], args: &ListArgs) -> Result<Vec<String>, ClientError> {
+fn list_columns(items: &[Value], args: &ListArgs) -> Result<Vec<String>, CliError> {
     let mut columns = vec!["uuid".to_string(), "name".to_string()];
     if args.detail {
         if let Some(first) = items.first().and_then(Value::as_object) {
@@ -284,7 +285,7 @@ fn list_columns(items: &[Value], args: &ListArgs) -> Result<Vec<String>, ClientE
         {
             if let Some(first) = items.first() {
                 if first.get(field).is_none() {
-                    return Err(ClientError::Auth(format!(
+                    return Err(CliError::Usage(format!(
                         "Non-existent fields are specified: ['{field}']"
                     )));
                 }
@@ -302,7 +303,7 @@ async fn list(
     collection: &str,
     args: &ListArgs,
     as_json: bool,
-) -> Result<(), ClientError> {
+) -> Result<(), CliError> {
     let path = if args.detail {
         format!("{collection}/detail")
     } else {
@@ -335,7 +336,7 @@ async fn delete_each(
     collection: &str,
     noun: &str,
     idents: &[String],
-) -> Result<(), ClientError> {
+) -> Result<(), CliError> {
     let mut failed = None;
     for ident in idents {
         match client.delete(collection, ident).await {
@@ -346,14 +347,10 @@ async fn delete_each(
             }
         }
     }
-    failed.map_or(Ok(()), Err)
+    failed.map_or(Ok(()), |error| Err(error.into()))
 }
 
-pub async fn run(
-    client: &MagnumClient,
-    command: Command,
-    as_json: bool,
-) -> Result<(), ClientError> {
+pub async fn run(client: &MagnumClient, command: Command, as_json: bool) -> Result<(), CliError> {
     let output = crate::Output { json: as_json };
     match command {
         Command::Cluster(command) => crate::clusters::run(client, command, output).await?,

@@ -7,9 +7,10 @@
 //! environment lines to source.
 
 use crate::clusters::Generation;
+use crate::error::{CliError, FileOperation};
 use base64::Engine;
 use clap::Args;
-use magnum_client::{ClientError, MagnumClient};
+use magnum_client::MagnumClient;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -29,18 +30,11 @@ pub struct ConfigArgs {
     output_certs: bool,
 }
 
-fn failure(message: impl Into<String>) -> ClientError {
-    ClientError::Auth(message.into())
-}
-
 /// Writes `contents` to `path` unless it exists and `force` is off; `private` files get
 /// mode 0600.
-fn write_file(path: &Path, contents: &str, force: bool, private: bool) -> Result<(), ClientError> {
+fn write_file(path: &Path, contents: &str, force: bool, private: bool) -> Result<(), CliError> {
     if path.exists() && !force {
-        return Err(failure(format!(
-            "File {} exists, aborting.",
-            path.display()
-        )));
+        return Err(CliError::FileExists(path.to_path_buf()));
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -51,9 +45,9 @@ fn write_file(path: &Path, contents: &str, force: bool, private: bool) -> Result
     }
     let mut file = options
         .open(path)
-        .map_err(|error| failure(format!("cannot write {}: {error}", path.display())))?;
+        .map_err(|error| CliError::file(FileOperation::Write, path, error))?;
     std::io::Write::write_all(&mut file, contents.as_bytes())
-        .map_err(|error| failure(format!("cannot write {}: {error}", path.display())))
+        .map_err(|error| CliError::file(FileOperation::Write, path, error))
 }
 
 /// The name the client certificate carries: the authenticated user, as the service's
@@ -78,12 +72,11 @@ async fn client_certificates(
     generation: Generation,
     uuid: &str,
     coe: &str,
-) -> Result<ClientCertificates, ClientError> {
+) -> Result<ClientCertificates, CliError> {
     // Kubernetes maps O=system:masters to cluster-admin; only admins ask for it.
     let organization = (coe == "kubernetes" && client.roles().iter().any(|role| role == "admin"))
         .then_some("system:masters");
-    let request = magnum_x509::client_key_and_csr(&certificate_common_name(client), organization)
-        .map_err(|error| failure(error.to_string()))?;
+    let request = magnum_x509::client_key_and_csr(&certificate_common_name(client), organization)?;
     let ca = client.get(&format!("/v1/certificates/{uuid}")).await?;
     let uuid_field = match generation {
         Generation::Cluster => "cluster_uuid",
@@ -99,7 +92,7 @@ async fn client_certificates(
         value["pem"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| failure(format!("the service answered no {what}")))
+            .ok_or_else(|| CliError::NotConfigurable(format!("the service answered no {what}")))
     };
     Ok(ClientCertificates {
         key: request.private_key_pem,
@@ -140,23 +133,23 @@ pub async fn write_cluster_config(
     client: &MagnumClient,
     generation: Generation,
     args: &ConfigArgs,
-) -> Result<(), ClientError> {
+) -> Result<(), CliError> {
     let dir = std::path::absolute(&args.dir)
-        .map_err(|error| failure(format!("bad directory {}: {error}", args.dir.display())))?;
+        .map_err(|error| CliError::file(FileOperation::Resolve, &args.dir, error))?;
     let cluster = client.show(generation.collection(), &args.cluster).await?;
     let status = cluster["status"].as_str().unwrap_or_default();
     if !matches!(
         status,
         "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "ROLLBACK_COMPLETE" | "UPDATE_IN_PROGRESS"
     ) {
-        return Err(failure(format!(
+        return Err(CliError::NotConfigurable(format!(
             "{} {} is in status {status}; its configuration is available once it is created",
             generation.noun(),
             args.cluster
         )));
     }
     if cluster["api_address"].is_null() {
-        return Err(failure(format!(
+        return Err(CliError::NotConfigurable(format!(
             "{} {} has no API address yet",
             generation.noun(),
             args.cluster
@@ -173,7 +166,7 @@ pub async fn write_cluster_config(
     let coe = template["coe"].as_str().unwrap_or_default().to_string();
     let tls_disabled = template["tls_disabled"].as_bool().unwrap_or(false);
     std::fs::create_dir_all(&dir)
-        .map_err(|error| failure(format!("cannot create {}: {error}", dir.display())))?;
+        .map_err(|error| CliError::file(FileOperation::CreateDirectory, &dir, error))?;
     let certificates = if tls_disabled {
         None
     } else {
@@ -215,7 +208,7 @@ pub async fn write_cluster_config(
             );
         }
         other => {
-            return Err(failure(format!(
+            return Err(CliError::NotConfigurable(format!(
                 "cluster-config does not know how to configure a client for COE {other}"
             )))
         }

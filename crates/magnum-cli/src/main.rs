@@ -8,6 +8,7 @@ mod admin;
 mod clusters;
 mod commands;
 mod config;
+mod error;
 mod table;
 
 /// How results are printed.
@@ -18,7 +19,8 @@ pub struct Output {
 }
 
 use clap::{Args, Parser};
-use magnum_client::{ClientError, Credentials, MagnumClient, PasswordAuth};
+use error::CliError;
+use magnum_client::{Credentials, MagnumClient, PasswordAuth};
 use std::process::ExitCode;
 
 /// How to reach and authenticate to the API (the OpenStack clients' options).
@@ -93,13 +95,13 @@ impl AuthOptions {
             .or_else(|| self.os_endpoint.clone())
     }
 
-    fn credentials(&self) -> Result<Credentials, ClientError> {
+    fn credentials(&self) -> Result<Credentials, CliError> {
         let auth_type = self
             .os_auth_type
             .as_deref()
             .unwrap_or("")
             .to_ascii_lowercase();
-        let missing = |what: &str| ClientError::Auth(format!("You must provide {what}"));
+        let missing = |what: &str| CliError::Usage(format!("You must provide {what}"));
         if auth_type == "none"
             || (self.os_auth_url.is_none() && self.os_token.is_none() && self.endpoint().is_some())
         {
@@ -170,9 +172,9 @@ struct Cli {
     command: Option<commands::Command>,
 }
 
-async fn run(cli: Cli) -> Result<(), ClientError> {
+async fn run(cli: Cli) -> Result<(), CliError> {
     let Some(command) = cli.command else {
-        return Err(ClientError::Auth(
+        return Err(CliError::Usage(
             "no command given; see `magnum --help`".to_string(),
         ));
     };

@@ -246,7 +246,8 @@ config_section! {
         noauth_allow_remote: bool = false,
         /// Connections the API and the built-in identity each serve at once; more wait.
         max_connections: usize = 1000,
-        /// Seconds a client may take to send a request's headers.
+        /// Seconds a client may take to send a request's headers; a keep-alive connection
+        /// idle for this long is closed too (clients must not keep idle connections longer).
         header_read_timeout: u64 = 10,
         /// Seconds a request may take before it is answered 503.
         request_timeout: u64 = 60,

@@ -1759,8 +1759,41 @@ struct RemappedEngine {
     socket: String,
 }
 
+/// The address pool of the remapped engine's cluster networks; no other test uses it.
+const REMAPPED_SUBNET_POOL: &str = "10.201.0.0/16";
+
+/// Removes bridges holding an address of [`REMAPPED_SUBNET_POOL`] that an earlier run of
+/// this test left on the host when its engine was stopped before its networks were removed
+/// (an engine does not remove its bridges when it stops). A stale bridge with the same
+/// subnet would capture the routes to the new cluster's nodes.
+fn remove_stale_remapped_bridges() {
+    let listed = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .expect("run ip");
+    for line in String::from_utf8_lossy(&listed.stdout).lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(interface), Some(address)) = (fields.get(1), fields.get(3)) else {
+            continue;
+        };
+        if interface.starts_with("br-")
+            && address.starts_with(REMAPPED_SUBNET_POOL.trim_end_matches("0.0/16"))
+        {
+            let removed = Command::new("ip")
+                .args(["link", "delete", interface])
+                .output()
+                .expect("run ip");
+            eprintln!(
+                "removed the stale bridge {interface} ({address}) of an earlier run: {}",
+                removed.status
+            );
+        }
+    }
+}
+
 impl RemappedEngine {
     fn start() -> RemappedEngine {
+        remove_stale_remapped_bridges();
         let root = std::path::PathBuf::from(format!(
             "/var/lib/magnum-test-userns-{}",
             std::process::id()
@@ -1814,6 +1847,11 @@ impl Drop for RemappedEngine {
         for id in String::from_utf8_lossy(&leftovers.stdout).split_whitespace() {
             self.docker(&["rm", "-f", "-v", id]);
         }
+        // The engine keeps its networks' bridges on the host when it stops.
+        let networks = self.docker(&["network", "ls", "-q", "--filter", "type=custom"]);
+        for id in String::from_utf8_lossy(&networks.stdout).split_whitespace() {
+            self.docker(&["network", "rm", id]);
+        }
         // SAFETY: kill(2) with the PID of a child this test started and a valid signal.
         #[allow(unsafe_code)]
         unsafe {
@@ -1862,7 +1900,7 @@ async fn the_hardened_set_up_runs_clusters_on_a_user_namespace_remapped_engine()
 
     let janitor = Janitor::default();
     let magnumd = start_docker_magnumd(&format!(
-        "[docker]\nsocket = {}\nsubnet_pool = 10.201.0.0/16\n",
+        "[docker]\nsocket = {}\nsubnet_pool = {REMAPPED_SUBNET_POOL}\n",
         engine.socket
     ))
     .await;

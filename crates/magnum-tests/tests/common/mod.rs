@@ -495,8 +495,17 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str, token: Option<String>) -> Api {
+        // magnumd closes a keep-alive connection that stays idle for `[api]
+        // header_read_timeout` (10 s). Tests block their runtime at times (running the CLI,
+        // docker), so the client may not have seen that close yet when it next sends: it
+        // must drop idle connections sooner itself, as any client of a server with an idle
+        // timeout should.
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build()
+            .expect("HTTP client");
         Api {
-            http: reqwest::Client::new(),
+            http,
             base: base.trim_end_matches('/').to_string(),
             token,
             extra_headers: Vec::new(),
