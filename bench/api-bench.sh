@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 DURATION="${BENCH_DURATION:-10s}"
 API_PORT="${BENCH_API_PORT:-19511}"
 IDENTITY_PORT="${BENCH_IDENTITY_PORT:-15000}"
-command -v wrk >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+command -v wrk >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; } >&2
 cargo build --release --locked --bin magnumd >&2
 
 WORK=$(mktemp -d)

@@ -2,13 +2,16 @@
 # Cluster read benchmarks for BENCHMARKS.md: list, detail and show throughput with wrk, and
 # whether list latency stays flat from 100 to 100 000 clusters.
 #
-# Builds magnumd in release mode and runs its API role alone (no conductor: nothing works on
-# the rows) on its embedded defaults (SQLite, built-in identity, every request with a real
-# token) in a temporary state directory. One template and one cluster are created through
+# Builds magnumd in release mode and runs its API role alone (no conductor: nothing is built
+# and nothing works on the rows) on its embedded defaults (SQLite, built-in identity, every
+# request with a real token, the docker provider: it needs a Docker engine and the node image
+# for the template's look-ups) in a temporary state directory. One template and one cluster are created through
 # the API; the cluster's rows (cluster and its two nodegroups) are then copied with new
 # uuids and names straight into the SQLite file while magnumd is stopped, up to each size in
 # BENCH_SIZES, all CREATE_COMPLETE. wrk runs BENCH_DURATION per case at BENCH_CONNECTIONS.
-# Prints Markdown tables; stops only the magnumd it started (by PID).
+# Prints Markdown tables; stops only the magnumd it started (by PID). With BENCH_PROFILE_DIR
+# set, `perf record` samples magnumd during each case into that directory
+# (<clusters>-<case>.data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,8 +20,9 @@ CONNECTIONS="${BENCH_CONNECTIONS:-16}"
 SIZES="${BENCH_SIZES:-100 10000 100000}"
 API_PORT="${BENCH_API_PORT:-19711}"
 IDENTITY_PORT="${BENCH_IDENTITY_PORT:-15200}"
-command -v wrk >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+command -v wrk >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; } >&2
 cargo build --release --locked --bin magnumd >&2
+./target/release/magnumd node-image build >&2
 
 WORK=$(mktemp -d)
 MAGNUMD_PID=""
@@ -41,9 +45,6 @@ max_limit = 1000
 [identity]
 port = $IDENTITY_PORT
 admin_password = bench-secret
-[drivers]
-# Read figures only: template lookups must not depend on a Docker engine.
-provider = unverified
 [quotas]
 max_clusters_per_project = 1000000
 max_nodes_per_project = 1000000
@@ -61,7 +62,7 @@ TOKEN=$(curl -si -X POST "http://127.0.0.1:$IDENTITY_PORT/v3/auth/tokens" -H 'Co
   | awk 'tolower($1) == "x-subject-token:" {print $2}' | tr -d '\r')
 curl -sf -o /dev/null -X POST "http://127.0.0.1:$API_PORT/v1/clustertemplates" -H "X-Auth-Token: $TOKEN" \
   -H 'Content-Type: application/json' \
-  -d '{"name":"bench","coe":"swarm","image_id":"fedora-coreos","external_network_id":"public","flavor_id":"m1.small","labels":{"flannel_backend":"vxlan"}}'
+  -d '{"name":"bench","coe":"swarm","image_id":"magnum-node:bookworm","external_network_id":"local","network_driver":"docker","flavor_id":"m1.small"}'
 curl -sf -o /dev/null -X POST "http://127.0.0.1:$API_PORT/v1/clusters" -H "X-Auth-Token: $TOKEN" \
   -H 'Content-Type: application/json' -H 'OpenStack-API-Version: container-infra latest' \
   -d '{"name":"c-0","cluster_template_id":"bench","master_count":1,"node_count":2,"labels":{"availability_zone":"nova"}}'
@@ -105,13 +106,19 @@ LUA
 
 # Prints "requests/s | p50 | p99 | non-2xx" for one wrk run.
 run_wrk() {
-  local path=$1
+  local name=$1 path=$2 perf_pid=""
+  if [ -n "${BENCH_PROFILE_DIR:-}" ]; then
+    mkdir -p "$BENCH_PROFILE_DIR"
+    perf record -F 999 -g -p "$MAGNUMD_PID" -o "$BENCH_PROFILE_DIR/$name.data" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK/get.lua" "http://127.0.0.1:$API_PORT$path" > "$WORK/wrk.out"
   local rps p50 p99 errors
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
   p50=$(awk '$1 == "50%" {print $2}' "$WORK/wrk.out")
   p99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk.out")
   errors=$(awk '/Non-2xx/ {print $NF}' "$WORK/wrk.out")
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
   echo "$rps | $p50 | $p99 | ${errors:-0}"
 }
 
@@ -122,9 +129,9 @@ for size in $SIZES; do
   start_magnumd
   middle=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT uuid FROM cluster ORDER BY id LIMIT 1 OFFSET ?', (int(sys.argv[2]) // 2,)).fetchone()[0])" "$WORK/state/magnum.sqlite" "$size")
   one=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT uuid FROM cluster ORDER BY id DESC LIMIT 1').fetchone()[0])" "$WORK/state/magnum.sqlite")
-  echo "| $size | GET /v1/clusters?limit=100 | $CONNECTIONS | $(run_wrk '/v1/clusters?limit=100') |"
-  echo "| $size | GET /v1/clusters?limit=100&marker=(middle) | $CONNECTIONS | $(run_wrk "/v1/clusters?limit=100&marker=$middle") |"
-  echo "| $size | GET /v1/clusters/detail?limit=100 | $CONNECTIONS | $(run_wrk '/v1/clusters/detail?limit=100') |"
-  echo "| $size | GET /v1/clusters/{uuid} | $CONNECTIONS | $(run_wrk "/v1/clusters/$one") |"
+  echo "| $size | GET /v1/clusters?limit=100 | $CONNECTIONS | $(run_wrk "$size-list" '/v1/clusters?limit=100') |"
+  echo "| $size | GET /v1/clusters?limit=100&marker=(middle) | $CONNECTIONS | $(run_wrk "$size-list-marker" "/v1/clusters?limit=100&marker=$middle") |"
+  echo "| $size | GET /v1/clusters/detail?limit=100 | $CONNECTIONS | $(run_wrk "$size-detail" '/v1/clusters/detail?limit=100') |"
+  echo "| $size | GET /v1/clusters/{uuid} | $CONNECTIONS | $(run_wrk "$size-show" "/v1/clusters/$one") |"
   stop_magnumd
 done

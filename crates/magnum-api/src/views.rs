@@ -111,19 +111,8 @@ impl<T: Serialize> Serialize for Collection<'_, T> {
 
 use magnum_core::cluster::Cluster;
 use magnum_core::cluster_template::format_timestamp;
-use serde_json::{json, Map, Value};
-
-fn text(value: &Option<String>) -> Value {
-    value.clone().map(Value::String).unwrap_or(Value::Null)
-}
-
-fn string_map(map: &std::collections::BTreeMap<String, String>) -> Value {
-    Value::Object(
-        map.iter()
-            .map(|(key, value)| (key.clone(), Value::String(value.clone())))
-            .collect(),
-    )
-}
+use magnum_core::labels::Labels;
+use std::collections::BTreeMap;
 
 /// How a cluster is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,151 +123,218 @@ pub enum ClusterViewKind {
     Full,
 }
 
-/// A cluster as one API generation shows it. `template_labels` (for the label
-/// differences) and `version_113` (whether `cluster_id` replaces `stack_id`) apply to the
-/// current API only.
-pub fn cluster_view(
-    cluster: &Cluster,
+/// A cluster as one API generation shows it, serialized straight from the row with its
+/// attributes in alphabetical order. `template_labels` (for the label differences) and
+/// `version_113` (whether `cluster_id` replaces `stack_id`) apply to the current API only;
+/// `with_faults` adds the `faults` of a failed cluster (single GETs).
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterView<'a> {
+    pub cluster: &'a Cluster,
+    pub generation: ApiGeneration,
+    pub kind: ClusterViewKind,
+    pub base: &'a str,
+    pub template_labels: Option<&'a Labels>,
+    pub version_113: bool,
+    pub with_faults: bool,
+}
+
+/// Builds a [`ClusterView`].
+pub fn cluster_view<'a>(
+    cluster: &'a Cluster,
     generation: ApiGeneration,
     kind: ClusterViewKind,
-    base: &str,
-    template_labels: Option<&magnum_core::labels::Labels>,
+    base: &'a str,
+    template_labels: Option<&'a Labels>,
     version_113: bool,
     with_faults: bool,
-) -> Value {
-    let mut object = Map::new();
-    let mut put = |key: &str, value: Value| {
-        object.insert(key.to_string(), value);
-    };
-    put("uuid", Value::String(cluster.uuid.clone()));
-    put("name", text(&cluster.name));
-    put(
-        "node_count",
-        json!(cluster.node_count + cluster.extra_worker_count),
-    );
-    put("master_count", json!(cluster.master_count));
-    put("status", Value::String(cluster.status.as_str().to_string()));
-    put("discovery_url", text(&cluster.discovery_url));
-    match generation {
-        ApiGeneration::Seed => {
-            put(
-                "baymodel_id",
-                Value::String(cluster.cluster_template_id.clone()),
-            );
-            put("bay_create_timeout", json!(cluster.create_timeout));
-            put("stack_id", text(&cluster.stack_id));
-            if kind == ClusterViewKind::Full {
-                put("status_reason", text(&cluster.status_reason));
-                put("api_address", text(&cluster.api_address));
-                put("master_addresses", json!(cluster.master_addresses));
-                put("node_addresses", json!(cluster.node_addresses));
-                put(
-                    "created_at",
-                    Value::String(format_timestamp(&cluster.created_at)),
-                );
-                put(
-                    "updated_at",
-                    cluster
-                        .updated_at
-                        .as_ref()
-                        .map(|at| Value::String(format_timestamp(at)))
-                        .unwrap_or(Value::Null),
-                );
-            } else {
-                object.remove("discovery_url");
+) -> ClusterView<'a> {
+    ClusterView {
+        cluster,
+        generation,
+        kind,
+        base,
+        template_labels,
+        version_113,
+        with_faults,
+    }
+}
+
+/// One attribute's value in a [`ClusterView`].
+enum Attribute<'a> {
+    Text(&'a str),
+    OptionalText(Option<&'a str>),
+    OwnedText(Option<String>),
+    Integer(i64),
+    OptionalInteger(Option<i64>),
+    Boolean(bool),
+    Texts(&'a [String]),
+    TextMap(&'a BTreeMap<String, String>),
+    OwnedTextMap(BTreeMap<String, String>),
+    Faults(&'a str),
+    ItemLinks(Links<'a>),
+}
+
+impl Serialize for Attribute<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Attribute::Text(text) => serializer.serialize_str(text),
+            Attribute::OptionalText(text) => text.serialize(serializer),
+            Attribute::OwnedText(text) => text.serialize(serializer),
+            Attribute::Integer(number) => serializer.serialize_i64(*number),
+            Attribute::OptionalInteger(number) => number.serialize(serializer),
+            Attribute::Boolean(flag) => serializer.serialize_bool(*flag),
+            Attribute::Texts(texts) => texts.serialize(serializer),
+            Attribute::TextMap(map) => map.serialize(serializer),
+            Attribute::OwnedTextMap(map) => map.serialize(serializer),
+            Attribute::Faults(reason) => {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("default-master", reason)?;
+                map.serialize_entry("default-worker", reason)?;
+                map.end()
             }
-        }
-        ApiGeneration::Current => {
-            put(
-                "cluster_template_id",
-                Value::String(cluster.cluster_template_id.clone()),
-            );
-            put("keypair", text(&cluster.keypair));
-            put(
-                "docker_volume_size",
-                cluster
-                    .docker_volume_size
-                    .map(Value::from)
-                    .unwrap_or(Value::Null),
-            );
-            put("labels", string_map(&cluster.labels));
-            put("master_flavor_id", text(&cluster.master_flavor_id));
-            put("flavor_id", text(&cluster.flavor_id));
-            put("create_timeout", json!(cluster.create_timeout));
-            put(
-                "health_status",
-                cluster
-                    .health_status
-                    .map(|status| Value::String(status.as_str().to_string()))
-                    .unwrap_or(Value::Null),
-            );
-            if version_113 {
-                put("cluster_id", text(&cluster.stack_id));
-            } else {
-                put("stack_id", text(&cluster.stack_id));
-            }
-            if kind == ClusterViewKind::Full {
-                put("status_reason", text(&cluster.status_reason));
-                put(
-                    "health_status_reason",
-                    string_map(&cluster.health_status_reason),
-                );
-                put("api_address", text(&cluster.api_address));
-                put("master_addresses", json!(cluster.master_addresses));
-                put("node_addresses", json!(cluster.node_addresses));
-                put("coe_version", text(&cluster.coe_version));
-                put("container_version", text(&cluster.container_version));
-                put("fixed_network", text(&cluster.fixed_network));
-                put("fixed_subnet", text(&cluster.fixed_subnet));
-                put(
-                    "floating_ip_enabled",
-                    Value::Bool(cluster.floating_ip_enabled),
-                );
-                put("master_lb_enabled", Value::Bool(cluster.master_lb_enabled));
-                put("project_id", Value::String(cluster.project_id.clone()));
-                put("user_id", Value::String(cluster.user_id.clone()));
-                put(
-                    "created_at",
-                    Value::String(format_timestamp(&cluster.created_at)),
-                );
-                put(
-                    "updated_at",
-                    cluster
-                        .updated_at
-                        .as_ref()
-                        .map(|at| Value::String(format_timestamp(at)))
-                        .unwrap_or(Value::Null),
-                );
-                if let Some(template_labels) = template_labels {
-                    let (overridden, added, skipped) = cluster.label_differences(template_labels);
-                    put("labels_overridden", string_map(&overridden));
-                    put("labels_added", string_map(&added));
-                    put("labels_skipped", string_map(&skipped));
-                }
-                if with_faults && cluster.status.is_failed() {
-                    let reason = cluster.status_reason.clone().unwrap_or_default();
-                    put(
-                        "faults",
-                        json!({"default-master": reason, "default-worker": reason}),
-                    );
-                }
-            } else {
-                object.remove("discovery_url");
-            }
+            Attribute::ItemLinks(links) => links.serialize(serializer),
         }
     }
-    let collection = match generation {
-        ApiGeneration::Seed => "bays",
-        ApiGeneration::Current => "clusters",
-    };
-    object.insert(
-        "links".to_string(),
-        serde_json::to_value(Links {
-            base,
-            collection,
-            uuid: &cluster.uuid,
-        })
-        .unwrap_or(Value::Null),
-    );
-    Value::Object(object)
+}
+
+impl<'a> ClusterView<'a> {
+    /// The attributes shown, unordered.
+    fn attributes(&self) -> Vec<(&'static str, Attribute<'a>)> {
+        use Attribute::*;
+        let cluster = self.cluster;
+        let full = self.kind == ClusterViewKind::Full;
+        let mut shown: Vec<(&'static str, Attribute<'a>)> = Vec::with_capacity(40);
+        shown.push(("uuid", Text(&cluster.uuid)));
+        shown.push(("name", OptionalText(cluster.name.as_deref())));
+        shown.push((
+            "node_count",
+            Integer(cluster.node_count + cluster.extra_worker_count),
+        ));
+        shown.push(("master_count", Integer(cluster.master_count)));
+        shown.push(("status", Text(cluster.status.as_str())));
+        let created_at = || OwnedText(Some(format_timestamp(&cluster.created_at)));
+        let updated_at = || OwnedText(cluster.updated_at.as_ref().map(format_timestamp));
+        match self.generation {
+            ApiGeneration::Seed => {
+                shown.push(("baymodel_id", Text(&cluster.cluster_template_id)));
+                shown.push(("bay_create_timeout", Integer(cluster.create_timeout)));
+                shown.push(("stack_id", OptionalText(cluster.stack_id.as_deref())));
+                if full {
+                    shown.push((
+                        "discovery_url",
+                        OptionalText(cluster.discovery_url.as_deref()),
+                    ));
+                    shown.push((
+                        "status_reason",
+                        OptionalText(cluster.status_reason.as_deref()),
+                    ));
+                    shown.push(("api_address", OptionalText(cluster.api_address.as_deref())));
+                    shown.push(("master_addresses", Texts(&cluster.master_addresses)));
+                    shown.push(("node_addresses", Texts(&cluster.node_addresses)));
+                    shown.push(("created_at", created_at()));
+                    shown.push(("updated_at", updated_at()));
+                }
+            }
+            ApiGeneration::Current => {
+                shown.push(("cluster_template_id", Text(&cluster.cluster_template_id)));
+                shown.push(("keypair", OptionalText(cluster.keypair.as_deref())));
+                shown.push((
+                    "docker_volume_size",
+                    OptionalInteger(cluster.docker_volume_size),
+                ));
+                shown.push(("labels", TextMap(&cluster.labels)));
+                shown.push((
+                    "master_flavor_id",
+                    OptionalText(cluster.master_flavor_id.as_deref()),
+                ));
+                shown.push(("flavor_id", OptionalText(cluster.flavor_id.as_deref())));
+                shown.push(("create_timeout", Integer(cluster.create_timeout)));
+                shown.push((
+                    "health_status",
+                    OptionalText(cluster.health_status.map(|status| status.as_str())),
+                ));
+                shown.push((
+                    if self.version_113 {
+                        "cluster_id"
+                    } else {
+                        "stack_id"
+                    },
+                    OptionalText(cluster.stack_id.as_deref()),
+                ));
+                if full {
+                    shown.push((
+                        "discovery_url",
+                        OptionalText(cluster.discovery_url.as_deref()),
+                    ));
+                    shown.push((
+                        "status_reason",
+                        OptionalText(cluster.status_reason.as_deref()),
+                    ));
+                    shown.push((
+                        "health_status_reason",
+                        TextMap(&cluster.health_status_reason),
+                    ));
+                    shown.push(("api_address", OptionalText(cluster.api_address.as_deref())));
+                    shown.push(("master_addresses", Texts(&cluster.master_addresses)));
+                    shown.push(("node_addresses", Texts(&cluster.node_addresses)));
+                    shown.push(("coe_version", OptionalText(cluster.coe_version.as_deref())));
+                    shown.push((
+                        "container_version",
+                        OptionalText(cluster.container_version.as_deref()),
+                    ));
+                    shown.push((
+                        "fixed_network",
+                        OptionalText(cluster.fixed_network.as_deref()),
+                    ));
+                    shown.push((
+                        "fixed_subnet",
+                        OptionalText(cluster.fixed_subnet.as_deref()),
+                    ));
+                    shown.push(("floating_ip_enabled", Boolean(cluster.floating_ip_enabled)));
+                    shown.push(("master_lb_enabled", Boolean(cluster.master_lb_enabled)));
+                    shown.push(("project_id", Text(&cluster.project_id)));
+                    shown.push(("user_id", Text(&cluster.user_id)));
+                    shown.push(("created_at", created_at()));
+                    shown.push(("updated_at", updated_at()));
+                    if let Some(template_labels) = self.template_labels {
+                        let (overridden, added, skipped) =
+                            cluster.label_differences(template_labels);
+                        shown.push(("labels_overridden", OwnedTextMap(overridden)));
+                        shown.push(("labels_added", OwnedTextMap(added)));
+                        shown.push(("labels_skipped", OwnedTextMap(skipped)));
+                    }
+                    if self.with_faults && cluster.status.is_failed() {
+                        shown.push((
+                            "faults",
+                            Faults(cluster.status_reason.as_deref().unwrap_or_default()),
+                        ));
+                    }
+                }
+            }
+        }
+        shown.push((
+            "links",
+            ItemLinks(Links {
+                base: self.base,
+                collection: match self.generation {
+                    ApiGeneration::Seed => "bays",
+                    ApiGeneration::Current => "clusters",
+                },
+                uuid: &cluster.uuid,
+            }),
+        ));
+        shown
+    }
+}
+
+impl Serialize for ClusterView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut attributes = self.attributes();
+        attributes.sort_unstable_by_key(|(name, _)| *name);
+        let mut map = serializer.serialize_map(Some(attributes.len()))?;
+        for (name, value) in &attributes {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }

@@ -10,6 +10,8 @@ use crate::page::{after_marker, order_by, Page, SortValue};
 use crate::{row, time, Database, DbError, DbResult, ProjectLimits, Resource};
 use chrono::Utc;
 use magnum_core::cluster::{Cluster, HealthStatus};
+use magnum_core::cluster_template::ClusterTemplate;
+use std::sync::Arc;
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Arguments, Row};
@@ -62,6 +64,14 @@ pub enum ClusterVisibility {
 }
 
 impl ClusterVisibility {
+    /// Whether a cluster of `project_id` is visible.
+    pub fn includes(&self, project_id: &str) -> bool {
+        match self {
+            ClusterVisibility::All => true,
+            ClusterVisibility::Project(visible) => visible == project_id,
+        }
+    }
+
     fn condition(&self) -> (&'static str, Option<String>) {
         match self {
             ClusterVisibility::All => ("1 = 1", None),
@@ -237,6 +247,41 @@ impl Database {
     }
 }
 
+/// What decides whether a decoded cluster is current: its row's id and revision, and the
+/// workers of its non-default nodegroups (rows of another table, counted into the view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClusterKey {
+    id: i64,
+    version: i64,
+    extra_workers: i64,
+}
+
+/// Keys from SQLite's aggregated `id:version:extra,…` text.
+fn parse_keys(text: &str) -> DbResult<Vec<ClusterKey>> {
+    let invalid = || {
+        corrupt(
+            "page_keys",
+            format!("'{text}' is not a list of cluster keys"),
+        )
+    };
+    text.split(',')
+        .filter(|key| !key.is_empty())
+        .map(|key| {
+            let mut parts = key.split(':').map(str::parse::<i64>);
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(Ok(id)), Some(Ok(version)), Some(Ok(extra_workers)), None) => {
+                    Ok(ClusterKey {
+                        id,
+                        version,
+                        extra_workers,
+                    })
+                }
+                _ => Err(invalid()),
+            }
+        })
+        .collect()
+}
+
 impl Clusters<'_> {
     #[cfg(test)]
     pub(crate) fn database(&self) -> &Database {
@@ -246,11 +291,78 @@ impl Clusters<'_> {
     /// `SELECT … FROM cluster` with every column [`decode`] reads, including the workers of
     /// the cluster's non-default nodegroups.
     pub(crate) fn select(&self) -> String {
-        let extra = self.database.dialect().as_bigint(
+        format!(
+            "SELECT {COLUMNS}, {} AS extra_worker_count FROM cluster",
+            self.extra_workers()
+        )
+    }
+
+    /// The workers of a cluster's non-default nodegroups, as a column expression.
+    fn extra_workers(&self) -> String {
+        self.database.dialect().as_bigint(
             "(SELECT COALESCE(SUM(n.node_count), 0) FROM nodegroup n \
              WHERE n.cluster_id = cluster.uuid AND n.is_default = 0 AND n.role <> 'master')",
-        );
-        format!("SELECT {COLUMNS}, {extra} AS extra_worker_count FROM cluster")
+        )
+    }
+
+    /// `SELECT` of the [`ClusterKey`] columns (`id`, `version`, `extra_worker_count`).
+    fn select_keys(&self) -> String {
+        format!(
+            "SELECT id, version, {} AS extra_worker_count FROM cluster",
+            self.extra_workers()
+        )
+    }
+
+    /// The clusters with these keys, in the same order: from the cache when it holds that
+    /// revision with the same extra workers, from one query for the rest. A row deleted in
+    /// between is left out; a row changed in between comes back at its newer revision.
+    async fn load(&self, keys: &[ClusterKey]) -> DbResult<Vec<Arc<Cluster>>> {
+        let cache = &self.database.cluster_cache;
+        let mut found: Vec<Option<Arc<Cluster>>> = keys
+            .iter()
+            .map(|key| {
+                cache
+                    .get(key.id, key.version)
+                    .filter(|cluster| cluster.extra_worker_count == key.extra_workers)
+            })
+            .collect();
+        let missing: Vec<i64> = keys
+            .iter()
+            .zip(&found)
+            .filter(|(_, cached)| cached.is_none())
+            .map(|(key, _)| key.id)
+            .collect();
+        if !missing.is_empty() {
+            let placeholders = vec!["?"; missing.len()].join(", ");
+            let sql = format!("{} WHERE id IN ({placeholders})", self.select());
+            let mut query = sqlx::query(self.database.dialect().sql(sql));
+            for id in &missing {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(self.database.pool()).await? {
+                let cluster = Arc::new(decode(&row)?);
+                cache.put(cluster.id, cluster.revision, cluster.clone());
+                for (slot, key) in found.iter_mut().zip(keys) {
+                    if key.id == cluster.id {
+                        *slot = Some(cluster.clone());
+                    }
+                }
+            }
+        }
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// The keys of the rows a `select_keys` query returned.
+    fn keys(rows: &[AnyRow]) -> DbResult<Vec<ClusterKey>> {
+        rows.iter()
+            .map(|row| {
+                Ok(ClusterKey {
+                    id: row::integer(row, "id")?,
+                    version: row::integer(row, "version")?,
+                    extra_workers: row::integer(row, "extra_worker_count")?,
+                })
+            })
+            .collect()
     }
 
     /// Stores a new cluster with its default nodegroups (`default-master`, `default-worker`)
@@ -336,13 +448,56 @@ impl Clusters<'_> {
     }
 
     pub async fn get_by_uuid(&self, uuid: &str) -> DbResult<Cluster> {
-        let sql = format!("{} WHERE uuid = ?", self.select());
+        let sql = format!("{} WHERE uuid = ?", self.select_keys());
+        let rows = sqlx::query(self.database.dialect().sql(sql))
+            .bind(uuid.to_string())
+            .fetch_all(self.database.pool())
+            .await?;
+        let cluster = self
+            .load(&Self::keys(&rows)?)
+            .await?
+            .pop()
+            .ok_or(DbError::NotFound)?;
+        Ok(Arc::unwrap_or_clone(cluster))
+    }
+
+    /// A cluster by uuid with its template (None when the template is gone): what a single
+    /// GET shows, from one query for both rows' keys.
+    pub async fn get_with_template(
+        &self,
+        uuid: &str,
+    ) -> DbResult<(Arc<Cluster>, Option<Arc<ClusterTemplate>>)> {
+        let sql = format!(
+            "SELECT cluster.id AS id, cluster.version AS version, {} AS extra_worker_count, \
+             t.id AS template_id, t.version AS template_version FROM cluster \
+             LEFT JOIN cluster_template t ON t.uuid = cluster.cluster_template_id \
+             WHERE cluster.uuid = ?",
+            self.extra_workers()
+        );
         let row = sqlx::query(self.database.dialect().sql(sql))
             .bind(uuid.to_string())
             .fetch_optional(self.database.pool())
             .await?
             .ok_or(DbError::NotFound)?;
-        decode(&row)
+        let cluster = self
+            .load(&Self::keys(std::slice::from_ref(&row))?)
+            .await?
+            .pop()
+            .ok_or(DbError::NotFound)?;
+        let template_key = (
+            row::optional_integer(&row, "template_id")?,
+            row::optional_integer(&row, "template_version")?,
+        );
+        let template = match template_key {
+            (Some(id), Some(version)) => self
+                .database
+                .cluster_templates()
+                .load(&[(id, version)])
+                .await?
+                .pop(),
+            _ => None,
+        };
+        Ok((cluster, template))
     }
 
     /// The one visible cluster with this name; [`DbError::Ambiguous`] when several match.
@@ -352,15 +507,23 @@ impl Clusters<'_> {
         visibility: &ClusterVisibility,
     ) -> DbResult<Cluster> {
         let (condition, bind) = visibility.condition();
-        let sql = format!("{} WHERE name = ? AND {condition} LIMIT 2", self.select());
+        let sql = format!(
+            "{} WHERE name = ? AND {condition} LIMIT 2",
+            self.select_keys()
+        );
         let mut query = sqlx::query(self.database.dialect().sql(sql)).bind(name.to_string());
         if let Some(project_id) = bind {
             query = query.bind(project_id);
         }
         let rows = query.fetch_all(self.database.pool()).await?;
-        match rows.as_slice() {
+        match Self::keys(&rows)?.as_slice() {
             [] => Err(DbError::NotFound),
-            [only] => decode(only),
+            [only] => self
+                .load(&[*only])
+                .await?
+                .pop()
+                .map(Arc::unwrap_or_clone)
+                .ok_or(DbError::NotFound),
             _ => Err(DbError::Ambiguous),
         }
     }
@@ -425,7 +588,7 @@ impl Clusters<'_> {
         &self,
         visibility: &ClusterVisibility,
         page: &Page,
-    ) -> DbResult<Vec<Cluster>> {
+    ) -> DbResult<Vec<Arc<Cluster>>> {
         let sort_column = SORTABLE_COLUMNS
             .iter()
             .find(|(name, _)| *name == page.sort_key)
@@ -435,7 +598,7 @@ impl Clusters<'_> {
         if let Some(project_id) = &visibility_bind {
             arguments.add(project_id.clone()).map_err(argument_error)?;
         }
-        let mut sql = format!("{} WHERE {condition}", self.select());
+        let mut filter = format!("WHERE {condition}");
         if let Some(marker) = &page.marker {
             let marker_sql = format!(
                 "SELECT id, {column} AS sort_value FROM cluster WHERE uuid = ? AND {condition}",
@@ -465,22 +628,42 @@ impl Clusters<'_> {
                 &marker_value.unwrap_or(SortValue::Null),
                 row::integer(&marker_row, "id")?,
             );
-            sql.push_str(" AND ");
-            sql.push_str(&fragment.sql);
+            filter.push_str(" AND ");
+            filter.push_str(&fragment.sql);
             for bind in &fragment.binds {
                 bind.add_to(&mut arguments).map_err(argument_error)?;
             }
         }
-        sql.push(' ');
-        sql.push_str(&order_by(sort_column.0, page.sort_dir));
-        sql.push_str(" LIMIT ?");
+        let order = order_by(sort_column.0, page.sort_dir);
         arguments
             .add(i64::try_from(page.limit).unwrap_or(i64::MAX))
             .map_err(argument_error)?;
-        let rows = sqlx::query_with(self.database.dialect().sql(sql), arguments)
-            .fetch_all(self.database.pool())
-            .await?;
-        rows.iter().map(decode).collect()
+        let keys = if self.database.dialect().backend() == magnum_config::DatabaseBackend::Sqlite {
+            // sqlx hands every SQLite result row from the connection's thread to ours; one
+            // aggregated row instead of one row per key saves a thread switch per item.
+            let sql = format!(
+                "SELECT group_concat(id || ':' || version || ':' || extra_worker_count, ',' \
+                 ORDER BY position) AS page_keys FROM (SELECT id, version, {extra} AS \
+                 extra_worker_count, ROW_NUMBER() OVER ({order}) AS position FROM cluster \
+                 {filter} {order} LIMIT ?)",
+                extra = self.extra_workers()
+            );
+            let row = sqlx::query_with(self.database.dialect().sql(sql), arguments)
+                .fetch_one(self.database.pool())
+                .await?;
+            parse_keys(
+                row::optional_text(&row, "page_keys")?
+                    .as_deref()
+                    .unwrap_or(""),
+            )?
+        } else {
+            let sql = format!("{} {filter} {order} LIMIT ?", self.select_keys());
+            let rows = sqlx::query_with(self.database.dialect().sql(sql), arguments)
+                .fetch_all(self.database.pool())
+                .await?;
+            Self::keys(&rows)?
+        };
+        self.load(&keys).await
     }
 
     /// How many clusters a project has (every status), for quotas.
@@ -658,6 +841,78 @@ mod tests {
     use crate::testing::database;
     use magnum_core::lifecycle::{ClusterStatus, Operation};
 
+    /// Two pools on one database stand for two magnumd processes: a cluster read (and
+    /// cached) through one reflects every later change made through the other — its own
+    /// row, and the nodegroups counted into it.
+    #[tokio::test]
+    async fn cached_clusters_never_hide_a_change_made_elsewhere() {
+        let directory = tempfile::tempdir().unwrap();
+        let connection = magnum_config::DatabaseConnection::Sqlite {
+            path: Some(directory.path().join("shared.sqlite")),
+        };
+        let first = Database::connect(&connection, 2).await.unwrap();
+        first.upgrade().await.unwrap();
+        let second = Database::connect(&connection, 2).await.unwrap();
+        first
+            .cluster_templates()
+            .insert(&crate::test_fixtures::template())
+            .await
+            .unwrap();
+        let writer = first.clusters();
+        let stored = writer
+            .insert(&cluster("p", "cached", 1), &defaults(&writer).await)
+            .await
+            .unwrap();
+        let reader = second.clusters();
+        let listed = reader.list(&ClusterVisibility::All, &page()).await.unwrap();
+        assert_eq!(listed[0].name.as_deref(), Some("cached"));
+        assert_eq!(
+            reader.get_by_uuid(&stored.uuid).await.unwrap().revision,
+            stored.revision
+        );
+
+        let mut renamed = stored.clone();
+        renamed.name = Some("renamed".to_string());
+        writer.update(&renamed).await.unwrap();
+        let listed = reader.list(&ClusterVisibility::All, &page()).await.unwrap();
+        assert_eq!(listed[0].name.as_deref(), Some("renamed"));
+        assert_eq!(
+            reader
+                .find_by_name("renamed", &ClusterVisibility::All)
+                .await
+                .unwrap()
+                .uuid,
+            stored.uuid
+        );
+
+        // A nodegroup written beside the cluster changes what the cluster counts.
+        let current = writer.get_by_uuid(&stored.uuid).await.unwrap();
+        let mut growing = current.clone();
+        growing.operation = Some(Operation::Resize);
+        growing.operation_generation += 1;
+        writer
+            .update_with_nodegroup(
+                &growing,
+                Some(&NodeGroupChange::Insert(crate::test_fixtures::extra_group(
+                    &current, "pool", 2,
+                ))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            reader
+                .get_by_uuid(&stored.uuid)
+                .await
+                .unwrap()
+                .extra_worker_count,
+            2
+        );
+        assert_eq!(
+            reader.list(&ClusterVisibility::All, &page()).await.unwrap()[0].extra_worker_count,
+            2
+        );
+    }
+
     #[tokio::test]
     async fn a_template_in_use_changes_only_when_allowed() {
         let test = database().await;
@@ -750,7 +1005,7 @@ mod tests {
             grown = clusters
                 .list(&ClusterVisibility::Project("quota".to_string()), &page())
                 .await
-                .map(|mut all| all.remove(0));
+                .map(|mut all| Arc::unwrap_or_clone(all.remove(0)));
         }
         let mut grown = grown.unwrap();
         grown.node_count = 4;

@@ -264,10 +264,27 @@ impl ClusterTemplates<'_> {
         self.load(&[key]).await?.pop().ok_or(DbError::NotFound)
     }
 
+    /// The templates with these uuids (each once, in no particular order; unknown uuids are
+    /// left out), in one query for their keys.
+    pub async fn get_many_by_uuid(&self, uuids: &[&str]) -> DbResult<Vec<Arc<ClusterTemplate>>> {
+        if uuids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = vec!["?"; uuids.len()].join(", ");
+        let sql =
+            format!("SELECT id, version FROM cluster_template WHERE uuid IN ({placeholders})");
+        let mut query = sqlx::query(self.database.dialect().sql(sql));
+        for uuid in uuids {
+            query = query.bind(uuid.to_string());
+        }
+        let rows = query.fetch_all(self.database.pool()).await?;
+        self.load(&Self::keys(&rows)?).await
+    }
+
     /// The rows with these (id, version) keys, in the same order, from the cache when it
     /// holds that revision and from one query for the rest. A row deleted in between is
     /// left out; a row changed in between comes back at its newer revision.
-    async fn load(&self, keys: &[(i64, i64)]) -> DbResult<Vec<Arc<ClusterTemplate>>> {
+    pub(crate) async fn load(&self, keys: &[(i64, i64)]) -> DbResult<Vec<Arc<ClusterTemplate>>> {
         let cache = &self.database.template_cache;
         let mut found: Vec<Option<Arc<ClusterTemplate>>> = keys
             .iter()

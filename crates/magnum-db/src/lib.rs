@@ -147,6 +147,10 @@ pub struct ProjectLimits {
 /// Rows of `cluster_template` kept decoded in memory (see [`row_cache`]).
 const TEMPLATE_CACHE_CAPACITY: usize = 4096;
 
+/// Rows of `cluster` kept decoded in memory (see [`row_cache`]): a few pages of the largest
+/// lists, about 2 KiB each.
+const CLUSTER_CACHE_CAPACITY: usize = 4096;
+
 /// SQLite page cache per connection, in KiB (SQLite's default is 2 MiB).
 const SQLITE_CACHE_KIB: u32 = 1024;
 
@@ -160,6 +164,7 @@ pub struct Database {
     dialect: Dialect,
     template_cache:
         std::sync::Arc<row_cache::RowCache<magnum_core::cluster_template::ClusterTemplate>>,
+    cluster_cache: std::sync::Arc<row_cache::RowCache<magnum_core::cluster::Cluster>>,
     /// SQLite allows one writer at a time and makes others sleep and retry; queueing this
     /// process's writers here keeps their latency fair. None on server databases.
     sqlite_write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
@@ -214,6 +219,10 @@ impl Database {
                 Some(Duration::from_secs(1800))
             })
             .acquire_timeout(pool_timeout)
+            // A SQLite connection is a file handle that cannot go stale; pinging it before
+            // every use would cost a round trip to its worker thread per statement. A server
+            // connection is checked, so that one dropped by the server is replaced.
+            .test_before_acquire(backend != DatabaseBackend::Sqlite)
             .after_connect(move |connection, _meta| {
                 Box::pin(async move {
                     match backend {
@@ -238,6 +247,7 @@ impl Database {
             pool,
             dialect: Dialect::new(backend),
             template_cache: std::sync::Arc::new(row_cache::RowCache::new(TEMPLATE_CACHE_CAPACITY)),
+            cluster_cache: std::sync::Arc::new(row_cache::RowCache::new(CLUSTER_CACHE_CAPACITY)),
             sqlite_write_gate: (backend == DatabaseBackend::Sqlite)
                 .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
             work_signal: std::sync::Arc::new(tokio::sync::Notify::new()),

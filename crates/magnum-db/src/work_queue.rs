@@ -312,6 +312,7 @@ impl WorkQueue<'_> {
             }
         }
         transaction.commit().await?;
+        self.database.cluster_cache.forget(id);
         Ok(removed == 1)
     }
 }

@@ -10,7 +10,7 @@ use crate::policy::enforce;
 use crate::policy::PolicyTarget;
 use crate::request::{json_body, Caller};
 use crate::version::{self, ApiVersion};
-use crate::views::{cluster_view, ClusterViewKind};
+use crate::views::{cluster_view, ClusterView, ClusterViewKind, Collection};
 use crate::SharedState;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -93,6 +93,44 @@ fn visibility(caller: &Caller) -> ClusterVisibility {
     }
 }
 
+/// The uuid an identifier names, when it is one (otherwise it is a name).
+fn uuid_of(ident: &str) -> Option<String> {
+    magnum_core::normalize_uuid(ident).filter(|_| is_uuid_like(ident))
+}
+
+/// A visible cluster by uuid or name with its template (None when the template is gone):
+/// what a single GET shows.
+async fn find_cluster_with_template(
+    state: &SharedState,
+    caller: &Caller,
+    ident: &str,
+    words_title: &str,
+) -> Result<(Arc<Cluster>, Option<Arc<ClusterTemplate>>), ApiError> {
+    if let Some(uuid) = uuid_of(ident) {
+        return match state.database.clusters().get_with_template(&uuid).await {
+            Ok((cluster, template)) if visibility(caller).includes(&cluster.project_id) => {
+                Ok((cluster, template))
+            }
+            Ok(_) | Err(DbError::NotFound) => Err(ApiError::not_found(format!(
+                "{words_title} {ident} could not be found."
+            ))),
+            Err(other) => Err(other.into()),
+        };
+    }
+    let cluster = find_cluster(state, caller, ident, words_title).await?;
+    let template = match state
+        .database
+        .cluster_templates()
+        .get_by_uuid(&cluster.cluster_template_id)
+        .await
+    {
+        Ok(template) => Some(template),
+        Err(DbError::NotFound) => None,
+        Err(other) => return Err(other.into()),
+    };
+    Ok((Arc::new(cluster), template))
+}
+
 /// A visible cluster by uuid or name.
 pub(crate) async fn find_cluster(
     state: &SharedState,
@@ -102,17 +140,11 @@ pub(crate) async fn find_cluster(
 ) -> Result<Cluster, ApiError> {
     let not_found = || ApiError::not_found(format!("{words_title} {ident} could not be found."));
     let visibility = visibility(caller);
-    if let Some(uuid) = magnum_core::normalize_uuid(ident).filter(|_| is_uuid_like(ident)) {
-        let cluster = match state.database.clusters().get_by_uuid(&uuid).await {
-            Ok(cluster) => cluster,
-            Err(DbError::NotFound) => return Err(not_found()),
-            Err(other) => return Err(other.into()),
-        };
-        return match &visibility {
-            ClusterVisibility::Project(project_id) if project_id != &cluster.project_id => {
-                Err(not_found())
-            }
-            _ => Ok(cluster),
+    if let Some(uuid) = uuid_of(ident) {
+        return match state.database.clusters().get_by_uuid(&uuid).await {
+            Ok(cluster) if visibility.includes(&cluster.project_id) => Ok(cluster),
+            Ok(_) | Err(DbError::NotFound) => Err(not_found()),
+            Err(other) => Err(other.into()),
         };
     }
     match state
@@ -138,17 +170,25 @@ fn count_rules(version: ApiVersion) -> CountRules {
     }
 }
 
-async fn template_labels(
+/// The templates of a page of clusters, by uuid, from one query.
+async fn templates_of(
     state: &SharedState,
-    cluster: &Cluster,
-) -> Option<magnum_core::labels::Labels> {
-    state
+    clusters: &[Arc<Cluster>],
+) -> Result<HashMap<String, Arc<ClusterTemplate>>, ApiError> {
+    let mut uuids: Vec<&str> = clusters
+        .iter()
+        .map(|cluster| cluster.cluster_template_id.as_str())
+        .collect();
+    uuids.sort_unstable();
+    uuids.dedup();
+    Ok(state
         .database
         .cluster_templates()
-        .get_by_uuid(&cluster.cluster_template_id)
-        .await
-        .ok()
-        .map(|template| template.labels.clone())
+        .get_many_by_uuid(&uuids)
+        .await?
+        .into_iter()
+        .map(|template| (template.uuid.clone(), template))
+        .collect())
 }
 
 async fn list(
@@ -180,39 +220,46 @@ async fn list(
     } else {
         ClusterViewKind::Summary
     };
-    let mut items = Vec::with_capacity(clusters.len());
-    for cluster in &clusters {
-        let labels = if detail && words.generation == ApiGeneration::Current {
-            template_labels(&state, cluster).await
-        } else {
-            None
-        };
-        items.push(cluster_view(
-            cluster,
-            words.generation,
-            kind,
-            &base,
-            labels.as_ref(),
-            version >= ApiVersion::new(1, 13),
-            false,
-        ));
-    }
+    let templates = if detail && words.generation == ApiGeneration::Current {
+        templates_of(&state, &clusters).await?
+    } else {
+        HashMap::new()
+    };
+    let items: Vec<ClusterView> = clusters
+        .iter()
+        .map(|cluster| {
+            let labels = templates
+                .get(&cluster.cluster_template_id)
+                .map(|template| &template.labels);
+            cluster_view(
+                cluster,
+                words.generation,
+                kind,
+                &base,
+                labels,
+                version >= ApiVersion::new(1, 13),
+                false,
+            )
+        })
+        .collect();
     let path = if detail {
         format!("{}/detail", words.collection)
     } else {
         words.collection.to_string()
     };
-    let mut body = json!({ words.collection: items });
-    if let Some(next) = next_link(
+    let next = next_link(
         &base,
         &path,
         &page,
         clusters.len(),
         clusters.last().map(|cluster| cluster.uuid.as_str()),
-    ) {
-        body["next"] = json!(next);
-    }
-    Ok(Json(body).into_response())
+    );
+    Ok(Json(Collection {
+        key: words.collection,
+        items: &items,
+        next,
+    })
+    .into_response())
 }
 
 async fn show(
@@ -223,20 +270,20 @@ async fn show(
     ident: String,
     words: &Words,
 ) -> Result<Response, ApiError> {
-    let cluster = find_cluster(&state, &caller, &ident, words.title).await?;
+    let (cluster, template) =
+        find_cluster_with_template(&state, &caller, &ident, words.title).await?;
     enforce(
         &state,
         &words.rule("get"),
         &caller,
         &PolicyTarget::of(&cluster.project_id, &cluster.user_id),
     )?;
-    let labels = template_labels(&state, &cluster).await;
     Ok(Json(cluster_view(
         &cluster,
         words.generation,
         ClusterViewKind::Full,
         &base,
-        labels.as_ref(),
+        template.as_ref().map(|template| &template.labels),
         version >= ApiVersion::new(1, 13),
         true,
     ))
