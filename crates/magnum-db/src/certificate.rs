@@ -43,7 +43,7 @@ impl Certificates<'_> {
     /// Stores (or replaces, on rotation) a cluster's CA.
     pub async fn put(&self, record: &CertificateRecord) -> DbResult<()> {
         let _turn = self.database.write_turn().await;
-        let mut transaction = self.database.pool().begin().await?;
+        let mut transaction = self.database.begin_write().await?;
         sqlx::query(
             self.database
                 .dialect()

@@ -404,7 +404,7 @@ impl Clusters<'_> {
             self.ensure_project_row(&cluster.project_id).await?;
         }
         let _turn = self.database.write_turn().await;
-        let mut transaction = self.database.pool().begin().await?;
+        let mut transaction = self.database.begin_write().await?;
         // The template's row stays locked until the cluster exists, so a template change
         // that clusters forbid cannot slip in between (see `update_checked`).
         let template_revision: Option<i64> = sqlx::query_scalar(dialect.sql(format!(
@@ -759,7 +759,7 @@ impl Clusters<'_> {
         }
         let updated = {
             let _turn = self.database.write_turn().await;
-            let mut transaction = self.database.pool().begin().await?;
+            let mut transaction = self.database.begin_write().await?;
             let nodes_before = match limits {
                 Some(_) => {
                     self.lock_project(&mut transaction, &cluster.project_id)
@@ -952,6 +952,55 @@ mod tests {
         let mut renamed_again = (*stored).clone();
         renamed_again.name = Some("again".to_string());
         assert!(templates.update_checked(&renamed_again, true).await.is_ok());
+    }
+
+    /// Two pools on one SQLite file stand for two magnumd processes, which share no write
+    /// gate: creates racing through both still end exactly at the quota, and none fails
+    /// because the other process committed while it was checking.
+    #[tokio::test]
+    async fn quotas_hold_when_two_processes_create_at_once() {
+        let directory = tempfile::tempdir().unwrap();
+        let connection = magnum_config::DatabaseConnection::Sqlite {
+            path: Some(directory.path().join("shared.sqlite")),
+        };
+        let first = Database::connect(&connection, 4).await.unwrap();
+        first.upgrade().await.unwrap();
+        let second = Database::connect(&connection, 4).await.unwrap();
+        first
+            .cluster_templates()
+            .insert(&crate::test_fixtures::template())
+            .await
+            .unwrap();
+        let defaults = defaults(&first.clusters()).await;
+        let limits = crate::ProjectLimits {
+            clusters: 5,
+            nodes: 100,
+        };
+        let attempts = (0..20).map(|index| {
+            let database = if index % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            let defaults = defaults.clone();
+            async move {
+                database
+                    .clusters()
+                    .insert_within(
+                        &cluster("quota", &format!("c{index}"), 1),
+                        &defaults,
+                        Some(&limits),
+                    )
+                    .await
+            }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let created = results.iter().filter(|result| result.is_ok()).count();
+        let refused = results
+            .iter()
+            .filter(|result| matches!(result, Err(DbError::QuotaExceeded { .. })))
+            .count();
+        assert_eq!((created, refused), (5, 15), "{results:?}");
     }
 
     #[tokio::test]

@@ -473,7 +473,7 @@ impl ClusterTemplates<'_> {
         {
             let dialect = self.database.dialect();
             let _turn = self.database.write_turn().await;
-            let mut transaction = self.database.pool().begin().await?;
+            let mut transaction = self.database.begin_write().await?;
             let current: Option<i64> = sqlx::query_scalar(dialect.sql(format!(
                 "SELECT version FROM cluster_template WHERE id = ?{}",
                 dialect.lock_rows()

@@ -222,7 +222,7 @@ impl Identity<'_> {
     /// failed-login count starts again.
     pub async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> DbResult<()> {
         let _turn = self.database.write_turn().await;
-        let mut transaction = self.database.pool().begin().await?;
+        let mut transaction = self.database.begin_write().await?;
         let result = sqlx::query(self.database.dialect().sql(
             "UPDATE identity_user SET password_hash = ?, failed_auth_count = 0, \
              failed_auth_at = NULL WHERE id = ?",
@@ -372,7 +372,7 @@ impl Identity<'_> {
         role_id: &str,
     ) -> DbResult<()> {
         let _turn = self.database.write_turn().await;
-        let mut transaction = self.database.pool().begin().await?;
+        let mut transaction = self.database.begin_write().await?;
         let result = sqlx::query(self.database.dialect().sql(
             "DELETE FROM identity_role_assignment WHERE user_id = ? AND project_id = ? AND role_id = ?",
         ))

@@ -273,6 +273,19 @@ impl Database {
         }
     }
 
+    /// Begins a transaction that is going to write. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`): a deferred transaction that reads first cannot upgrade to a
+    /// writer once another connection has committed since its read, and fails with
+    /// SQLITE_BUSY_SNAPSHOT without waiting; an immediate one waits its turn (busy_timeout)
+    /// instead. Servers lock the rows a transaction touches, so they begin normally.
+    pub async fn begin_write(&self) -> DbResult<sqlx::Transaction<'static, sqlx::Any>> {
+        let transaction = match self.dialect.backend() {
+            DatabaseBackend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            DatabaseBackend::Postgres | DatabaseBackend::MySql => self.pool.begin().await?,
+        };
+        Ok(transaction)
+    }
+
     /// The database server's clock, in microseconds. Leases are computed from it, so that
     /// conductors on machines whose clocks disagree still agree on when a lease expires.
     pub async fn clock(&self) -> DbResult<chrono::DateTime<chrono::Utc>> {

@@ -138,7 +138,7 @@ impl WorkQueue<'_> {
         // The cluster row and its nodegroups change together: nobody sees a finished
         // cluster whose nodegroups are still in progress, even after a crash.
         let _turn = self.database.write_turn().await;
-        let mut transaction = self.database.pool().begin().await?;
+        let mut transaction = self.database.begin_write().await?;
         let lease_expiry: Option<String> = if finished {
             None
         } else {
@@ -290,7 +290,7 @@ impl WorkQueue<'_> {
         generation: i64,
     ) -> DbResult<bool> {
         let _turn = self.database.write_turn().await;
-        let mut transaction = self.database.pool().begin().await?;
+        let mut transaction = self.database.begin_write().await?;
         let removed = sqlx::query(self.database.dialect().sql(
             "DELETE FROM cluster WHERE id = ? AND lease_owner = ? AND operation_generation = ? AND operation = 'delete'",
         ))
