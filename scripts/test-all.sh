@@ -153,6 +153,9 @@ log "preparing the cluster node image (cached under /var/cache/magnum-rs)"
 ./target/debug/magnumd node-image build
 
 export MAGNUM_TEST_VENV="$VENV"
+# A failing test prints its message, not a backtrace that would push the message out of
+# the part of the log CI shows.
+export RUST_BACKTRACE=0
 export MAGNUM_TEST_REQUIRE_ALL=1
 
 log "unit and integration tests on SQLite"

@@ -802,7 +802,15 @@ async fn parallel_creates_never_pass_the_quotas() {
         .map(|reply| reply.body["uuid"].as_str().unwrap().to_string())
         .collect();
     let refused = replies.iter().filter(|reply| reply.status == 403).count();
-    assert_eq!((accepted.len(), refused), (5, 15));
+    assert_eq!(
+        (accepted.len(), refused),
+        (5, 15),
+        "{:?}",
+        replies
+            .iter()
+            .map(|reply| (reply.status, reply.text.as_str()))
+            .collect::<Vec<_>>()
+    );
     assert!(replies
         .iter()
         .filter(|reply| reply.status == 403)
