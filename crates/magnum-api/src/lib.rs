@@ -12,6 +12,7 @@
 //! Architecture invariants: only this crate knows HTTP status codes; it never creates
 //! infrastructure (it records desired state for the conductor).
 
+pub mod encoded_views;
 pub mod error;
 pub mod handlers;
 pub mod middleware;
@@ -68,6 +69,8 @@ pub struct ApiState {
     pub request_timeout: std::time::Duration,
     /// The largest request body accepted.
     pub max_body_size: usize,
+    /// List items already encoded, per row revision.
+    pub encoded_views: encoded_views::EncodedViews,
 }
 
 pub type SharedState = Arc<ApiState>;

@@ -51,6 +51,9 @@ async fn create_show_patch_delete_round_trip() {
     assert_eq!(by_uuid.status, 200);
     assert_eq!(by_uuid.body, by_name.body);
     assert_eq!(by_uuid.body, created.body);
+    // A list shows each template as a GET does (and keeps the encoded item for later pages).
+    let listed = admin.get("/v1/clustertemplates").await;
+    assert_eq!(listed.body["clustertemplates"][0], created.body);
 
     let patched = admin
         .patch(
@@ -72,6 +75,11 @@ async fn create_show_patch_delete_round_trip() {
             .body,
         patched.body
     );
+    // The list shows the new revision, never the item encoded for the old one.
+    for path in ["/v1/clustertemplates", "/v1/clustertemplates/detail"] {
+        let listed = admin.get(path).await;
+        assert_eq!(listed.body["clustertemplates"][0], patched.body, "{path}");
+    }
 
     assert_eq!(
         admin

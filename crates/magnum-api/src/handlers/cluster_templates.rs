@@ -1,6 +1,7 @@
 //! Cluster templates: `/v1/clustertemplates` (current) and `/v1/baymodels` (2016), two views
 //! of the same rows with each generation's field names, rules and error format.
 
+use crate::encoded_views::ViewKind;
 use crate::error::ApiError;
 use crate::handlers::generation::{self, GenerationResource, RequestParts};
 use crate::pagination::{next_link, page_from_query};
@@ -264,15 +265,27 @@ async fn list(
         Err(other) => return Err(other.into()),
     };
     let summary = vocabulary.generation == ApiGeneration::Seed && !detail;
-    let items: Vec<TemplateView<'_>> = templates
+    let kind = match (vocabulary.generation, summary) {
+        (ApiGeneration::Current, _) => ViewKind::Template,
+        (ApiGeneration::Seed, false) => ViewKind::Baymodel,
+        (ApiGeneration::Seed, true) => ViewKind::BaymodelSummary,
+    };
+    let items = templates
         .iter()
-        .map(|template| TemplateView {
-            template,
-            generation: vocabulary.generation,
-            base: &base,
-            summary,
+        .map(|template| {
+            state
+                .encoded_views
+                .get_or_encode(kind, template.id, template.revision, &base, || {
+                    TemplateView {
+                        template,
+                        generation: vocabulary.generation,
+                        base: &base,
+                        summary,
+                    }
+                })
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| ApiError::internal("encoding cluster templates", &error))?;
     let path = if detail {
         format!("{}/detail", vocabulary.collection)
     } else {
