@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Real Keystone 30 and Heat 27.0.1 from PyPI on loopback, for the tests of the OpenStack
+# provider (only Nova, Neutron, Glance, Cinder and Octavia cannot run here).
+#
+#   scripts/openstack/services.sh start   # installs (cached) and starts; prints the env file
+#   scripts/openstack/services.sh stop    # stops what start started, by PID
+#
+# Keystone runs under uwsgi (single-threaded workers: Keystone 30's auth middleware is not
+# thread-safe) on SQLite; Heat runs its API and engine in one process
+# (heat_one_process.py) on MariaDB, which must already answer as root on its local socket
+# (scripts/test-all.sh starts it). Everything lives in $MAGNUM_OPENSTACK_DIR (default
+# /tmp/magnum-openstack), recreated on every start; the venvs are kept in the cache.
+set -euo pipefail
+# Eventlet's deprecation notice, printed by every OpenStack command here, is noise.
+export PYTHONWARNINGS="ignore"
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+CACHE_DIR="${MAGNUM_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/magnum-rs}"
+WORK_DIR="${MAGNUM_OPENSTACK_DIR:-/tmp/magnum-openstack}"
+KEYSTONE_VERSION=30.0.0
+HEAT_VERSION=27.0.1
+KEYSTONE_PORT="${MAGNUM_KEYSTONE_PORT:-35357}"
+HEAT_PORT="${MAGNUM_HEAT_PORT:-35004}"
+KEYSTONE_VENV="$CACHE_DIR/venv-keystone$KEYSTONE_VERSION"
+HEAT_VENV="$CACHE_DIR/venv-heat$HEAT_VERSION"
+KEYSTONE_URL="http://127.0.0.1:$KEYSTONE_PORT"
+HEAT_URL="http://127.0.0.1:$HEAT_PORT"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+install_venv() {
+    local venv="$1"
+    shift
+    if [ ! -f "$venv/.complete" ]; then
+        log "creating $venv (pip install $*)"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q "$@"
+        touch "$venv/.complete"
+    fi
+}
+
+wait_for_url() {
+    local url="$1" pid="$2" what="$3" log_file="$4"
+    for _ in $(seq 1 120); do
+        if curl -sf -o /dev/null --max-time 2 "$url"; then
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            break
+        fi
+        sleep 0.5
+    done
+    echo "$what did not answer on $url; the end of its log:" >&2
+    tail -n 40 "$log_file" >&2 || true
+    exit 1
+}
+
+# 32 hexadecimal characters (Heat wants exactly 32 for its auth_encryption_key).
+random_secret() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+start() {
+    install_venv "$KEYSTONE_VENV" "keystone==$KEYSTONE_VERSION" uwsgi
+    install_venv "$HEAT_VENV" "openstack-heat==$HEAT_VERSION" PyMySQL
+    stop_quietly
+    rm -rf "$WORK_DIR"
+    mkdir -p "$WORK_DIR/fernet-keys" "$WORK_DIR/credential-keys"
+    chmod 0700 "$WORK_DIR"
+    local admin_password service_password encryption_key
+    admin_password="$(random_secret)"
+    service_password="$(random_secret)"
+    encryption_key="$(random_secret)"
+
+    log "starting Keystone $KEYSTONE_VERSION on $KEYSTONE_URL"
+    cat >"$WORK_DIR/keystone.conf" <<EOF
+[DEFAULT]
+log_file = $WORK_DIR/keystone.log
+[database]
+connection = sqlite:///$WORK_DIR/keystone.db
+[token]
+provider = fernet
+expiration = 14400
+[fernet_tokens]
+key_repository = $WORK_DIR/fernet-keys
+[fernet_receipts]
+key_repository = $WORK_DIR/fernet-keys
+[credential]
+key_repository = $WORK_DIR/credential-keys
+[identity]
+password_hash_rounds = 4
+EOF
+    local manage=("$KEYSTONE_VENV/bin/keystone-manage" --config-file "$WORK_DIR/keystone.conf")
+    "${manage[@]}" db_sync
+    "${manage[@]}" fernet_setup --keystone-user root --keystone-group root
+    "${manage[@]}" credential_setup --keystone-user root --keystone-group root
+    "${manage[@]}" bootstrap --bootstrap-password "$admin_password" \
+        --bootstrap-admin-url "$KEYSTONE_URL/v3" --bootstrap-public-url "$KEYSTONE_URL/v3" \
+        --bootstrap-internal-url "$KEYSTONE_URL/v3" --bootstrap-region-id RegionOne
+    OS_KEYSTONE_CONFIG_FILES="$WORK_DIR/keystone.conf" \
+        "$KEYSTONE_VENV/bin/uwsgi" --http-socket "127.0.0.1:$KEYSTONE_PORT" \
+        --virtualenv "$KEYSTONE_VENV" --module keystone.wsgi.api:application \
+        --processes 3 --threads 1 --master --die-on-term --need-app \
+        >"$WORK_DIR/keystone-uwsgi.log" 2>&1 &
+    echo $! >"$WORK_DIR/keystone.pid"
+    wait_for_url "$KEYSTONE_URL/v3" "$(cat "$WORK_DIR/keystone.pid")" Keystone \
+        "$WORK_DIR/keystone-uwsgi.log"
+
+    log "creating Heat's and magnumd's users, domains and endpoints"
+    python3 "$HERE/bootstrap_keystone.py" "$KEYSTONE_URL" "$admin_password" \
+        "$service_password" "$HEAT_URL"
+
+    log "starting Heat $HEAT_VERSION on $HEAT_URL"
+    mariadb -e "DROP DATABASE IF EXISTS magnum_test_heat;
+                CREATE DATABASE magnum_test_heat;
+                CREATE USER IF NOT EXISTS 'magnum_test_heat'@'127.0.0.1'
+                    IDENTIFIED BY '$service_password';
+                ALTER USER 'magnum_test_heat'@'127.0.0.1' IDENTIFIED BY '$service_password';
+                GRANT ALL ON magnum_test_heat.* TO 'magnum_test_heat'@'127.0.0.1';"
+    cat >"$WORK_DIR/heat.conf" <<EOF
+[DEFAULT]
+transport_url = fake://
+log_file = $WORK_DIR/heat.log
+num_engine_workers = 1
+host = magnum-test-heat
+region_name_for_services = RegionOne
+stack_user_domain_name = heat
+stack_domain_admin = heat_domain_admin
+stack_domain_admin_password = $service_password
+deferred_auth_method = trusts
+auth_encryption_key = $encryption_key
+[database]
+connection = mysql+pymysql://magnum_test_heat:$service_password@127.0.0.1:3306/magnum_test_heat
+[paste_deploy]
+api_paste_config = $HEAT_VENV/etc/heat/api-paste.ini
+[clients_keystone]
+auth_uri = $KEYSTONE_URL
+[oslo_messaging_notifications]
+driver = noop
+[oslo_concurrency]
+lock_path = $WORK_DIR/locks
+[keystone_authtoken]
+www_authenticate_uri = $KEYSTONE_URL
+auth_url = $KEYSTONE_URL
+auth_type = password
+username = heat
+password = $service_password
+user_domain_id = default
+project_name = service
+project_domain_id = default
+[trustee]
+auth_type = password
+auth_url = $KEYSTONE_URL
+username = heat
+password = $service_password
+user_domain_id = default
+EOF
+    "$HEAT_VENV/bin/heat-manage" --config-file "$WORK_DIR/heat.conf" db_sync \
+        >"$WORK_DIR/heat-db-sync.log" 2>&1
+    "$HEAT_VENV/bin/python" "$HERE/heat_one_process.py" --config-file "$WORK_DIR/heat.conf" \
+        --port "$HEAT_PORT" --fast-steps >"$WORK_DIR/heat-process.log" 2>&1 &
+    echo $! >"$WORK_DIR/heat.pid"
+    wait_for_url "$HEAT_URL/" "$(cat "$WORK_DIR/heat.pid")" Heat "$WORK_DIR/heat-process.log"
+
+    cat >"$WORK_DIR/env" <<EOF
+MAGNUM_TEST_KEYSTONE_URL=$KEYSTONE_URL
+MAGNUM_TEST_HEAT_URL=$HEAT_URL
+MAGNUM_TEST_OPENSTACK_ADMIN_PASSWORD=$admin_password
+MAGNUM_TEST_OPENSTACK_SERVICE_PASSWORD=$service_password
+EOF
+    chmod 0600 "$WORK_DIR/env"
+    echo "$WORK_DIR/env"
+}
+
+stop_pid_file() {
+    local pid_file="$1"
+    [ -f "$pid_file" ] || return 0
+    local pid
+    pid="$(cat "$pid_file")"
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 40); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.25
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pid_file"
+}
+
+stop_quietly() {
+    stop_pid_file "$WORK_DIR/heat.pid"
+    stop_pid_file "$WORK_DIR/keystone.pid"
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop_quietly ;;
+    *)
+        echo "usage: $0 start|stop" >&2
+        exit 2
+        ;;
+esac
