@@ -16,6 +16,7 @@ OPENSTACKCLIENT_VERSION=10.5.0
 MAGNUMCLIENT_VERSION=5.0.0
 STARTED_POSTGRES=0
 STARTED_MARIADB=0
+STARTED_OPENSTACK=0
 DOCKERD_PID=
 
 log() { printf '\n==> %s\n' "$*"; }
@@ -31,6 +32,10 @@ cleanup() {
         for db in $(mariadb -N -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'magnum\\_t\\_%'" 2>/dev/null); do
             mariadb -e "DROP DATABASE IF EXISTS \`$db\`" >/dev/null 2>&1
         done
+    fi
+    if [ "$STARTED_OPENSTACK" = 1 ]; then
+        log "stopping the Keystone and Heat this run started"
+        ./scripts/openstack/services.sh stop
     fi
     if [ "$STARTED_POSTGRES" = 1 ]; then
         log "stopping the PostgreSQL server this run started"
@@ -61,6 +66,10 @@ install_packages() {
     command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
     [ -x /bin/busybox ] || missing+=(busybox-static)
     command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    # uwsgi (Keystone's server in the tests) is built by pip and needs Python's headers.
+    python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+        || missing+=(python3-dev)
     if [ "${#missing[@]}" -gt 0 ]; then
         log "installing ${missing[*]}"
         apt-get update -q
@@ -136,11 +145,19 @@ prepare_venv() {
     fi
 }
 
+start_openstack() {
+    log "starting a real Keystone and Heat for the OpenStack provider's tests"
+    STARTED_OPENSTACK=1
+    MAGNUM_TEST_OPENSTACK_ENV="$(./scripts/openstack/services.sh start)"
+    export MAGNUM_TEST_OPENSTACK_ENV
+}
+
 install_packages
 start_postgres
 start_mariadb
 start_docker
 prepare_venv
+start_openstack
 
 log "checking formatting and lints"
 cargo fmt --all -- --check

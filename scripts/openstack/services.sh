@@ -168,7 +168,7 @@ MAGNUM_TEST_OPENSTACK_ADMIN_PASSWORD=$admin_password
 MAGNUM_TEST_OPENSTACK_SERVICE_PASSWORD=$service_password
 EOF
     chmod 0600 "$WORK_DIR/env"
-    echo "$WORK_DIR/env"
+    echo "$WORK_DIR/env" >&3
 }
 
 stop_pid_file() {
@@ -193,7 +193,8 @@ stop_quietly() {
 }
 
 case "${1:-}" in
-    start) start ;;
+    # Everything the start prints goes to stderr; only the env file's path to stdout.
+    start) start 3>&1 1>&2 ;;
     stop) stop_quietly ;;
     *)
         echo "usage: $0 start|stop" >&2
