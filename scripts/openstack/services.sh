@@ -100,7 +100,7 @@ EOF
         "$KEYSTONE_VENV/bin/uwsgi" --http-socket "127.0.0.1:$KEYSTONE_PORT" \
         --virtualenv "$KEYSTONE_VENV" --module keystone.wsgi.api:application \
         --processes 3 --threads 1 --master --die-on-term --need-app \
-        >"$WORK_DIR/keystone-uwsgi.log" 2>&1 &
+        >"$WORK_DIR/keystone-uwsgi.log" 2>&1 3>&- &
     echo $! >"$WORK_DIR/keystone.pid"
     wait_for_url "$KEYSTONE_URL/v3" "$(cat "$WORK_DIR/keystone.pid")" Keystone \
         "$WORK_DIR/keystone-uwsgi.log"
@@ -157,7 +157,7 @@ EOF
     "$HEAT_VENV/bin/heat-manage" --config-file "$WORK_DIR/heat.conf" db_sync \
         >"$WORK_DIR/heat-db-sync.log" 2>&1
     "$HEAT_VENV/bin/python" "$HERE/heat_one_process.py" --config-file "$WORK_DIR/heat.conf" \
-        --port "$HEAT_PORT" --fast-steps >"$WORK_DIR/heat-process.log" 2>&1 &
+        --port "$HEAT_PORT" --fast-steps >"$WORK_DIR/heat-process.log" 2>&1 3>&- &
     echo $! >"$WORK_DIR/heat.pid"
     wait_for_url "$HEAT_URL/" "$(cat "$WORK_DIR/heat.pid")" Heat "$WORK_DIR/heat-process.log"
 
@@ -193,7 +193,9 @@ stop_quietly() {
 }
 
 case "${1:-}" in
-    # Everything the start prints goes to stderr; only the env file's path to stdout.
+    # Everything the start prints goes to stderr; only the env file's path to stdout (fd 3,
+    # which the servers started in the background must not inherit: a caller reading the
+    # path with $(...) would otherwise wait for them to exit).
     start) start 3>&1 1>&2 ;;
     stop) stop_quietly ;;
     *)

@@ -99,6 +99,7 @@ impl From<DomainError> for ApiError {
             DomainErrorKind::Conflict => StatusCode::CONFLICT,
             DomainErrorKind::Forbidden => StatusCode::FORBIDDEN,
             DomainErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            DomainErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, error.message)
     }

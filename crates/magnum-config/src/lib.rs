@@ -357,7 +357,8 @@ config_section! {
     DriversSection => "drivers" {
         /// The providers this deployment runs: docker (containers on the local engine),
         /// unverified (no infrastructure: names are accepted unchecked and clusters cannot
-        /// be built). openstack (Heat on an OpenStack cloud) is not built yet.
+        /// be built), openstack (an OpenStack cloud; needs [api] auth_strategy = keystone;
+        /// it answers look-ups now, and builds clusters once its Heat drivers exist).
         enabled_providers: Vec<String> = vec!["docker".to_string()],
         /// The provider of templates without a `provider` label; one of enabled_providers.
         default_provider: String = "docker".to_string(),
@@ -468,6 +469,66 @@ config_section! {
     }
 }
 
+config_section! {
+    /// The trustees of clusters on an OpenStack cloud (the openstack provider): each
+    /// cluster gets a user of its own in this domain, and a trust from the user who created
+    /// it, so that its nodes and magnumd can act for it later. Upstream's option names.
+    TrustSection => "trust" {
+        /// The Keystone domain holding clusters' trustee users.
+        trustee_domain_name: Option<String> = None,
+        /// An administrator of that domain, who creates and deletes the trustees.
+        trustee_domain_admin_name: Option<String> = None,
+        /// That administrator's password.
+        trustee_domain_admin_password: Option<Secret> = None,
+        /// The domain of that administrator (the trustee domain itself when unset).
+        trustee_domain_admin_domain_name: Option<String> = None,
+        /// Which Keystone endpoint clusters' nodes use: public or internal.
+        trustee_keystone_interface: String = "public".to_string(),
+        /// Roles delegated to the trustee (empty: every role the creating user holds in its project).
+        roles: Vec<String> = Vec::new(),
+    }
+}
+
+/// The options of every `[<service>_client]` section (upstream's names), declared once.
+macro_rules! openstack_client_section {
+    ($(#[doc = $doc:literal])* $name:ident => $section:literal) => {
+        config_section! {
+            $(#[doc = $doc])*
+            $name => $section {
+                /// Region of the service's endpoint in the catalog; any region when unset.
+                region_name: Option<String> = None,
+                /// Which of the service's endpoints: publicURL, internalURL or adminURL.
+                endpoint_type: String = "publicURL".to_string(),
+                /// CA bundle that verifies the endpoint's TLS certificate.
+                ca_file: Option<String> = None,
+                /// Accept the endpoint's TLS certificate without verifying it.
+                insecure: bool = false,
+            }
+        }
+    };
+}
+
+openstack_client_section! {
+    /// Heat (orchestration), which builds clusters' stacks (the openstack provider).
+    HeatClientSection => "heat_client"
+}
+openstack_client_section! {
+    /// Glance (image), asked for templates' images and their os_distro.
+    GlanceClientSection => "glance_client"
+}
+openstack_client_section! {
+    /// Nova (compute), asked for flavors and keypairs.
+    NovaClientSection => "nova_client"
+}
+openstack_client_section! {
+    /// Neutron (network), asked for external and fixed networks and subnets.
+    NeutronClientSection => "neutron_client"
+}
+openstack_client_section! {
+    /// Octavia (load-balancer), needed by clusters with a load balancer in front of the API.
+    OctaviaClientSection => "octavia_client"
+}
+
 /// The whole configuration of one process.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MagnumConfig {
@@ -486,6 +547,12 @@ pub struct MagnumConfig {
     pub conductor: ConductorSection,
     pub quotas: QuotasSection,
     pub security_compliance: SecurityComplianceSection,
+    pub trust: TrustSection,
+    pub heat_client: HeatClientSection,
+    pub glance_client: GlanceClientSection,
+    pub nova_client: NovaClientSection,
+    pub neutron_client: NeutronClientSection,
+    pub octavia_client: OctaviaClientSection,
     /// Options the file sets that no section knows, as `[section] option`.
     pub unknown_options: Vec<String>,
 }
@@ -515,6 +582,12 @@ fn known_options() -> Vec<(&'static str, &'static [OptionDoc])> {
             SecurityComplianceSection::SECTION,
             SecurityComplianceSection::OPTIONS,
         ),
+        (TrustSection::SECTION, TrustSection::OPTIONS),
+        (HeatClientSection::SECTION, HeatClientSection::OPTIONS),
+        (GlanceClientSection::SECTION, GlanceClientSection::OPTIONS),
+        (NovaClientSection::SECTION, NovaClientSection::OPTIONS),
+        (NeutronClientSection::SECTION, NeutronClientSection::OPTIONS),
+        (OctaviaClientSection::SECTION, OctaviaClientSection::OPTIONS),
     ]
 }
 
@@ -564,6 +637,12 @@ impl MagnumConfig {
             conductor: ConductorSection::load(&source)?,
             quotas: QuotasSection::load(&source)?,
             security_compliance: SecurityComplianceSection::load(&source)?,
+            trust: TrustSection::load(&source)?,
+            heat_client: HeatClientSection::load(&source)?,
+            glance_client: GlanceClientSection::load(&source)?,
+            nova_client: NovaClientSection::load(&source)?,
+            neutron_client: NeutronClientSection::load(&source)?,
+            octavia_client: OctaviaClientSection::load(&source)?,
             unknown_options: unknown_options(&document),
         };
         config.check(file)?;
@@ -626,6 +705,15 @@ impl MagnumConfig {
                 "must be at least 1 second",
             ));
         }
+        if self.providers().0.iter().any(|name| name == "openstack")
+            && self.api.auth_strategy != AuthStrategy::Keystone
+        {
+            return Err(invalid(
+                "drivers",
+                "enabled_providers",
+                "the openstack provider needs [api] auth_strategy = keystone: the cloud must accept the tokens callers bring, and magnumd's service user comes from [keystone_authtoken]",
+            ));
+        }
         if self.api.auth_strategy == AuthStrategy::Keystone {
             if self.keystone_authtoken.auth_url.is_none() {
                 return Err(invalid(
@@ -657,19 +745,14 @@ impl MagnumConfig {
         let (enabled, default) = self.providers();
         for name in &enabled {
             match name.as_str() {
-                "docker" | "unverified" => {}
-                "openstack" => {
-                    return Err(invalid(
-                        "drivers",
-                        "enabled_providers",
-                        "the openstack provider (Heat on an OpenStack cloud) is not built yet; enable docker or unverified",
-                    ))
-                }
+                "docker" | "unverified" | "openstack" => {}
                 other => {
                     return Err(invalid(
                         "drivers",
                         "enabled_providers",
-                        &format!("unknown provider '{other}' (known: docker, unverified)"),
+                        &format!(
+                            "unknown provider '{other}' (known: docker, openstack, unverified)"
+                        ),
                     ))
                 }
             }
@@ -829,6 +912,12 @@ impl MagnumConfig {
             ConductorSection::sample(),
             QuotasSection::sample(),
             SecurityComplianceSection::sample(),
+            TrustSection::sample(),
+            HeatClientSection::sample(),
+            GlanceClientSection::sample(),
+            NovaClientSection::sample(),
+            NeutronClientSection::sample(),
+            OctaviaClientSection::sample(),
         ]
         .join("\n")
     }
@@ -956,6 +1045,34 @@ mod tests {
     }
 
     #[test]
+    fn the_openstack_provider_needs_keystone_and_reads_its_client_sections() {
+        let error = MagnumConfig::from_text(
+            "[drivers]\nenabled_providers = docker, openstack\n",
+            "m.conf",
+        )
+        .unwrap_err();
+        assert!(error
+            .to_string()
+            .contains("the openstack provider needs [api] auth_strategy = keystone"));
+        let config = MagnumConfig::from_text(
+            "[api]\nauth_strategy = keystone\n[keystone_authtoken]\nauth_url = http://k/v3\n\
+             username = magnum\npassword = p\n[drivers]\nenabled_providers = docker, openstack\n\
+             [glance_client]\nregion_name = RegionTwo\nendpoint_type = internalURL\n\
+             [trust]\ntrustee_domain_name = magnum\ntrustee_domain_admin_name = magnum_domain_admin\n",
+            "m.conf",
+        )
+        .unwrap();
+        assert_eq!(
+            config.glance_client.region_name.as_deref(),
+            Some("RegionTwo")
+        );
+        assert_eq!(config.glance_client.endpoint_type, "internalURL");
+        assert_eq!(config.heat_client.endpoint_type, "publicURL");
+        assert_eq!(config.trust.trustee_domain_name.as_deref(), Some("magnum"));
+        assert_eq!(config.unknown_options, Vec::<String>::new());
+    }
+
+    #[test]
     fn every_section_of_the_sample_is_known() {
         let config = MagnumConfig::from_text(
             "[drivers]\nprovider = docker\n[docker]\nnode_image = n:1\n[x509]\nrsa_key_size = 4096\n\
@@ -1025,7 +1142,7 @@ mod tests {
             ("[drivers]\nenabled_providers = gce\n", "unknown provider"),
             (
                 "[drivers]\nenabled_providers = openstack\ndefault_provider = openstack\n",
-                "not built yet",
+                "needs [api] auth_strategy = keystone",
             ),
             ("[docker]\ndefault_flavor = m9.huge\n", "default_flavor"),
         ] {

@@ -18,6 +18,9 @@ pub enum DomainErrorKind {
     Forbidden,
     /// The feature exists in the API but is not implemented by this service (HTTP 501).
     NotImplemented,
+    /// A service this request needs (a cloud's image or network service, say) cannot be
+    /// asked now; trying again later may work (HTTP 503).
+    Unavailable,
 }
 
 /// A domain rule was broken; `message` is the user-facing text (upstream wording).
@@ -53,6 +56,10 @@ impl DomainError {
 
     pub fn not_implemented(message: impl Into<String>) -> Self {
         Self::new(DomainErrorKind::NotImplemented, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(DomainErrorKind::Unavailable, message)
     }
 
     /// The message for a field that failed its type or bound check, in the wording of

@@ -68,7 +68,7 @@ impl LookupError {
     /// The user-facing error for a failed lookup of `name`, in upstream's wording.
     pub fn into_domain(self, kind: LookupKind, name: &str) -> DomainError {
         match (self, kind) {
-            (LookupError::Unavailable(reason), _) => DomainError::invalid(format!(
+            (LookupError::Unavailable(reason), _) => DomainError::unavailable(format!(
                 "Could not check {name}: the infrastructure provider is unavailable ({reason})."
             )),
             (LookupError::Refused(reason), _) => DomainError::invalid(reason),

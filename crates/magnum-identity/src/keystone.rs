@@ -110,8 +110,11 @@ impl KeystoneValidator {
             .auth_url
             .clone()
             .ok_or("[keystone_authtoken] auth_url is required")?;
+        // No idle connections kept: Keystone behind a WSGI server that closes each
+        // connection after its answer (uwsgi's HTTP socket) would reset a reused one.
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
         Ok(KeystoneValidator {

@@ -363,7 +363,7 @@ impl Keystone {
 }
 
 /// A value made safe for a query string.
-pub(crate) fn query_value(value: &str) -> String {
+pub fn query_value(value: &str) -> String {
     let mut encoded = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
@@ -376,7 +376,7 @@ pub(crate) fn query_value(value: &str) -> String {
 }
 
 /// A value made safe for one path segment (dots too, so that `..` cannot climb).
-pub(crate) fn path_segment(value: &str) -> String {
+pub fn path_segment(value: &str) -> String {
     query_value(value).replace('.', "%2E")
 }
 

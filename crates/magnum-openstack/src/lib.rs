@@ -17,7 +17,9 @@ pub mod keystone;
 pub use catalog::{Catalog, EndpointFilter, Interface};
 pub use error::OpenStackError;
 pub use heat::{Heat, Stack, StackCreate, StackResource, StackStatus, StackUpdate};
-pub use keystone::{AuthMethod, AuthRequest, Keystone, NameOrId, Scope, Session, Token};
+pub use keystone::{
+    path_segment, query_value, AuthMethod, AuthRequest, Keystone, NameOrId, Scope, Session, Token,
+};
 
 /// The longest any single call to an OpenStack service may take.
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -27,7 +29,36 @@ pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30)
 /// idle connections kept: WSGI servers (uwsgi's HTTP socket, wsgiref) close a connection
 /// after each answer without saying so, and a reused one fails with a reset.
 pub fn http_client() -> Result<reqwest::Client, OpenStackError> {
-    reqwest::Client::builder()
+    http_client_verifying(None, false)
+}
+
+/// [`http_client`] that verifies servers with the CA bundle `ca_file` (PEM) as well as the
+/// system's roots, or verifies nothing when `insecure` (upstream's `[*_client] ca_file` and
+/// `insecure`).
+pub fn http_client_verifying(
+    ca_file: Option<&std::path::Path>,
+    insecure: bool,
+) -> Result<reqwest::Client, OpenStackError> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|error| {
+            OpenStackError::Malformed(format!(
+                "cannot read the CA file {}: {error}",
+                path.display()
+            ))
+        })?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+            OpenStackError::Malformed(format!(
+                "the CA file {} is not PEM: {error}",
+                path.display()
+            ))
+        })?;
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
+        .danger_accept_invalid_certs(insecure)
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(CALL_TIMEOUT)
         .pool_max_idle_per_host(0)

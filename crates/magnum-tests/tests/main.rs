@@ -12,6 +12,7 @@ mod cluster_templates;
 mod clusters_api;
 mod identity;
 mod numbers;
+mod openstack_provider;
 mod operations;
 mod services;
 mod swarm_clusters;

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod cloud_double;
 pub mod docker;
 pub mod in_process;
+pub mod openstack;
 pub mod outage;
 
 use serde_json::Value;
@@ -159,7 +161,8 @@ pub struct Options {
     pub role: &'static str,
     /// A policy.yaml written next to magnum.conf before start.
     pub policy_yaml: Option<String>,
-    /// `[drivers] provider`: `unverified` unless a test builds real clusters.
+    /// `[drivers] provider`: `unverified` unless a test builds real clusters. Several
+    /// providers, comma-separated, become `enabled_providers` with the first as default.
     pub provider: &'static str,
     /// Run magnumd's roles inside the test process on a fake infrastructure (the fake
     /// provider and driver of `magnum_driver::test_doubles`) instead of a `magnumd` process.
@@ -209,11 +212,18 @@ impl Magnumd {
         };
         let mut config = format!(
             "[DEFAULT]\nstate_path = {state}\nhost = test-conductor\nperiodic_interval_max = 2\n\
-             graceful_shutdown_timeout = 5\n[drivers]\nprovider = {provider}\n[api]\nhost = 127.0.0.1\nport = 0\nauth_strategy = {strategy}\n\
+             graceful_shutdown_timeout = 5\n[drivers]\n{drivers}\n[api]\nhost = 127.0.0.1\nport = 0\nauth_strategy = {strategy}\n\
              [identity]\nhost = 127.0.0.1\nport = 0\n",
             state = state_dir.path().display(),
             strategy = options.auth_strategy,
-            provider = options.provider,
+            drivers = match options.provider.split_once(',') {
+                Some((default, _)) => format!(
+                    "enabled_providers = {}\ndefault_provider = {}",
+                    options.provider,
+                    default.trim()
+                ),
+                None => format!("provider = {}", options.provider),
+            },
         );
         if options.configured_admin_password {
             config.push_str(&format!("admin_password = {ADMIN_PASSWORD}\n"));
