@@ -6,9 +6,10 @@
 #   scripts/openstack/services.sh stop    # stops what start started, by PID
 #
 # Keystone runs under uwsgi (single-threaded workers: Keystone 30's auth middleware is not
-# thread-safe) on SQLite; Heat runs its API and engine in one process
-# (heat_one_process.py) on MariaDB, which must already answer as root on its local socket
-# (scripts/test-all.sh starts it). Everything lives in $MAGNUM_OPENSTACK_DIR (default
+# thread-safe); Heat runs its API and engine in one process (heat_one_process.py). Both
+# keep their data in MariaDB (SQLite fails their concurrent writers with "database is
+# locked"), which must already answer as root on its local socket (scripts/test-all.sh
+# starts it). Everything lives in $MAGNUM_OPENSTACK_DIR (default
 # /tmp/magnum-openstack), recreated on every start; the venvs are kept in the cache.
 set -euo pipefail
 # Eventlet's deprecation notice, printed by every OpenStack command here, is noise.
@@ -28,16 +29,27 @@ HEAT_URL="http://127.0.0.1:$HEAT_PORT"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
+# A venv is reused while it holds exactly the packages asked for (recorded in .complete).
 install_venv() {
     local venv="$1"
     shift
-    if [ ! -f "$venv/.complete" ]; then
+    if [ "$(cat "$venv/.complete" 2>/dev/null)" != "$*" ]; then
         log "creating $venv (pip install $*)"
         rm -rf "$venv"
         python3 -m venv "$venv"
         "$venv/bin/pip" install -q "$@"
-        touch "$venv/.complete"
+        echo "$*" >"$venv/.complete"
     fi
+}
+
+# A MariaDB database and user of that name, fresh, with `password`.
+fresh_mariadb_database() {
+    local name="$1" password="$2"
+    mariadb -e "DROP DATABASE IF EXISTS $name;
+                CREATE DATABASE $name;
+                CREATE USER IF NOT EXISTS '$name'@'127.0.0.1' IDENTIFIED BY '$password';
+                ALTER USER '$name'@'127.0.0.1' IDENTIFIED BY '$password';
+                GRANT ALL ON $name.* TO '$name'@'127.0.0.1';"
 }
 
 wait_for_url() {
@@ -60,7 +72,7 @@ wait_for_url() {
 random_secret() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 start() {
-    install_venv "$KEYSTONE_VENV" "keystone==$KEYSTONE_VERSION" uwsgi
+    install_venv "$KEYSTONE_VENV" "keystone==$KEYSTONE_VERSION" uwsgi PyMySQL
     install_venv "$HEAT_VENV" "openstack-heat==$HEAT_VERSION" PyMySQL
     stop_quietly
     rm -rf "$WORK_DIR"
@@ -72,11 +84,12 @@ start() {
     encryption_key="$(random_secret)"
 
     log "starting Keystone $KEYSTONE_VERSION on $KEYSTONE_URL"
+    fresh_mariadb_database magnum_test_keystone "$service_password"
     cat >"$WORK_DIR/keystone.conf" <<EOF
 [DEFAULT]
 log_file = $WORK_DIR/keystone.log
 [database]
-connection = sqlite:///$WORK_DIR/keystone.db
+connection = mysql+pymysql://magnum_test_keystone:$service_password@127.0.0.1:3306/magnum_test_keystone
 [token]
 provider = fernet
 expiration = 14400
@@ -110,12 +123,7 @@ EOF
         "$service_password" "$HEAT_URL"
 
     log "starting Heat $HEAT_VERSION on $HEAT_URL"
-    mariadb -e "DROP DATABASE IF EXISTS magnum_test_heat;
-                CREATE DATABASE magnum_test_heat;
-                CREATE USER IF NOT EXISTS 'magnum_test_heat'@'127.0.0.1'
-                    IDENTIFIED BY '$service_password';
-                ALTER USER 'magnum_test_heat'@'127.0.0.1' IDENTIFIED BY '$service_password';
-                GRANT ALL ON magnum_test_heat.* TO 'magnum_test_heat'@'127.0.0.1';"
+    fresh_mariadb_database magnum_test_heat "$service_password"
     cat >"$WORK_DIR/heat.conf" <<EOF
 [DEFAULT]
 transport_url = fake://

@@ -92,7 +92,8 @@ async fn check(conductor: &Conductor, cluster: Cluster) -> Result<(), String> {
         .all(&cluster.uuid)
         .await
         .map_err(|error| error.to_string())?;
-    let spec = cluster_spec(&cluster, &template, &groups, certificates, false);
+    let mut spec = cluster_spec(&cluster, &template, &groups, certificates, false);
+    spec.credentials = crate::spec::trusted_credentials(&conductor.database, &cluster).await?;
     let observed = driver
         .observe(&spec)
         .await

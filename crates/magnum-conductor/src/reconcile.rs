@@ -15,7 +15,7 @@
 //! database; the lease expires (or the restarted conductor releases it) and the idempotent
 //! driver call runs again.
 
-use crate::spec::{cluster_ref, cluster_spec};
+use crate::spec::{cluster_ref, cluster_spec, trusted_credentials};
 use crate::{certificates, Conductor};
 use chrono::{DateTime, Utc};
 use magnum_core::cluster::{Cluster, HealthStatus};
@@ -118,7 +118,12 @@ async fn delete_step(conductor: &Conductor, cluster: &Cluster, progress: &Progre
         )),
         Some(Ok(driver)) => {
             progress.report("deleting the cluster's infrastructure");
-            match driver.delete(&cluster_ref(cluster)).await {
+            let mut reference = cluster_ref(cluster);
+            match trusted_credentials(&conductor.database, cluster).await {
+                Ok(credentials) => reference.credentials = credentials,
+                Err(reason) => return Step::Retry(reason),
+            }
+            match driver.delete(&reference).await {
                 Ok(Removal::Gone) => remove_rows(conductor, cluster).await,
                 Ok(Removal::Waiting(waiting)) => Step::Waiting(waiting),
                 Err(error) => from_driver_error(error),
@@ -187,13 +192,17 @@ async fn apply_step(
         Ok(groups) => groups,
         Err(error) => return Step::Retry(error.to_string()),
     };
-    let spec = cluster_spec(
+    let mut spec = cluster_spec(
         cluster,
         &template,
         &groups,
         certificates,
         operation == Operation::RotateCa,
     );
+    match trusted_credentials(database, cluster).await {
+        Ok(credentials) => spec.credentials = credentials,
+        Err(reason) => return Step::Retry(reason),
+    }
     match driver.apply(&spec, progress).await {
         Ok(Progress::Done(observed)) => {
             let mut ended = with_observed(cluster, &observed);
@@ -206,6 +215,9 @@ async fn apply_step(
 }
 
 async fn remove_rows(conductor: &Conductor, cluster: &Cluster) -> Step {
+    if let Err(reason) = release_trust(conductor, cluster).await {
+        return Step::Retry(reason);
+    }
     match conductor
         .database
         .work_queue()
@@ -220,6 +232,40 @@ async fn remove_rows(conductor: &Conductor, cluster: &Cluster) -> Step {
         Ok(_) => Step::Removed,
         Err(error) => Step::Retry(error.to_string()),
     }
+}
+
+/// Removes the trust and trustee a cloud gave the cluster (see `magnum_db::trust`), once
+/// its infrastructure is gone; nothing to do for clusters without one.
+async fn release_trust(conductor: &Conductor, cluster: &Cluster) -> Result<(), String> {
+    let trusts = conductor.database.trusts();
+    let record = match trusts.get(&cluster.uuid).await {
+        Ok(record) => record,
+        Err(magnum_db::DbError::NotFound) => return Ok(()),
+        Err(error) => return Err(error.to_string()),
+    };
+    let kind = cluster
+        .driver
+        .as_deref()
+        .and_then(|name| conductor.infrastructure.registry().by_name(name))
+        .map(|driver| driver.provider)
+        .unwrap_or(magnum_driver::ProviderKind::OpenStack);
+    let provider = conductor
+        .infrastructure
+        .lookups(kind)
+        .map_err(|error| format!("the cluster's trust cannot be removed: {}", error.message))?;
+    let grant = magnum_driver::ClusterGrant {
+        trustee_user_id: record.trustee_user_id,
+        trustee_username: record.trustee_username,
+        trust_id: record.trust_id,
+    };
+    provider
+        .revoke_cluster(&cluster.uuid, &grant)
+        .await
+        .map_err(|error| format!("the cluster's trust cannot be removed yet: {error}"))?;
+    trusts
+        .delete(&cluster.uuid)
+        .await
+        .map_err(|error| error.to_string())
 }
 
 /// Extends our lease on a cluster by `lease` from the database's clock; false when the lease

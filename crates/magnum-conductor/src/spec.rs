@@ -20,6 +20,23 @@ pub fn credentials(cluster: &Cluster) -> ClusterCredentials {
     }
 }
 
+/// [`credentials`] with the trust a cloud gave the cluster, when it has one.
+pub async fn trusted_credentials(
+    database: &magnum_db::Database,
+    cluster: &Cluster,
+) -> Result<ClusterCredentials, String> {
+    let mut owner = credentials(cluster);
+    match database.trusts().get(&cluster.uuid).await {
+        Ok(record) => {
+            owner.trust_id = Some(record.trust_id);
+            owner.trustee_user_id = Some(record.trustee_user_id);
+        }
+        Err(magnum_db::DbError::NotFound) => {}
+        Err(error) => return Err(error.to_string()),
+    }
+    Ok(owner)
+}
+
 /// The cluster's name, or its uuid when it has none (2016 bays may be unnamed).
 pub fn display_name(cluster: &Cluster) -> String {
     cluster.name.clone().unwrap_or_else(|| cluster.uuid.clone())

@@ -385,6 +385,20 @@ impl Clusters<'_> {
         defaults: &DefaultNodeGroups,
         limits: Option<&ProjectLimits>,
     ) -> DbResult<Cluster> {
+        self.insert_with_trust(cluster, defaults, limits, None)
+            .await
+    }
+
+    /// As [`Clusters::insert_within`], recording the cluster's trust (see
+    /// [`crate::trust`]) in the same transaction: a cluster is never stored without the
+    /// trust it was given, nor a trust without its cluster.
+    pub async fn insert_with_trust(
+        &self,
+        cluster: &Cluster,
+        defaults: &DefaultNodeGroups,
+        limits: Option<&ProjectLimits>,
+        trust: Option<&crate::trust::TrustRecord>,
+    ) -> DbResult<Cluster> {
         let dialect = self.database.dialect();
         let mut arguments = AnyArguments::default();
         bind_attributes(&mut arguments, cluster).map_err(argument_error)?;
@@ -439,6 +453,9 @@ impl Clusters<'_> {
             .execute(&mut *transaction)
             .await?;
         nodegroup::insert_defaults(self.database, &mut transaction, cluster, defaults).await?;
+        if let Some(trust) = trust {
+            crate::trust::insert_in(self.database, &mut transaction, trust).await?;
+        }
         transaction.commit().await?;
         drop(_turn);
         if cluster.operation.is_some() {

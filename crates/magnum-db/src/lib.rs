@@ -22,6 +22,7 @@ pub mod quota;
 pub mod row_cache;
 pub mod service;
 pub mod time;
+pub mod trust;
 pub mod work_queue;
 
 #[cfg(test)]

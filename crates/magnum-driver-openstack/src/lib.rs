@@ -9,11 +9,13 @@
 //! This module answers look-ups; the Kubernetes drivers that build Heat stacks come next.
 
 pub mod lookups;
+pub mod trust;
 
 use magnum_openstack::{EndpointFilter, Interface, OpenStackError, Session};
 use std::collections::BTreeMap;
 
 pub use lookups::OpenStackProvider;
+pub use trust::{TrustSettings, Trustees};
 
 /// The cloud services magnumd calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

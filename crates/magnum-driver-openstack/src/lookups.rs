@@ -6,11 +6,11 @@
 //! [`LookupError::Unavailable`], which the API answers with 503; a refusal of the caller
 //! (401/403) is [`LookupError::Forbidden`].
 
-use crate::{Cloud, CloudService};
+use crate::{Cloud, CloudService, Trustees};
 use async_trait::async_trait;
 use magnum_driver::{
-    CallerContext, FlavorInfo, ImageInfo, InfrastructureProvider, LookupError, NetworkInfo,
-    ProviderKind,
+    CallerContext, ClusterGrant, FlavorInfo, ImageInfo, InfrastructureProvider, LookupError,
+    NetworkInfo, ProviderKind,
 };
 use magnum_openstack::{path_segment, query_value, OpenStackError};
 use serde_json::Value;
@@ -20,15 +20,20 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct OpenStackProvider {
     cloud: Arc<Cloud>,
+    trustees: Arc<Trustees>,
 }
 
 impl OpenStackProvider {
-    pub fn new(cloud: Arc<Cloud>) -> OpenStackProvider {
-        OpenStackProvider { cloud }
+    pub fn new(cloud: Arc<Cloud>, trustees: Arc<Trustees>) -> OpenStackProvider {
+        OpenStackProvider { cloud, trustees }
     }
 
     pub fn cloud(&self) -> &Arc<Cloud> {
         &self.cloud
+    }
+
+    pub fn trustees(&self) -> &Arc<Trustees> {
+        &self.trustees
     }
 
     /// GETs `path` of `service` for the caller: the body, or None for a 404.
@@ -280,6 +285,22 @@ impl InfrastructureProvider for OpenStackProvider {
         subnet: &str,
     ) -> Result<NetworkInfo, LookupError> {
         self.find_neutron(context, "subnets", subnet).await
+    }
+
+    async fn grant_cluster(
+        &self,
+        context: &CallerContext,
+        cluster_uuid: &str,
+    ) -> Result<Option<ClusterGrant>, LookupError> {
+        self.trustees.grant(context, cluster_uuid).await.map(Some)
+    }
+
+    async fn revoke_cluster(
+        &self,
+        _cluster_uuid: &str,
+        grant: &ClusterGrant,
+    ) -> Result<(), LookupError> {
+        self.trustees.revoke(grant).await
     }
 }
 

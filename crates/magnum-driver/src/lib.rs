@@ -26,7 +26,8 @@ pub use cluster_driver::{
 };
 pub use context::{CallerContext, ClusterCredentials};
 pub use provider::{
-    FlavorInfo, ImageInfo, InfrastructureProvider, LookupError, NetworkInfo, UnverifiedProvider,
+    ClusterGrant, FlavorInfo, ImageInfo, InfrastructureProvider, LookupError, NetworkInfo,
+    UnverifiedProvider,
 };
 pub use registry::{
     DriverInfo, DriverRegistry, EnabledProvider, Infrastructure, ProviderKind, PROVIDER_LABEL,

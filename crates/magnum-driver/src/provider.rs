@@ -37,6 +37,15 @@ pub struct NetworkInfo {
     pub name: String,
 }
 
+/// What lets a cluster act for its owner later, made when the cluster is created: on a
+/// cloud, a trustee user of the cluster's own and a trust from the owner to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterGrant {
+    pub trustee_user_id: String,
+    pub trustee_username: String,
+    pub trust_id: String,
+}
+
 /// Why a lookup failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
@@ -62,6 +71,8 @@ pub enum LookupKind {
     ExternalNetwork,
     FixedNetwork,
     FixedSubnet,
+    /// The trust a new cluster (named by its uuid) is given to act for its owner.
+    Trust,
 }
 
 impl LookupError {
@@ -105,6 +116,11 @@ impl LookupError {
             (LookupError::Ambiguous, LookupKind::FixedSubnet) => DomainError::conflict(format!(
                 "Multiple fixed subnets exist with same name {name}. Please use the fixed subnet ID instead."
             )),
+            (LookupError::NotFound | LookupError::Ambiguous | LookupError::Forbidden, LookupKind::Trust) => {
+                DomainError::forbidden(format!(
+                    "Not authorized to delegate to cluster {name}: the cloud refused the trust it needs to act for you."
+                ))
+            }
             (LookupError::Forbidden, _) | (LookupError::Ambiguous, LookupKind::Keypair) => {
                 DomainError::forbidden(format!("Not authorized to use {name}."))
             }
@@ -156,6 +172,27 @@ pub trait InfrastructureProvider: Send + Sync + std::fmt::Debug {
 
     /// Refuses a `docker_volume_size` (of a cluster or nodegroup) it cannot honour.
     fn check_docker_volume_size(&self, _size: Option<i64>) -> Result<(), DomainError> {
+        Ok(())
+    }
+
+    /// Gives a new cluster what it needs to act for its owner later, with the owner's
+    /// request in `context` (a cloud makes a trustee user and a trust from the caller to
+    /// it). None where nothing is needed, as on the local engine.
+    async fn grant_cluster(
+        &self,
+        _context: &CallerContext,
+        _cluster_uuid: &str,
+    ) -> Result<Option<ClusterGrant>, LookupError> {
+        Ok(None)
+    }
+
+    /// Removes what [`InfrastructureProvider::grant_cluster`] made; what is gone already is
+    /// not an error.
+    async fn revoke_cluster(
+        &self,
+        _cluster_uuid: &str,
+        _grant: &ClusterGrant,
+    ) -> Result<(), LookupError> {
         Ok(())
     }
 }

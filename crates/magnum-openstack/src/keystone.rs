@@ -230,7 +230,7 @@ impl Keystone {
 
     async fn call(
         &self,
-        token: &Token,
+        token: &str,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
@@ -238,7 +238,7 @@ impl Keystone {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.v3_url))
-            .header("X-Auth-Token", token.expose());
+            .header("X-Auth-Token", token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -260,7 +260,7 @@ impl Keystone {
     }
 
     /// The id of the domain named `name`.
-    pub async fn domain_id(&self, token: &Token, name: &str) -> Result<String, OpenStackError> {
+    pub async fn domain_id(&self, token: &str, name: &str) -> Result<String, OpenStackError> {
         let answer = self
             .call(
                 token,
@@ -284,7 +284,7 @@ impl Keystone {
     /// Creates an enabled user; returns its id.
     pub async fn create_user(
         &self,
-        token: &Token,
+        token: &str,
         domain_id: &str,
         name: &str,
         password: &Secret,
@@ -307,7 +307,7 @@ impl Keystone {
     }
 
     /// Deletes a user; one already gone is not an error.
-    pub async fn delete_user(&self, token: &Token, user_id: &str) -> Result<(), OpenStackError> {
+    pub async fn delete_user(&self, token: &str, user_id: &str) -> Result<(), OpenStackError> {
         self.delete(token, &format!("/users/{}", path_segment(user_id)))
             .await
     }
@@ -315,7 +315,7 @@ impl Keystone {
     /// Creates a trust with the trustor's own token; returns its id.
     pub async fn create_trust(
         &self,
-        trustor_token: &Token,
+        trustor_token: &str,
         trust: &TrustRequest,
     ) -> Result<String, OpenStackError> {
         let roles: Vec<Value> = trust
@@ -345,7 +345,7 @@ impl Keystone {
     }
 
     /// Deletes a trust; one already gone is not an error.
-    pub async fn delete_trust(&self, token: &Token, trust_id: &str) -> Result<(), OpenStackError> {
+    pub async fn delete_trust(&self, token: &str, trust_id: &str) -> Result<(), OpenStackError> {
         self.delete(
             token,
             &format!("/OS-TRUST/trusts/{}", path_segment(trust_id)),
@@ -353,7 +353,7 @@ impl Keystone {
         .await
     }
 
-    async fn delete(&self, token: &Token, path: &str) -> Result<(), OpenStackError> {
+    async fn delete(&self, token: &str, path: &str) -> Result<(), OpenStackError> {
         match self.call(token, reqwest::Method::DELETE, path, None).await {
             Ok(_) => Ok(()),
             Err(error) if error.is_not_found() => Ok(()),

@@ -159,11 +159,14 @@ async fn a_trustee_acts_through_its_trust_until_the_trust_is_deleted() {
         })
         .await
         .unwrap();
-    let domain_id = keystone.domain_id(&domain_admin, "magnum").await.unwrap();
+    let domain_id = keystone
+        .domain_id(domain_admin.expose(), "magnum")
+        .await
+        .unwrap();
     let trustee_password = Secret::new(unique("pw"));
     let trustee_id = keystone
         .create_user(
-            &domain_admin,
+            domain_admin.expose(),
             &domain_id,
             &unique("trustee"),
             &trustee_password,
@@ -173,7 +176,7 @@ async fn a_trustee_acts_through_its_trust_until_the_trust_is_deleted() {
     let project_id = trustor.project_id.clone().unwrap();
     let trust_id = keystone
         .create_trust(
-            &trustor,
+            trustor.expose(),
             &TrustRequest {
                 trustor_user_id: trustor.user_id.clone(),
                 trustee_user_id: trustee_id.clone(),
@@ -196,16 +199,22 @@ async fn a_trustee_acts_through_its_trust_until_the_trust_is_deleted() {
     // Impersonation: the trustee's token speaks as the trustor.
     assert_eq!(acting.user_id, trustor.user_id);
 
-    keystone.delete_trust(&trustor, &trust_id).await.unwrap();
-    keystone.delete_trust(&trustor, &trust_id).await.unwrap();
-    let refused = keystone.authenticate(&as_trustee).await.unwrap_err();
-    assert!(matches!(refused.status(), Some(401 | 404)), "{refused}");
     keystone
-        .delete_user(&domain_admin, &trustee_id)
+        .delete_trust(trustor.expose(), &trust_id)
         .await
         .unwrap();
     keystone
-        .delete_user(&domain_admin, &trustee_id)
+        .delete_trust(trustor.expose(), &trust_id)
+        .await
+        .unwrap();
+    let refused = keystone.authenticate(&as_trustee).await.unwrap_err();
+    assert!(matches!(refused.status(), Some(401 | 404)), "{refused}");
+    keystone
+        .delete_user(domain_admin.expose(), &trustee_id)
+        .await
+        .unwrap();
+    keystone
+        .delete_user(domain_admin.expose(), &trustee_id)
         .await
         .unwrap();
 }

@@ -14,7 +14,9 @@ use magnum_driver::{
 use magnum_driver_docker::{
     provider::DockerProvider, swarm::SwarmDockerDriver, DockerSettings, Flavor, LocalEngine,
 };
-use magnum_driver_openstack::{Cloud, CloudService, OpenStackProvider, ServiceChoice};
+use magnum_driver_openstack::{
+    Cloud, CloudService, OpenStackProvider, ServiceChoice, TrustSettings, Trustees,
+};
 use magnum_identity::{
     admin, Authenticator, Catalog, IdentityService, NoauthDefaults, RevocationList,
 };
@@ -110,8 +112,12 @@ pub fn infrastructure(config: &MagnumConfig) -> anyhow::Result<Arc<Infrastructur
             }
             Some(ProviderKind::OpenStack) => {
                 let cloud = openstack_cloud(config)?;
+                let trustees = Arc::new(Trustees::new(
+                    cloud.session().keystone().clone(),
+                    trust_settings(config)?,
+                ));
                 providers.push(EnabledProvider {
-                    lookups: Arc::new(OpenStackProvider::new(cloud)),
+                    lookups: Arc::new(OpenStackProvider::new(cloud, trustees)),
                     // The Kubernetes drivers on Heat come next; until then clusters of
                     // this provider's templates end with "driver not available".
                     drivers: Vec::new(),
@@ -220,6 +226,30 @@ fn openstack_cloud(config: &MagnumConfig) -> anyhow::Result<Arc<Cloud>> {
     ))
 }
 
+/// Clusters' trustees from `[trust]`; their passwords derive from the service's key.
+fn trust_settings(config: &MagnumConfig) -> anyhow::Result<TrustSettings> {
+    let trust = &config.trust;
+    let (Some(domain_name), Some(admin_name), Some(admin_password)) = (
+        &trust.trustee_domain_name,
+        &trust.trustee_domain_admin_name,
+        &trust.trustee_domain_admin_password,
+    ) else {
+        anyhow::bail!(
+            "the openstack provider needs [trust] trustee_domain_name, trustee_domain_admin_name \
+             and trustee_domain_admin_password (the domain of clusters' trustee users and its \
+             administrator)"
+        );
+    };
+    Ok(TrustSettings {
+        domain_name: domain_name.clone(),
+        admin_name: admin_name.clone(),
+        admin_password: admin_password.clone(),
+        admin_domain_name: trust.trustee_domain_admin_domain_name.clone(),
+        roles: trust.roles.clone(),
+        password_key: magnum_config::Secret::new(service_key_hex(config)?),
+    })
+}
+
 /// The conductor's settings from `[DEFAULT]` and `[conductor]`.
 pub fn conductor_settings(config: &MagnumConfig, lease_owner: String) -> ConductorSettings {
     let conductor = &config.conductor;
@@ -243,18 +273,24 @@ pub fn conductor_settings(config: &MagnumConfig, lease_owner: String) -> Conduct
     }
 }
 
+/// The service's own key (`[x509] encryption_key_file`, hex, created mode 0600 on first
+/// use): it seals CA private keys and derives trustee passwords, so every process sharing
+/// the database needs the same file.
+fn service_key_hex(config: &MagnumConfig) -> anyhow::Result<String> {
+    let path = config.encryption_key_file();
+    magnum_identity::secrets::read_or_create(&path, || magnum_identity::secrets::random_hex(32))
+        .with_context(|| {
+            format!(
+                "cannot read or create the key-encryption key {}",
+                path.display()
+            )
+        })
+}
+
 /// The key sealing CA private keys, created (mode 0600) on first use.
 pub fn certificate_settings(config: &MagnumConfig) -> anyhow::Result<CertificateSettings> {
     let path = config.encryption_key_file();
-    let hex = magnum_identity::secrets::read_or_create(&path, || {
-        magnum_identity::secrets::random_hex(32)
-    })
-    .with_context(|| {
-        format!(
-            "cannot read or create the key-encryption key {}",
-            path.display()
-        )
-    })?;
+    let hex = service_key_hex(config)?;
     let key: Vec<u8> = (0..hex.len())
         .step_by(2)
         .filter_map(|index| hex.get(index..index + 2))

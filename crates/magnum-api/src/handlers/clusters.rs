@@ -31,6 +31,7 @@ use magnum_core::patch::{apply_patch, decode_patch};
 use magnum_core::{is_uuid_like, ApiGeneration, DomainError};
 use magnum_db::cluster::{is_sortable, ClusterVisibility};
 use magnum_db::nodegroup::{DefaultNodeGroups, NodeGroupChange, DEFAULT_WORKER};
+use magnum_db::trust::TrustRecord;
 use magnum_db::{DbError, ProjectLimits, Resource};
 use magnum_driver::provider::LookupKind;
 use serde_json::{json, Value};
@@ -464,12 +465,33 @@ async fn create(
         min_node_count: magnum_core::labels::label_count(&cluster.labels, "min_node_count")?
             .unwrap_or(0),
     };
-    let stored = match state
+    // A cloud lets the cluster act for its owner later (a trust to a trustee of its own),
+    // made now while the owner's token is at hand and stored with the cluster.
+    let provider = state
+        .infrastructure
+        .lookups(state.infrastructure.provider_of(&template)?)?;
+    let grant = provider
+        .grant_cluster(&caller.provider_context(), &cluster.uuid)
+        .await
+        .map_err(|error| error.into_domain(LookupKind::Trust, &cluster.uuid))?;
+    let trust = grant.as_ref().map(|grant| TrustRecord {
+        cluster_uuid: cluster.uuid.clone(),
+        trustee_user_id: grant.trustee_user_id.clone(),
+        trustee_username: grant.trustee_username.clone(),
+        trust_id: grant.trust_id.clone(),
+        created_at: Utc::now(),
+    });
+    let inserted = state
         .database
         .clusters()
-        .insert_within(&cluster, &defaults, Some(&limits))
-        .await
-    {
+        .insert_with_trust(&cluster, &defaults, Some(&limits), trust.as_ref())
+        .await;
+    if let (Err(_), Some(grant)) = (&inserted, &grant) {
+        if let Err(error) = provider.revoke_cluster(&cluster.uuid, grant).await {
+            tracing::warn!(uuid = %cluster.uuid, %error, "the trust of a cluster that was not stored could not be removed");
+        }
+    }
+    let stored = match inserted {
         Ok(stored) => stored,
         Err(DbError::QuotaExceeded { resource, limit }) => {
             return Err(ApiError::quota_exceeded(resource, limit))
