@@ -84,12 +84,12 @@ start() {
     encryption_key="$(random_secret)"
 
     log "starting Keystone $KEYSTONE_VERSION on $KEYSTONE_URL"
-    fresh_mariadb_database magnum_test_keystone "$service_password"
+    fresh_mariadb_database magnum_test_keystone_$KEYSTONE_PORT "$service_password"
     cat >"$WORK_DIR/keystone.conf" <<EOF
 [DEFAULT]
 log_file = $WORK_DIR/keystone.log
 [database]
-connection = mysql+pymysql://magnum_test_keystone:$service_password@127.0.0.1:3306/magnum_test_keystone
+connection = mysql+pymysql://magnum_test_keystone_$KEYSTONE_PORT:$service_password@127.0.0.1:3306/magnum_test_keystone_$KEYSTONE_PORT
 [token]
 provider = fernet
 expiration = 14400
@@ -123,7 +123,25 @@ EOF
         "$service_password" "$HEAT_URL"
 
     log "starting Heat $HEAT_VERSION on $HEAT_URL"
-    fresh_mariadb_database magnum_test_heat "$service_password"
+    fresh_mariadb_database magnum_test_heat_$HEAT_PORT "$service_password"
+    # Tests only: no cloud runs here, so the resources only a cloud can make (servers,
+    # networks, volumes, load balancers, and signals from booted servers) become Heat's
+    # no-op resource in every stack. Heat's own engine still validates, orders, updates and
+    # deletes them. The product never installs such an environment.
+    mkdir -p "$WORK_DIR/environment.d"
+    cat >"$WORK_DIR/environment.d/no-cloud.yaml" <<EOF
+resource_registry:
+  "OS::Nova::*": OS::Heat::None
+  "OS::Neutron::*": OS::Heat::None
+  "OS::Cinder::*": OS::Heat::None
+  "OS::Octavia::*": OS::Heat::None
+  "OS::Heat::WaitCondition": OS::Heat::None
+  "OS::Heat::WaitConditionHandle": OS::Heat::None
+  "OS::Heat::SoftwareDeployment": OS::Heat::None
+  "OS::Heat::SoftwareDeploymentGroup": OS::Heat::None
+  "OS::Heat::SwiftSignal": OS::Heat::None
+  "OS::Heat::SwiftSignalHandle": OS::Heat::None
+EOF
     cat >"$WORK_DIR/heat.conf" <<EOF
 [DEFAULT]
 transport_url = fake://
@@ -136,8 +154,9 @@ stack_domain_admin = heat_domain_admin
 stack_domain_admin_password = $service_password
 deferred_auth_method = trusts
 auth_encryption_key = $encryption_key
+environment_dir = $WORK_DIR/environment.d
 [database]
-connection = mysql+pymysql://magnum_test_heat:$service_password@127.0.0.1:3306/magnum_test_heat
+connection = mysql+pymysql://magnum_test_heat_$HEAT_PORT:$service_password@127.0.0.1:3306/magnum_test_heat_$HEAT_PORT
 [paste_deploy]
 api_paste_config = $HEAT_VENV/etc/heat/api-paste.ini
 [clients_keystone]

@@ -6,14 +6,19 @@
 //! caller's own token**, so that Glance shows the images the caller's project may use and
 //! Nova the caller's own keypairs (spec §3.3).
 //!
-//! This module answers look-ups; the Kubernetes drivers that build Heat stacks come next.
+//! Clusters are Heat stacks ([`heat_driver`]), rendered by the Kubernetes driver
+//! [`k8s_fedora_coreos`]; Heat is called as each cluster's trustee ([`trust`]).
 
+pub mod heat_driver;
+pub mod ignition;
+pub mod k8s_fedora_coreos;
 pub mod lookups;
 pub mod trust;
 
 use magnum_openstack::{EndpointFilter, Interface, OpenStackError, Session};
 use std::collections::BTreeMap;
 
+pub use heat_driver::{HeatClusterDriver, NodeEndpoints};
 pub use lookups::OpenStackProvider;
 pub use trust::{TrustSettings, Trustees};
 
@@ -114,6 +119,26 @@ impl Cloud {
         );
         let url = token.catalog.endpoint(&filter, Some(project_id))?;
         Ok((url, choice.http.clone()))
+    }
+
+    /// The endpoint of `service` in another token's `catalog` (a trustee's, say), and the
+    /// client to call it with.
+    pub fn endpoint_in(
+        &self,
+        catalog: &magnum_openstack::Catalog,
+        service: CloudService,
+        project_id: &str,
+    ) -> Result<(String, reqwest::Client), OpenStackError> {
+        let choice = self.choice(service);
+        let filter = EndpointFilter::new(
+            service.service_type(),
+            choice.interface,
+            choice.region.as_deref(),
+        );
+        Ok((
+            catalog.endpoint(&filter, Some(project_id))?,
+            choice.http.clone(),
+        ))
     }
 
     /// Whether the catalog lists `service` where the configuration looks for it.

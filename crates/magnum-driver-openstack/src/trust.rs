@@ -151,6 +151,8 @@ impl Trustees {
                     project_id: context.project_id.clone(),
                     roles,
                     impersonation: true,
+                    // Heat passes it on to itself for the stacks it builds for the cluster.
+                    allow_redelegation: true,
                 },
             )
             .await;

@@ -230,6 +230,23 @@ impl Heat {
         parse_stack(answer.get("stack").unwrap_or(&Value::Null)).map(Some)
     }
 
+    /// The stack named `name` (Heat answers a look-up by name with the stack's full
+    /// address), or None when Heat knows no stack of that name.
+    pub async fn get_by_name(
+        &self,
+        token: &str,
+        name: &str,
+    ) -> Result<Option<Stack>, OpenStackError> {
+        let path = format!("/stacks/{}", path_segment(name));
+        let response = match self.call(token, reqwest::Method::GET, &path, None).await {
+            Ok(response) => response,
+            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let answer = Self::json(response).await?;
+        parse_stack(answer.get("stack").unwrap_or(&Value::Null)).map(Some)
+    }
+
     /// Updates a stack: given parameters change, the others keep their values.
     pub async fn update(
         &self,

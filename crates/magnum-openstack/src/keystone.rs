@@ -184,18 +184,18 @@ pub struct TrustRequest {
     pub project_id: String,
     pub roles: Vec<String>,
     pub impersonation: bool,
+    /// Whether the trustee may pass the trust on (Heat does: it makes its own trust for
+    /// the stacks it is asked to build with a trust-scoped token).
+    pub allow_redelegation: bool,
 }
 
 impl Keystone {
     /// `auth_url` as operators write it: with or without `/v3`.
     pub fn new(http: reqwest::Client, auth_url: &str) -> Keystone {
-        let trimmed = auth_url.trim_end_matches('/');
-        let v3_url = if trimmed.ends_with("/v3") {
-            trimmed.to_string()
-        } else {
-            format!("{trimmed}/v3")
-        };
-        Keystone { http, v3_url }
+        Keystone {
+            http,
+            v3_url: v3_url(auth_url),
+        }
     }
 
     pub fn v3_url(&self) -> &str {
@@ -333,6 +333,7 @@ impl Keystone {
                     "trustee_user_id": trust.trustee_user_id,
                     "project_id": trust.project_id,
                     "impersonation": trust.impersonation,
+                    "allow_redelegation": trust.allow_redelegation,
                     "roles": roles}})),
             )
             .await?
@@ -359,6 +360,16 @@ impl Keystone {
             Err(error) if error.is_not_found() => Ok(()),
             Err(error) => Err(error),
         }
+    }
+}
+
+/// The v3 API of an auth URL written with or without `/v3` (and a trailing slash).
+pub fn v3_url(auth_url: &str) -> String {
+    let trimmed = auth_url.trim_end_matches('/');
+    if trimmed.ends_with("/v3") {
+        trimmed.to_string()
+    } else {
+        format!("{trimmed}/v3")
     }
 }
 

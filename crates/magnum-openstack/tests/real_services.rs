@@ -183,6 +183,7 @@ async fn a_trustee_acts_through_its_trust_until_the_trust_is_deleted() {
                 project_id: project_id.clone(),
                 roles: vec!["admin".to_string()],
                 impersonation: true,
+                allow_redelegation: false,
             },
         )
         .await

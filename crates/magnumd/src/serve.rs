@@ -15,7 +15,8 @@ use magnum_driver_docker::{
     provider::DockerProvider, swarm::SwarmDockerDriver, DockerSettings, Flavor, LocalEngine,
 };
 use magnum_driver_openstack::{
-    Cloud, CloudService, OpenStackProvider, ServiceChoice, TrustSettings, Trustees,
+    Cloud, CloudService, HeatClusterDriver, NodeEndpoints, OpenStackProvider, ServiceChoice,
+    TrustSettings, Trustees,
 };
 use magnum_identity::{
     admin, Authenticator, Catalog, IdentityService, NoauthDefaults, RevocationList,
@@ -116,11 +117,14 @@ pub fn infrastructure(config: &MagnumConfig) -> anyhow::Result<Arc<Infrastructur
                     cloud.session().keystone().clone(),
                     trust_settings(config)?,
                 ));
+                let kubernetes: Arc<dyn ClusterDriver> = Arc::new(HeatClusterDriver::new(
+                    cloud.clone(),
+                    trustees.clone(),
+                    node_endpoints(config),
+                ));
                 providers.push(EnabledProvider {
                     lookups: Arc::new(OpenStackProvider::new(cloud, trustees)),
-                    // The Kubernetes drivers on Heat come next; until then clusters of
-                    // this provider's templates end with "driver not available".
-                    drivers: Vec::new(),
+                    drivers: vec![kubernetes],
                 });
             }
             None => anyhow::bail!("[drivers] enabled_providers: unknown provider {name}"),
@@ -224,6 +228,37 @@ fn openstack_cloud(config: &MagnumConfig) -> anyhow::Result<Arc<Cloud>> {
     Ok(Arc::new(
         Cloud::new(session, choices).map_err(anyhow::Error::msg)?,
     ))
+}
+
+/// Where a cloud cluster's nodes reach magnum (`[api] public_url`, else the API's address)
+/// and Keystone (`[keystone_authtoken] www_authenticate_uri`, else `auth_url`).
+fn node_endpoints(config: &MagnumConfig) -> NodeEndpoints {
+    let magnum = config
+        .api
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}:{}", config.api.host, config.api.port));
+    let magnum = magnum.trim_end_matches('/');
+    let magnum_url = if magnum.ends_with("/v1") {
+        magnum.to_string()
+    } else {
+        format!("{magnum}/v1")
+    };
+    let keystone = &config.keystone_authtoken;
+    let auth_url = keystone
+        .www_authenticate_uri
+        .clone()
+        .or_else(|| keystone.auth_url.clone())
+        .unwrap_or_default();
+    NodeEndpoints {
+        magnum_url,
+        auth_url: magnum_openstack::keystone::v3_url(&auth_url),
+        region_name: config
+            .heat_client
+            .region_name
+            .clone()
+            .unwrap_or_else(|| "RegionOne".to_string()),
+    }
 }
 
 /// Clusters' trustees from `[trust]`; their passwords derive from the service's key.

@@ -204,6 +204,31 @@ impl RealOpenStack {
         }
     }
 
+    /// The stack `name` in `project` as Heat shows it to `token`'s holder, or None.
+    pub async fn heat_stack(&self, token: &str, project_id: &str, name: &str) -> Option<Value> {
+        let response = self
+            .http
+            .get(format!("{}/v1/{project_id}/stacks/{name}", self.heat_url))
+            .header("X-Auth-Token", token)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 404 {
+            return None;
+        }
+        assert!(response.status().is_success(), "{}", response.status());
+        let body: Value = response.json().await.unwrap();
+        Some(body["stack"].clone())
+    }
+
+    /// Whether Keystone has a user of this name (in any domain).
+    pub async fn user_exists(&self, name: &str) -> bool {
+        let found = self
+            .admin_call(reqwest::Method::GET, &format!("/users?name={name}"), None)
+            .await;
+        !found["users"].as_array().unwrap().is_empty()
+    }
+
     /// magnum.conf lines for keystone mode with magnumd's service user, and every
     /// `[*_client]` looking in `region`.
     pub fn magnumd_config(&self, region: &str) -> String {

@@ -1,0 +1,351 @@
+//! A cluster as a Heat stack: each call authenticates as the cluster's trustee within its
+//! trust (so the stack lives in the owner's project), finds the stack by its name, and
+//! takes one step — create it, update its parameters, delete it — or reports that Heat is
+//! still at work. Nothing here waits for Heat: a stack in progress is
+//! [`Progress::Waiting`], and the conductor asks again later.
+
+use crate::k8s_fedora_coreos::{self, NodeAccess, UPDATED_PARAMETERS};
+use crate::{Cloud, CloudService, Trustees};
+use async_trait::async_trait;
+use magnum_core::cluster_template::ClusterTemplate;
+use magnum_core::DomainError;
+use magnum_driver::{
+    ClusterCredentials, ClusterDriver, ClusterRef, ClusterSpec, DriverError, Observed, Progress,
+    ProgressSink, Removal, Waiting,
+};
+use magnum_openstack::heat::{StackState, StackUpdate};
+use magnum_openstack::{Heat, OpenStackError, Stack, StackCreate};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a stack Heat is working on is looked at again.
+const RECHECK: Duration = Duration::from_secs(5);
+
+/// Where nodes reach magnum and Keystone (the trustee's part is added per cluster).
+#[derive(Debug, Clone)]
+pub struct NodeEndpoints {
+    pub magnum_url: String,
+    pub auth_url: String,
+    pub region_name: String,
+}
+
+/// The Kubernetes driver on Heat.
+#[derive(Debug)]
+pub struct HeatClusterDriver {
+    cloud: Arc<Cloud>,
+    trustees: Arc<Trustees>,
+    endpoints: NodeEndpoints,
+}
+
+impl HeatClusterDriver {
+    pub fn new(cloud: Arc<Cloud>, trustees: Arc<Trustees>, endpoints: NodeEndpoints) -> Self {
+        HeatClusterDriver {
+            cloud,
+            trustees,
+            endpoints,
+        }
+    }
+
+    /// Heat as the cluster's trustee, with the trustee's token.
+    async fn heat_for(
+        &self,
+        uuid: &str,
+        credentials: &ClusterCredentials,
+    ) -> Result<(Heat, String), DriverError> {
+        let (Some(trust_id), Some(trustee_user_id)) =
+            (&credentials.trust_id, &credentials.trustee_user_id)
+        else {
+            return Err(DriverError::Permanent(
+                "The cluster has no trust to act for its owner with.".to_string(),
+            ));
+        };
+        let token = self
+            .trustees
+            .keystone()
+            .authenticate(&self.trustees.acting_as(uuid, trustee_user_id, trust_id))
+            .await
+            .map_err(|error| match error.status() {
+                Some(401 | 403 | 404) => DriverError::Permanent(format!(
+                    "The cluster's trust no longer lets magnum act for its owner: {error}"
+                )),
+                _ => retryable("Keystone", error),
+            })?;
+        let (endpoint, http) = self
+            .cloud
+            .endpoint_in(
+                &token.catalog,
+                CloudService::Orchestration,
+                &credentials.project_id,
+            )
+            .map_err(|error| DriverError::Permanent(format!("Heat cannot be found: {error}")))?;
+        Ok((Heat::new(http, &endpoint), token.expose().to_string()))
+    }
+
+    fn access(&self, spec: &ClusterSpec) -> Result<NodeAccess, DriverError> {
+        let credentials = &spec.credentials;
+        let (Some(trust_id), Some(trustee_user_id)) =
+            (&credentials.trust_id, &credentials.trustee_user_id)
+        else {
+            return Err(DriverError::Permanent(
+                "The cluster has no trust to act for its owner with.".to_string(),
+            ));
+        };
+        Ok(NodeAccess {
+            magnum_url: self.endpoints.magnum_url.clone(),
+            auth_url: self.endpoints.auth_url.clone(),
+            region_name: self.endpoints.region_name.clone(),
+            trustee_user_id: trustee_user_id.clone(),
+            trustee_username: format!("{}_{}", spec.uuid, credentials.project_id),
+            trustee_password: self.trustees.password(&spec.uuid),
+            trust_id: trust_id.clone(),
+        })
+    }
+}
+
+/// The stack's name: the cluster's uuid makes it unique, found again after a crash.
+pub fn stack_name(uuid: &str) -> String {
+    format!("magnum-{uuid}")
+}
+
+fn retryable(service: &str, error: OpenStackError) -> DriverError {
+    DriverError::Retryable(format!("{service}: {error}"))
+}
+
+/// A Heat call's failure: Heat's own trouble is retried, a refusal ends the operation.
+fn heat_error(error: OpenStackError) -> DriverError {
+    if error.is_unavailable() {
+        retryable("Heat", error)
+    } else {
+        DriverError::Permanent(format!("Heat refused the cluster's stack: {error}"))
+    }
+}
+
+fn addresses(outputs: &BTreeMap<String, Value>, key: &str) -> Vec<String> {
+    outputs
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|values| {
+            values
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a finished stack says of the cluster (spec §9.4's outputs).
+fn observed(stack: &Stack, floating_ip_enabled: bool, tls_disabled: bool) -> Observed {
+    let (masters_key, minions_key) = if floating_ip_enabled {
+        ("kube_masters", "kube_minions")
+    } else {
+        ("kube_masters_private", "kube_minions_private")
+    };
+    let master_addresses = addresses(&stack.outputs, masters_key);
+    let node_addresses = addresses(&stack.outputs, minions_key);
+    let api_address = stack
+        .outputs
+        .get("api_address")
+        .and_then(Value::as_str)
+        .filter(|address| !address.is_empty())
+        .map(|address| {
+            if tls_disabled {
+                format!("http://{address}:8080")
+            } else {
+                format!("https://{address}:6443")
+            }
+        });
+    let coe_version = stack
+        .parameters
+        .get("kube_tag")
+        .and_then(Value::as_str)
+        .map(|tag| tag.split('-').next().unwrap_or(tag).to_string());
+    Observed {
+        stack_id: Some(stack.reference.id.clone()),
+        api_address,
+        nodegroup_addresses: BTreeMap::from([
+            ("default-master".to_string(), master_addresses.clone()),
+            ("default-worker".to_string(), node_addresses.clone()),
+        ]),
+        master_addresses,
+        node_addresses,
+        coe_version,
+        container_version: None,
+        health: Default::default(),
+    }
+}
+
+#[async_trait]
+impl ClusterDriver for HeatClusterDriver {
+    fn name(&self) -> &'static str {
+        k8s_fedora_coreos::NAME
+    }
+
+    fn check_shape(
+        &self,
+        master_count: i64,
+        _worker_count: i64,
+        master_lb_enabled: bool,
+    ) -> Result<(), DomainError> {
+        if master_count > 1 && !master_lb_enabled {
+            return Err(DomainError::invalid(
+                "master_lb_enabled must be true to create a cluster with more than one master.",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_upgrade(
+        &self,
+        _from: &ClusterTemplate,
+        _to: &ClusterTemplate,
+    ) -> Result<(), DomainError> {
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        spec: &ClusterSpec,
+        progress: &dyn ProgressSink,
+    ) -> Result<Progress, DriverError> {
+        let (heat, token) = self.heat_for(&spec.uuid, &spec.credentials).await?;
+        let name = stack_name(&spec.uuid);
+        let rendered = k8s_fedora_coreos::render(spec, &self.access(spec)?)?;
+        let Some(stack) = heat.get_by_name(&token, &name).await.map_err(heat_error)? else {
+            progress.report("asking Heat to create the cluster's stack");
+            let created = heat
+                .create(
+                    &token,
+                    &StackCreate {
+                        name: name.clone(),
+                        template: rendered.template,
+                        files: rendered.files,
+                        environment: None,
+                        parameters: rendered.parameters,
+                        timeout_mins: u32::try_from(spec.create_timeout)
+                            .ok()
+                            .filter(|minutes| *minutes > 0),
+                    },
+                )
+                .await
+                .map_err(heat_error)?;
+            return Ok(Progress::Waiting(Waiting {
+                recheck_after: RECHECK,
+                status: format!("Heat is creating stack {name}"),
+                stack_id: Some(created.id),
+            }));
+        };
+        match stack.status.state {
+            StackState::InProgress => Ok(Progress::Waiting(Waiting {
+                recheck_after: RECHECK,
+                status: format!("Heat: {}", stack.status),
+                stack_id: Some(stack.reference.id.clone()),
+            })),
+            StackState::Failed => {
+                let reason = heat
+                    .failure_reason(&token, &stack)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| stack.status.to_string());
+                Err(DriverError::Permanent(reason))
+            }
+            StackState::Complete if stack.status.action == "DELETE" => Err(DriverError::Permanent(
+                format!("The cluster's stack {name} was deleted outside magnum."),
+            )),
+            StackState::Complete => {
+                let changed: serde_json::Map<String, Value> = UPDATED_PARAMETERS
+                    .iter()
+                    .filter_map(|key| {
+                        let wanted = rendered.parameters.get(*key)?;
+                        (stack.parameters.get(*key) != Some(wanted))
+                            .then(|| (key.to_string(), wanted.clone()))
+                    })
+                    .collect();
+                if changed.is_empty() {
+                    return Ok(Progress::Done(observed(
+                        &stack,
+                        spec.network.floating_ip_enabled,
+                        spec.tls_disabled,
+                    )));
+                }
+                let mut parameters = changed;
+                if let Some(removal) = rendered.parameters.get("minions_to_remove") {
+                    parameters.insert("minions_to_remove".to_string(), removal.clone());
+                }
+                progress.report("asking Heat to update the cluster's stack");
+                heat.update(
+                    &token,
+                    &stack.reference,
+                    &StackUpdate {
+                        parameters,
+                        ..StackUpdate::default()
+                    },
+                )
+                .await
+                .map_err(heat_error)?;
+                Ok(Progress::Waiting(Waiting {
+                    recheck_after: RECHECK,
+                    status: format!("Heat is updating stack {name}"),
+                    stack_id: Some(stack.reference.id.clone()),
+                }))
+            }
+        }
+    }
+
+    async fn delete(&self, cluster: &ClusterRef) -> Result<Removal, DriverError> {
+        let (heat, token) = self.heat_for(&cluster.uuid, &cluster.credentials).await?;
+        let name = stack_name(&cluster.uuid);
+        let Some(stack) = heat.get_by_name(&token, &name).await.map_err(heat_error)? else {
+            return Ok(Removal::Gone);
+        };
+        let waiting = |status: String| {
+            Ok(Removal::Waiting(Waiting {
+                recheck_after: RECHECK,
+                status,
+                stack_id: Some(stack.reference.id.clone()),
+            }))
+        };
+        match (stack.status.action.as_str(), stack.status.state) {
+            ("DELETE", StackState::Complete) => Ok(Removal::Gone),
+            ("DELETE", StackState::InProgress) => waiting(format!("Heat: {}", stack.status)),
+            ("DELETE", StackState::Failed) => {
+                // Try again; the conductor's retry budget bounds how often.
+                heat.delete(&token, &stack.reference)
+                    .await
+                    .map_err(heat_error)?;
+                Err(DriverError::Retryable(format!(
+                    "Heat could not delete stack {name}: {}",
+                    stack.status_reason.clone().unwrap_or_default()
+                )))
+            }
+            _ => {
+                heat.delete(&token, &stack.reference)
+                    .await
+                    .map_err(heat_error)?;
+                waiting(format!("Heat is deleting stack {name}"))
+            }
+        }
+    }
+
+    async fn observe(&self, spec: &ClusterSpec) -> Result<Observed, DriverError> {
+        let (heat, token) = self.heat_for(&spec.uuid, &spec.credentials).await?;
+        match heat
+            .get_by_name(&token, &stack_name(&spec.uuid))
+            .await
+            .map_err(heat_error)?
+        {
+            Some(stack) => Ok(observed(
+                &stack,
+                spec.network.floating_ip_enabled,
+                spec.tls_disabled,
+            )),
+            None => Err(DriverError::Permanent(format!(
+                "Stack {} not found in Heat.",
+                stack_name(&spec.uuid)
+            ))),
+        }
+    }
+}
