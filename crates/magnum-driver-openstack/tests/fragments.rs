@@ -22,8 +22,14 @@ fn every_shell_fragment_passes_shellcheck() {
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     let mut fragments = Vec::new();
     shell_fragments(&templates, &mut fragments);
-    assert!(!fragments.is_empty(), "no fragments under {}", templates.display());
-    let version = std::process::Command::new("shellcheck").arg("--version").output();
+    assert!(
+        !fragments.is_empty(),
+        "no fragments under {}",
+        templates.display()
+    );
+    let version = std::process::Command::new("shellcheck")
+        .arg("--version")
+        .output();
     if version.is_err() {
         assert!(
             std::env::var("MAGNUM_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
