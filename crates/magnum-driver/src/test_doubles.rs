@@ -479,3 +479,64 @@ impl ClusterDriver for FakeDriver {
         Ok(observed)
     }
 }
+
+/// A cluster spec for drivers' tests: Kubernetes, one master (`m1.large`) and `workers`
+/// workers (`m1.small`) of image `fedora-coreos-40`, keypair `mykey`, external network
+/// `public`, no fixed network, floating IPs, flannel, TLS, the given labels.
+pub fn sample_spec(workers: i64, labels: &[(&str, &str)]) -> ClusterSpec {
+    use crate::cluster_driver::{NetworkSpec, NodeGroupSpec};
+    use magnum_core::nodegroup::NodeGroupRole;
+    let group = |name: &str, role: NodeGroupRole, count: i64, flavor: &str| NodeGroupSpec {
+        name: name.to_string(),
+        role,
+        is_default: true,
+        node_count: count,
+        min_node_count: 0,
+        max_node_count: None,
+        flavor: Some(flavor.to_string()),
+        image: "fedora-coreos-40".to_string(),
+        docker_volume_size: None,
+        labels: BTreeMap::new(),
+        node_labels: BTreeMap::new(),
+    };
+    ClusterSpec {
+        uuid: "5d12f6fd-a196-4bf0-ae4c-1f639a523a52".to_string(),
+        name: "kube".to_string(),
+        coe: magnum_core::coe::Coe::Kubernetes,
+        server_type: "vm".to_string(),
+        template_uuid: "827d8cd1-cfe6-475e-b259-f1ca49a6b688".to_string(),
+        image: "fedora-coreos-40".to_string(),
+        keypair: Some("mykey".to_string()),
+        master_lb_enabled: false,
+        nodegroups: vec![
+            group("default-master", NodeGroupRole::Master, 1, "m1.large"),
+            group("default-worker", NodeGroupRole::Worker, workers, "m1.small"),
+        ],
+        network: NetworkSpec {
+            external_network: Some("public".to_string()),
+            fixed_network: None,
+            fixed_subnet: None,
+            dns_nameserver: None,
+            floating_ip_enabled: true,
+            network_driver: Some("flannel".to_string()),
+            http_proxy: None,
+            https_proxy: None,
+            no_proxy: Some("example.org".to_string()),
+        },
+        volume_driver: None,
+        docker_storage_driver: None,
+        docker_volume_size: None,
+        labels: labels
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect(),
+        discovery_url: None,
+        create_timeout: 60,
+        nodes_to_remove: Vec::new(),
+        tls_disabled: false,
+        certificates: None,
+        reissue_certificates: false,
+        stack_id: None,
+        credentials: crate::context::ClusterCredentials::default(),
+    }
+}
