@@ -21,20 +21,9 @@ async fn templates_of_the_openstack_provider_are_checked_in_the_cloud_for_the_ca
     let Some(openstack) = RealOpenStack::from_env() else {
         return;
     };
-    let double = CloudApiDouble::start(CloudContents::typical()).await;
-    let region = openstack.register_region(&double).await;
-    let tenant = openstack.tenant().await;
-    let magnumd = Magnumd::start_with(Options {
-        auth_strategy: "keystone",
-        provider: "docker,openstack",
-        extra_config: openstack.magnumd_config(&region),
-        ..Options::default()
-    })
-    .await;
-    let (token, _) = openstack
-        .token(&tenant.user_name, &tenant.password, &tenant.project_name)
-        .await;
-    let api = Api::new(&magnumd.base_url(), Some(token));
+    let setup = CloudSetup::start(openstack, "", None).await;
+    let (double, tenant) = (&setup.double, &setup.tenant);
+    let api = Api::new(&setup.magnumd.base_url(), Some(setup.token.clone()));
 
     // The image's os_distro in Glance chooses the driver.
     let coreos = api
@@ -183,6 +172,171 @@ async fn the_openstack_provider_needs_keystone_mode() {
     );
 }
 
+/// A tenant of the real Keystone with magnumd (keystone mode, docker and openstack
+/// providers) looking its cloud services up in a region of the test's own.
+struct CloudSetup {
+    openstack: RealOpenStack,
+    double: CloudApiDouble,
+    tenant: crate::common::openstack::Tenant,
+    token: String,
+    magnumd: Magnumd,
+}
+
+impl CloudSetup {
+    /// `heat_region`: where magnumd looks Heat up (the real one is in RegionOne).
+    async fn start(
+        openstack: RealOpenStack,
+        extra_config: &str,
+        heat_region: Option<&str>,
+    ) -> CloudSetup {
+        let double = CloudApiDouble::start(CloudContents::typical()).await;
+        let region = openstack.register_region(&double).await;
+        let tenant = openstack.tenant().await;
+        let mut config = format!(
+            "{}[conductor]\npoll_interval = 1\n{extra_config}",
+            openstack.magnumd_config(&region)
+        );
+        if let Some(heat_region) = heat_region {
+            config = config.replace(
+                "[heat_client]\nregion_name = RegionOne\n",
+                &format!("[heat_client]\nregion_name = {heat_region}\n"),
+            );
+            if heat_region == "own" {
+                openstack
+                    .add_endpoint(
+                        &region,
+                        "orchestration",
+                        "http://127.0.0.1:9/v1/%(tenant_id)s",
+                    )
+                    .await;
+                config = config.replace(
+                    "[heat_client]\nregion_name = own\n",
+                    &format!("[heat_client]\nregion_name = {region}\n"),
+                );
+            }
+        }
+        let magnumd = Magnumd::start_with(Options {
+            auth_strategy: "keystone",
+            provider: "docker,openstack",
+            extra_config: config,
+            ..Options::default()
+        })
+        .await;
+        let (token, _) = openstack
+            .token(&tenant.user_name, &tenant.password, &tenant.project_name)
+            .await;
+        CloudSetup {
+            openstack,
+            double,
+            tenant,
+            token,
+            magnumd,
+        }
+    }
+
+    fn api(&self) -> Api {
+        Api::new(&self.magnumd.base_url(), Some(self.token.clone()))
+            .with_header("OpenStack-API-Version", "container-infra latest")
+    }
+
+    /// A Kubernetes template and a cluster of it (1 master, 2 workers); the cluster's uuid.
+    async fn create_cluster(&self) -> String {
+        let api = self.api();
+        let template = api
+            .post(
+                "/v1/clustertemplates",
+                kubernetes("k8s", "fedora-coreos-40"),
+            )
+            .await;
+        assert_eq!(template.status, 201, "{}", template.text);
+        let created = api
+            .post(
+                "/v1/clusters",
+                json!({"name": "kube", "cluster_template_id": "k8s", "master_count": 1,
+                       "node_count": 2, "keypair": "mykey", "create_timeout": 10}),
+            )
+            .await;
+        assert_eq!(created.status, 202, "{}", created.text);
+        created.body["uuid"].as_str().unwrap().to_string()
+    }
+
+    /// The cluster once its status is `wanted` (or it is gone); fails past two minutes.
+    async fn settled(&self, uuid: &str, wanted: &str) -> crate::common::Reply {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let shown = self.api().get(&format!("/v1/clusters/{uuid}")).await;
+            if shown.status == 404 || shown.body["status"] == wanted {
+                return shown;
+            }
+            assert!(std::time::Instant::now() < deadline, "{}", shown.text);
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Killed while Heat builds the stack, magnumd picks the cluster up again after a restart
+/// and finds the stack it asked for (by its name) instead of making a second one.
+#[tokio::test]
+async fn magnumd_killed_while_heat_builds_finds_its_stack_again() {
+    let Some(openstack) = RealOpenStack::from_env() else {
+        return;
+    };
+    let mut setup = CloudSetup::start(openstack, "", None).await;
+    let uuid = setup.create_cluster().await;
+    let stack_name = format!("magnum-{uuid}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while setup
+        .openstack
+        .heat_stack(&setup.token, &setup.tenant.project_id, &stack_name)
+        .await
+        .is_none()
+    {
+        assert!(std::time::Instant::now() < deadline, "no stack was created");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    setup.magnumd.kill_hard();
+    setup.magnumd.restart();
+    let complete = setup.settled(&uuid, "CREATE_COMPLETE").await;
+    assert_eq!(
+        complete.body["status"], "CREATE_COMPLETE",
+        "{}",
+        complete.text
+    );
+    let stack = setup
+        .openstack
+        .heat_stack(&setup.token, &setup.tenant.project_id, &stack_name)
+        .await
+        .unwrap();
+    assert_eq!(
+        complete.body["cluster_id"], stack["id"],
+        "one stack, the first"
+    );
+    let deleted = setup.api().delete(&format!("/v1/clusters/{uuid}")).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert_eq!(setup.settled(&uuid, "DELETE_COMPLETE").await.status, 404);
+}
+
+/// A Heat that cannot be reached fails the create with the reason once the retries are
+/// spent, never hanging.
+#[tokio::test]
+async fn an_unreachable_heat_fails_the_create_with_the_reason() {
+    let Some(openstack) = RealOpenStack::from_env() else {
+        return;
+    };
+    let setup = CloudSetup::start(
+        openstack,
+        "max_attempts = 2\nretry_delay = 1\n",
+        Some("own"),
+    )
+    .await;
+    let uuid = setup.create_cluster().await;
+    let failed = setup.settled(&uuid, "CREATE_FAILED").await;
+    assert_eq!(failed.body["status"], "CREATE_FAILED", "{}", failed.text);
+    let reason = failed.body["status_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("Heat"), "{reason}");
+    assert!(reason.contains("could not be reached"), "{reason}");
+}
+
 /// A Kubernetes cluster on the openstack provider is a Heat stack in the owner's project,
 /// made and changed through the cluster's trust, and deleting the cluster leaves no stack,
 /// trust or trustee behind. (The environment of the tests' Heat turns servers, networks,
@@ -192,66 +346,13 @@ async fn a_kubernetes_cluster_is_a_heat_stack_made_changed_and_removed_through_i
     let Some(openstack) = RealOpenStack::from_env() else {
         return;
     };
-    let double = CloudApiDouble::start(CloudContents::typical()).await;
-    let region = openstack.register_region(&double).await;
-    let tenant = openstack.tenant().await;
-    let magnumd = Magnumd::start_with(Options {
-        auth_strategy: "keystone",
-        provider: "docker,openstack",
-        extra_config: format!(
-            "{}[conductor]\npoll_interval = 1\n",
-            openstack.magnumd_config(&region)
-        ),
-        ..Options::default()
-    })
-    .await;
-    let (token, _) = openstack
-        .token(&tenant.user_name, &tenant.password, &tenant.project_name)
-        .await;
-    let api = Api::new(&magnumd.base_url(), Some(token.clone()))
-        .with_header("OpenStack-API-Version", "container-infra latest");
-    let template = api
-        .post(
-            "/v1/clustertemplates",
-            kubernetes("k8s", "fedora-coreos-40"),
-        )
-        .await;
-    assert_eq!(template.status, 201, "{}", template.text);
-    let created = api
-        .post(
-            "/v1/clusters",
-            json!({"name": "kube", "cluster_template_id": "k8s", "master_count": 1,
-                   "node_count": 2, "keypair": "mykey", "create_timeout": 10}),
-        )
-        .await;
-    assert_eq!(created.status, 202, "{}", created.text);
-    let uuid = created.body["uuid"].as_str().unwrap().to_string();
+    let setup = CloudSetup::start(openstack, "", None).await;
+    let (openstack, tenant, token, api) =
+        (&setup.openstack, &setup.tenant, &setup.token, setup.api());
+    let uuid = setup.create_cluster().await;
     let trustee = format!("{uuid}_{}", tenant.project_id);
     assert!(openstack.user_exists(&trustee).await);
-
-    let settled = |wanted: &'static str| {
-        let api = api.clone();
-        let uuid = uuid.clone();
-        async move {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-            loop {
-                let shown = api.get(&format!("/v1/clusters/{uuid}")).await;
-                if shown.status == 404 || shown.body["status"] == wanted {
-                    return shown;
-                }
-                assert!(
-                    !shown.body["status"]
-                        .as_str()
-                        .unwrap_or("")
-                        .ends_with("FAILED"),
-                    "{}",
-                    shown.text
-                );
-                assert!(std::time::Instant::now() < deadline, "{}", shown.text);
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-        }
-    };
+    let settled = |wanted: &'static str| setup.settled(&uuid, wanted);
     let complete = settled("CREATE_COMPLETE").await;
     assert_eq!(
         complete.body["status"], "CREATE_COMPLETE",
@@ -261,7 +362,7 @@ async fn a_kubernetes_cluster_is_a_heat_stack_made_changed_and_removed_through_i
     assert_eq!(complete.body["coe_version"], "v1.23.3");
     let stack_name = format!("magnum-{uuid}");
     let stack = openstack
-        .heat_stack(&token, &tenant.project_id, &stack_name)
+        .heat_stack(token, &tenant.project_id, &stack_name)
         .await
         .expect("the stack lives in the owner's project");
     assert_eq!(stack["stack_status"], "CREATE_COMPLETE");
@@ -281,7 +382,7 @@ async fn a_kubernetes_cluster_is_a_heat_stack_made_changed_and_removed_through_i
     let updated = settled("UPDATE_COMPLETE").await;
     assert_eq!(updated.body["node_count"], 3, "{}", updated.text);
     let stack = openstack
-        .heat_stack(&token, &tenant.project_id, &stack_name)
+        .heat_stack(token, &tenant.project_id, &stack_name)
         .await
         .unwrap();
     assert_eq!(stack["stack_status"], "UPDATE_COMPLETE");
@@ -292,7 +393,7 @@ async fn a_kubernetes_cluster_is_a_heat_stack_made_changed_and_removed_through_i
     let gone = settled("DELETE_COMPLETE").await;
     assert_eq!(gone.status, 404, "{}", gone.text);
     let stack = openstack
-        .heat_stack(&token, &tenant.project_id, &stack_name)
+        .heat_stack(token, &tenant.project_id, &stack_name)
         .await;
     assert!(
         stack

@@ -141,25 +141,31 @@ impl RealOpenStack {
         )
         .await;
         for service_type in DOUBLED_SERVICES {
-            let service = self
-                .admin_call(
-                    reqwest::Method::POST,
-                    "/services",
-                    Some(json!({"service": {"type": service_type,
-                                            "name": format!("{service_type}-double"),
-                                            "enabled": true}})),
-                )
+            self.add_endpoint(&region, service_type, &double.endpoint(service_type))
                 .await;
-            self.admin_call(
-                reqwest::Method::POST,
-                "/endpoints",
-                Some(json!({"endpoint": {"service_id": service["service"]["id"],
-                                         "interface": "public", "region_id": region,
-                                         "url": double.endpoint(service_type)}})),
-            )
-            .await;
         }
         region
+    }
+
+    /// Adds to `region` a public endpoint of `service_type` at `url` (a service of its own).
+    pub async fn add_endpoint(&self, region: &str, service_type: &str, url: &str) {
+        let service = self
+            .admin_call(
+                reqwest::Method::POST,
+                "/services",
+                Some(json!({"service": {"type": service_type,
+                                        "name": format!("{service_type}-of-{region}"),
+                                        "enabled": true}})),
+            )
+            .await;
+        self.admin_call(
+            reqwest::Method::POST,
+            "/endpoints",
+            Some(json!({"endpoint": {"service_id": service["service"]["id"],
+                                     "interface": "public", "region_id": region,
+                                     "url": url}})),
+        )
+        .await;
     }
 
     /// A new project with a user holding the member role in it.
