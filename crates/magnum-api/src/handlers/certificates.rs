@@ -23,6 +23,10 @@ use magnum_x509::{ClusterCa, SubjectCheck, X509Error};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
+/// The client name the stock clients ask for: the cluster's own administrator (with group
+/// `system:masters`), not a Keystone user.
+const CLUSTER_ADMIN_NAME: &str = "admin";
+
 /// The CA record every cluster has (named as upstream's default CA type).
 const DEFAULT_CA_TYPE: &str = "kubernetes";
 
@@ -133,13 +137,20 @@ async fn sign(
         &PolicyTarget::of(&cluster.project_id, &cluster.user_id),
     )?;
     let record = stored_ca(&state, &cluster).await?;
+    // Members of the cluster's project administer their own cluster, as upstream lets
+    // them: the stock `openstack coe cluster config` asks for CN=admin, O=system:masters.
+    // Nobody but an administrator may name another user.
+    let own_cluster = caller.context.project_id == cluster.project_id;
     let check = state.restrict_client_subjects.then(|| SubjectCheck {
         allowed_common_names: (!caller.is_admin).then(|| {
             let mut names = vec![caller.context.user_id.clone()];
             names.extend(caller.context.user_name.clone());
+            if own_cluster {
+                names.push(CLUSTER_ADMIN_NAME.to_string());
+            }
             names
         }),
-        may_use_admin_groups: caller.is_admin,
+        may_use_admin_groups: caller.is_admin || own_cluster,
     });
     let settings = state.certificates.clone();
     let rules = state.signing_rules.clone();
