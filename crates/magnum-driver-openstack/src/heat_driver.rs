@@ -210,6 +210,14 @@ impl ClusterDriver for HeatClusterDriver {
         spec: &ClusterSpec,
         progress: &dyn ProgressSink,
     ) -> Result<Progress, DriverError> {
+        if let Some(extra) = spec.worker_groups().find(|group| !group.is_default) {
+            return Err(DriverError::Permanent(format!(
+                "Nodegroup {} cannot be built: the {} driver builds only the default \
+                 nodegroups so far (nodegroups of their own stacks are not implemented yet).",
+                extra.name,
+                k8s_fedora_coreos::NAME
+            )));
+        }
         let (heat, token) = self.heat_for(&spec.uuid, &spec.credentials).await?;
         let name = stack_name(&spec.uuid);
         let rendered = k8s_fedora_coreos::render(spec, &self.access(spec)?)?;
