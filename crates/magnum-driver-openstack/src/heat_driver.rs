@@ -14,14 +14,21 @@ use magnum_driver::{
     ProgressSink, Removal, Waiting,
 };
 use magnum_openstack::heat::{StackState, StackUpdate};
-use magnum_openstack::{Heat, OpenStackError, Stack, StackCreate};
+use magnum_openstack::{Heat, OpenStackError, Stack, StackCreate, Token};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often a stack Heat is working on is looked at again.
-const RECHECK: Duration = Duration::from_secs(5);
+/// How often a stack Heat is working on is looked at again: one look is a GET (the
+/// trustee's token is kept), and a finished stack should not wait long to be noticed.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The most trustee tokens kept (one per cluster with work under way).
+const MAX_KEPT_TOKENS: usize = 1024;
+
+/// How long before its expiry a kept token is replaced.
+const TOKEN_MARGIN_SECONDS: i64 = 120;
 
 /// Where nodes reach magnum and Keystone (the trustee's part is added per cluster).
 #[derive(Debug, Clone)]
@@ -37,6 +44,8 @@ pub struct HeatClusterDriver {
     cloud: Arc<Cloud>,
     trustees: Arc<Trustees>,
     endpoints: NodeEndpoints,
+    /// Trustee tokens by (cluster, trust), so that a look at a stack is one Heat call.
+    tokens: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<Token>>>,
 }
 
 impl HeatClusterDriver {
@@ -45,6 +54,48 @@ impl HeatClusterDriver {
             cloud,
             trustees,
             endpoints,
+            tokens: Default::default(),
+        }
+    }
+
+    /// The cluster's trustee token: a kept one still valid for a while, or a new one.
+    async fn trustee_token(
+        &self,
+        uuid: &str,
+        trustee_user_id: &str,
+        trust_id: &str,
+    ) -> Result<Arc<Token>, OpenStackError> {
+        let key = (uuid.to_string(), trust_id.to_string());
+        let fresh_until = chrono::Utc::now() + chrono::Duration::seconds(TOKEN_MARGIN_SECONDS);
+        if let Some(token) = self
+            .tokens
+            .lock()
+            .ok()
+            .and_then(|tokens| tokens.get(&key).cloned())
+        {
+            if token.expires_at > fresh_until {
+                return Ok(token);
+            }
+        }
+        let token = Arc::new(
+            self.trustees
+                .keystone()
+                .authenticate(&self.trustees.acting_as(uuid, trustee_user_id, trust_id))
+                .await?,
+        );
+        if let Ok(mut tokens) = self.tokens.lock() {
+            if tokens.len() >= MAX_KEPT_TOKENS {
+                tokens.clear();
+            }
+            tokens.insert(key, token.clone());
+        }
+        Ok(token)
+    }
+
+    /// Forgets a cluster's kept token (its stack is gone, or Heat refused the token).
+    fn forget_token(&self, uuid: &str) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.retain(|(cluster, _), _| cluster != uuid);
         }
     }
 
@@ -62,9 +113,7 @@ impl HeatClusterDriver {
             ));
         };
         let token = self
-            .trustees
-            .keystone()
-            .authenticate(&self.trustees.acting_as(uuid, trustee_user_id, trust_id))
+            .trustee_token(uuid, trustee_user_id, trust_id)
             .await
             .map_err(|error| match error.status() {
                 Some(401 | 403 | 404) => DriverError::Permanent(format!(
@@ -115,7 +164,9 @@ fn retryable(service: &str, error: OpenStackError) -> DriverError {
 
 /// A Heat call's failure: Heat's own trouble is retried, a refusal ends the operation.
 fn heat_error(error: OpenStackError) -> DriverError {
-    if error.is_unavailable() {
+    if error.status() == Some(401) {
+        DriverError::Retryable(format!("Heat refused the trustee's token: {error}"))
+    } else if error.is_unavailable() {
         retryable("Heat", error)
     } else {
         DriverError::Permanent(format!("Heat refused the cluster's stack: {error}"))
@@ -206,6 +257,49 @@ impl ClusterDriver for HeatClusterDriver {
     }
 
     async fn apply(
+        &self,
+        spec: &ClusterSpec,
+        progress: &dyn ProgressSink,
+    ) -> Result<Progress, DriverError> {
+        let outcome = self.apply_step(spec, progress).await;
+        if matches!(&outcome, Err(DriverError::Retryable(reason)) if reason.starts_with("Heat refused the trustee's token"))
+        {
+            self.forget_token(&spec.uuid);
+        }
+        outcome
+    }
+
+    async fn delete(&self, cluster: &ClusterRef) -> Result<Removal, DriverError> {
+        let outcome = self.delete_step(cluster).await;
+        if matches!(&outcome, Err(DriverError::Retryable(reason)) if reason.starts_with("Heat refused the trustee's token"))
+        {
+            self.forget_token(&cluster.uuid);
+        }
+        outcome
+    }
+
+    async fn observe(&self, spec: &ClusterSpec) -> Result<Observed, DriverError> {
+        let (heat, token) = self.heat_for(&spec.uuid, &spec.credentials).await?;
+        match heat
+            .get_by_name(&token, &stack_name(&spec.uuid))
+            .await
+            .map_err(heat_error)?
+        {
+            Some(stack) => Ok(observed(
+                &stack,
+                spec.network.floating_ip_enabled,
+                spec.tls_disabled,
+            )),
+            None => Err(DriverError::Permanent(format!(
+                "Stack {} not found in Heat.",
+                stack_name(&spec.uuid)
+            ))),
+        }
+    }
+}
+
+impl HeatClusterDriver {
+    async fn apply_step(
         &self,
         spec: &ClusterSpec,
         progress: &dyn ProgressSink,
@@ -303,10 +397,11 @@ impl ClusterDriver for HeatClusterDriver {
         }
     }
 
-    async fn delete(&self, cluster: &ClusterRef) -> Result<Removal, DriverError> {
+    async fn delete_step(&self, cluster: &ClusterRef) -> Result<Removal, DriverError> {
         let (heat, token) = self.heat_for(&cluster.uuid, &cluster.credentials).await?;
         let name = stack_name(&cluster.uuid);
         let Some(stack) = heat.get_by_name(&token, &name).await.map_err(heat_error)? else {
+            self.forget_token(&cluster.uuid);
             return Ok(Removal::Gone);
         };
         let waiting = |status: String| {
@@ -317,7 +412,10 @@ impl ClusterDriver for HeatClusterDriver {
             }))
         };
         match (stack.status.action.as_str(), stack.status.state) {
-            ("DELETE", StackState::Complete) => Ok(Removal::Gone),
+            ("DELETE", StackState::Complete) => {
+                self.forget_token(&cluster.uuid);
+                Ok(Removal::Gone)
+            }
             ("DELETE", StackState::InProgress) => waiting(format!("Heat: {}", stack.status)),
             ("DELETE", StackState::Failed) => {
                 // Try again; the conductor's retry budget bounds how often.
@@ -335,25 +433,6 @@ impl ClusterDriver for HeatClusterDriver {
                     .map_err(heat_error)?;
                 waiting(format!("Heat is deleting stack {name}"))
             }
-        }
-    }
-
-    async fn observe(&self, spec: &ClusterSpec) -> Result<Observed, DriverError> {
-        let (heat, token) = self.heat_for(&spec.uuid, &spec.credentials).await?;
-        match heat
-            .get_by_name(&token, &stack_name(&spec.uuid))
-            .await
-            .map_err(heat_error)?
-        {
-            Some(stack) => Ok(observed(
-                &stack,
-                spec.network.floating_ip_enabled,
-                spec.tls_disabled,
-            )),
-            None => Err(DriverError::Permanent(format!(
-                "Stack {} not found in Heat.",
-                stack_name(&spec.uuid)
-            ))),
         }
     }
 }
