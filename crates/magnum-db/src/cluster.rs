@@ -971,6 +971,29 @@ mod tests {
         assert!(templates.update_checked(&renamed_again, true).await.is_ok());
     }
 
+    /// Twenty quota-checked creates of one-node clusters in project `quota` at once, spread
+    /// over `databases` in turn.
+    async fn race_creates(
+        databases: &[Database],
+        defaults: &DefaultNodeGroups,
+        limits: &crate::ProjectLimits,
+    ) -> Vec<DbResult<Cluster>> {
+        let attempts = (0..20).map(|index| {
+            let database = databases[index % databases.len()].clone();
+            async move {
+                database
+                    .clusters()
+                    .insert_within(
+                        &cluster("quota", &format!("c{index}"), 1),
+                        defaults,
+                        Some(limits),
+                    )
+                    .await
+            }
+        });
+        futures::future::join_all(attempts).await
+    }
+
     /// Two pools on one SQLite file stand for two magnumd processes, which share no write
     /// gate: creates racing through both still end exactly at the quota, and none fails
     /// because the other process committed while it was checking.
@@ -993,25 +1016,7 @@ mod tests {
             clusters: 5,
             nodes: 100,
         };
-        let attempts = (0..20).map(|index| {
-            let database = if index % 2 == 0 {
-                first.clone()
-            } else {
-                second.clone()
-            };
-            let defaults = defaults.clone();
-            async move {
-                database
-                    .clusters()
-                    .insert_within(
-                        &cluster("quota", &format!("c{index}"), 1),
-                        &defaults,
-                        Some(&limits),
-                    )
-                    .await
-            }
-        });
-        let results = futures::future::join_all(attempts).await;
+        let results = race_creates(&[first, second], &defaults, &limits).await;
         let created = results.iter().filter(|result| result.is_ok()).count();
         let refused = results
             .iter()
@@ -1029,21 +1034,7 @@ mod tests {
             clusters: 5,
             nodes: 100,
         };
-        let attempts = (0..20).map(|index| {
-            let database = test.database.clone();
-            let defaults = defaults.clone();
-            async move {
-                database
-                    .clusters()
-                    .insert_within(
-                        &cluster("quota", &format!("c{index}"), 1),
-                        &defaults,
-                        Some(&limits),
-                    )
-                    .await
-            }
-        });
-        let results = futures::future::join_all(attempts).await;
+        let results = race_creates(&[test.database.clone()], &defaults, &limits).await;
         let created = results.iter().filter(|result| result.is_ok()).count();
         let refused = results
             .iter()
