@@ -1034,7 +1034,7 @@ mod tests {
             clusters: 5,
             nodes: 100,
         };
-        let results = race_creates(&[test.database.clone()], &defaults, &limits).await;
+        let results = race_creates(std::slice::from_ref(&test.database), &defaults, &limits).await;
         let created = results.iter().filter(|result| result.is_ok()).count();
         let refused = results
             .iter()
