@@ -18,30 +18,7 @@ use magnum_openstack::{
     http_client, AuthMethod, AuthRequest, EndpointFilter, Heat, Interface, Keystone, NameOrId,
     Scope, StackCreate,
 };
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-fn services() -> Option<HashMap<String, String>> {
-    let values: HashMap<String, String> = std::env::var("MAGNUM_TEST_OPENSTACK_ENV")
-        .ok()
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .map(|text| {
-            text.lines()
-                .filter_map(|line| line.split_once('='))
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    if values.contains_key("MAGNUM_TEST_KEYSTONE_URL") {
-        return Some(values);
-    }
-    assert!(
-        std::env::var("MAGNUM_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
-        "MAGNUM_TEST_OPENSTACK_ENV names no Keystone/Heat env file"
-    );
-    eprintln!("skipped: no real Heat (MAGNUM_TEST_OPENSTACK_ENV unset)");
-    None
-}
 
 fn variants() -> Vec<(String, ClusterSpec)> {
     let mut variants = Vec::new();
@@ -100,7 +77,9 @@ fn variants() -> Vec<(String, ClusterSpec)> {
 
 #[tokio::test]
 async fn real_heat_accepts_every_stack_the_kubernetes_driver_generates() {
-    let Some(values) = services() else { return };
+    let Some(values) = magnum_openstack::testing::services_env() else {
+        return;
+    };
     let keystone = Keystone::new(http_client().unwrap(), &values["MAGNUM_TEST_KEYSTONE_URL"]);
     let token = keystone
         .authenticate(&AuthRequest {

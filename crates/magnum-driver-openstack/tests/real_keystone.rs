@@ -8,33 +8,12 @@ use magnum_config::Secret;
 use magnum_driver::{CallerContext, LookupError};
 use magnum_driver_openstack::{TrustSettings, Trustees};
 use magnum_openstack::{http_client, AuthMethod, AuthRequest, Keystone, NameOrId, Scope};
-use std::collections::HashMap;
-
-fn services() -> Option<HashMap<String, String>> {
-    let values: HashMap<String, String> = std::env::var("MAGNUM_TEST_OPENSTACK_ENV")
-        .ok()
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .map(|text| {
-            text.lines()
-                .filter_map(|line| line.split_once('='))
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    if values.contains_key("MAGNUM_TEST_KEYSTONE_URL") {
-        return Some(values);
-    }
-    assert!(
-        std::env::var("MAGNUM_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
-        "MAGNUM_TEST_OPENSTACK_ENV names no Keystone env file"
-    );
-    eprintln!("skipped: no real Keystone (MAGNUM_TEST_OPENSTACK_ENV unset)");
-    None
-}
 
 #[tokio::test]
 async fn a_cluster_gets_a_trustee_acting_for_its_owner_until_it_is_revoked() {
-    let Some(values) = services() else { return };
+    let Some(values) = magnum_openstack::testing::services_env() else {
+        return;
+    };
     let keystone = Keystone::new(http_client().unwrap(), &values["MAGNUM_TEST_KEYSTONE_URL"]);
     let password = values["MAGNUM_TEST_OPENSTACK_SERVICE_PASSWORD"].clone();
     // The owner: magnumd's own service user, in project `service`.

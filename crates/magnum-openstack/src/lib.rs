@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod error;
 pub mod heat;
 pub mod keystone;
+pub mod testing;
 
 pub use catalog::{Catalog, EndpointFilter, Interface};
 pub use error::OpenStackError;

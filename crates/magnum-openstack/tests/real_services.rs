@@ -16,7 +16,6 @@ use magnum_openstack::{
     OpenStackError, Scope, Session, StackCreate, StackUpdate,
 };
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 struct Services {
@@ -25,35 +24,13 @@ struct Services {
 }
 
 fn services() -> Option<Services> {
-    let path = std::env::var("MAGNUM_TEST_OPENSTACK_ENV").ok();
-    let values: HashMap<String, String> = path
-        .as_deref()
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .map(|text| {
-            text.lines()
-                .filter_map(|line| line.split_once('='))
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    match (
-        values.get("MAGNUM_TEST_KEYSTONE_URL"),
-        values.get("MAGNUM_TEST_OPENSTACK_SERVICE_PASSWORD"),
-    ) {
-        (Some(keystone_url), Some(service_password)) => Some(Services {
-            keystone_url: keystone_url.clone(),
-            service_password: service_password.clone(),
-        }),
-        _ => {
-            assert!(
-                std::env::var("MAGNUM_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
-                "MAGNUM_TEST_OPENSTACK_ENV names no Keystone/Heat env file \
-                 (scripts/openstack/services.sh start writes one)"
-            );
-            eprintln!("skipped: no real Keystone and Heat (MAGNUM_TEST_OPENSTACK_ENV unset)");
-            None
-        }
-    }
+    let values = magnum_openstack::testing::services_env()?;
+    Some(Services {
+        keystone_url: values.get("MAGNUM_TEST_KEYSTONE_URL")?.clone(),
+        service_password: values
+            .get("MAGNUM_TEST_OPENSTACK_SERVICE_PASSWORD")?
+            .clone(),
+    })
 }
 
 fn keystone(services: &Services) -> Keystone {

@@ -9,7 +9,6 @@
 use super::cloud_double::CloudApiDouble;
 use super::require_all;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 
 /// The service types the double stands in for.
 pub const DOUBLED_SERVICES: [&str; 4] = ["image", "compute", "network", "load-balancer"];
@@ -49,16 +48,7 @@ impl RealOpenStack {
     /// The running services, or None (the test is skipped) when none were started; with
     /// `MAGNUM_TEST_REQUIRE_ALL=1` their absence fails the test instead.
     pub fn from_env() -> Option<RealOpenStack> {
-        let values: HashMap<String, String> = std::env::var("MAGNUM_TEST_OPENSTACK_ENV")
-            .ok()
-            .and_then(|path| std::fs::read_to_string(path).ok())
-            .map(|text| {
-                text.lines()
-                    .filter_map(|line| line.split_once('='))
-                    .map(|(key, value)| (key.to_string(), value.to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let values = magnum_openstack::testing::services_env()?;
         let value = |key: &str| values.get(key).cloned();
         match (
             value("MAGNUM_TEST_KEYSTONE_URL"),
@@ -82,10 +72,9 @@ impl RealOpenStack {
             _ => {
                 assert!(
                     !require_all(),
-                    "no real Keystone and Heat: MAGNUM_TEST_OPENSTACK_ENV names no env file \
-                     (scripts/openstack/services.sh start writes one)"
+                    "the env file of MAGNUM_TEST_OPENSTACK_ENV lacks Heat's URL or a password"
                 );
-                eprintln!("skipped: no real Keystone and Heat (MAGNUM_TEST_OPENSTACK_ENV unset)");
+                eprintln!("skipped: the OpenStack env file is incomplete");
                 None
             }
         }
