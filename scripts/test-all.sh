@@ -68,6 +68,7 @@ install_packages() {
     command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+    [ -x /usr/bin/etcd ] || missing+=(etcd-server)
     # uwsgi (Keystone's server in the tests) is built by pip and needs Python's headers.
     python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
         || missing+=(python3-dev)

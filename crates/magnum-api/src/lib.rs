@@ -9,6 +9,9 @@
 //! [`policy`], validate with `magnum-core`, ask the infrastructure provider about named
 //! images/flavors/networks, and read or write through `magnum-db`.
 //!
+//! etcd's discovery protocol ([`handlers::discovery`]) has routes of its own, outside
+//! authentication and the error format, behind the same request ids, limits and timeout.
+//!
 //! Architecture invariants: only this crate knows HTTP status codes; it never creates
 //! infrastructure (it records desired state for the conductor).
 
@@ -71,6 +74,8 @@ pub struct ApiState {
     pub max_body_size: usize,
     /// List items already encoded, per row revision.
     pub encoded_views: encoded_views::EncodedViews,
+    /// The etcd discovery protocol's waiting watches.
+    pub discovery: handlers::discovery::DiscoveryHub,
 }
 
 pub type SharedState = Arc<ApiState>;
@@ -86,6 +91,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(handlers::nodegroups::routes())
         .merge(handlers::certificates::routes())
         .merge(handlers::quotas::routes())
+        .merge(handlers::discovery::routes())
         .route("/v1/mservices", get(handlers::mservices::list))
         .merge(handlers::unimplemented::routes())
         .fallback(handlers::not_found)
@@ -104,7 +110,8 @@ pub fn router(state: SharedState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(state.max_body_size))
         .layer(axum::middleware::from_fn(error::error_body_layer))
         .layer(axum::middleware::from_fn(middleware::request_id_layer))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(handlers::discovery::protocol_router(state))
 }
 
 /// The complete application: the router behind path normalisation, which must run before

@@ -385,19 +385,21 @@ impl Clusters<'_> {
         defaults: &DefaultNodeGroups,
         limits: Option<&ProjectLimits>,
     ) -> DbResult<Cluster> {
-        self.insert_with_trust(cluster, defaults, limits, None)
+        self.insert_with_trust(cluster, defaults, limits, None, None)
             .await
     }
 
     /// As [`Clusters::insert_within`], recording the cluster's trust (see
-    /// [`crate::trust`]) in the same transaction: a cluster is never stored without the
-    /// trust it was given, nor a trust without its cluster.
+    /// [`crate::trust`]) and its etcd discovery token ([`crate::discovery`]) in the same
+    /// transaction: a cluster is never stored without the trust it was given, nor a trust
+    /// or token without its cluster.
     pub async fn insert_with_trust(
         &self,
         cluster: &Cluster,
         defaults: &DefaultNodeGroups,
         limits: Option<&ProjectLimits>,
         trust: Option<&crate::trust::TrustRecord>,
+        discovery: Option<&crate::discovery::DiscoveryToken>,
     ) -> DbResult<Cluster> {
         let dialect = self.database.dialect();
         let mut arguments = AnyArguments::default();
@@ -455,6 +457,9 @@ impl Clusters<'_> {
         nodegroup::insert_defaults(self.database, &mut transaction, cluster, defaults).await?;
         if let Some(trust) = trust {
             crate::trust::insert_in(self.database, &mut transaction, trust).await?;
+        }
+        if let Some(discovery) = discovery {
+            crate::discovery::insert_in(self.database, &mut transaction, discovery).await?;
         }
         transaction.commit().await?;
         drop(_turn);

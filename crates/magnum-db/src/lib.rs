@@ -8,13 +8,14 @@
 //!
 //! Layout: [`Database`] (pool, migrations), [`cluster_template`], [`cluster`], [`nodegroup`],
 //! [`work_queue`] (the conductor's claims and leases), [`quota`], [`certificate`],
-//! [`service`], [`identity`],
+//! [`service`], [`identity`], [`trust`], [`discovery`] (etcd bootstrap tokens),
 //! [`page`] (keyset pagination shared by list queries), [`time`] (timestamp encoding).
 
 pub mod certificate;
 pub mod cluster;
 pub mod cluster_template;
 pub mod dialect;
+pub mod discovery;
 pub mod identity;
 pub mod nodegroup;
 pub mod page;

@@ -280,7 +280,7 @@ impl WorkQueue<'_> {
         Ok(())
     }
 
-    /// Removes a deleted cluster's rows (cluster, nodegroups, certificates) if the delete is
+    /// Removes a deleted cluster's rows (cluster, nodegroups, certificates, discovery tokens) if the delete is
     /// still the operation `generation` and we hold its lease.
     pub async fn remove_deleted(
         &self,
@@ -310,6 +310,7 @@ impl WorkQueue<'_> {
                     .execute(&mut *transaction)
                     .await?;
             }
+            crate::discovery::delete_for_cluster_in(self.database, &mut transaction, uuid).await?;
         }
         transaction.commit().await?;
         self.database.cluster_cache.forget(id);

@@ -251,6 +251,12 @@ pub trait ClusterDriver: Send + Sync + std::fmt::Debug {
     /// The registry name of the driver.
     fn name(&self) -> &'static str;
 
+    /// Whether the cluster's etcd members find each other through a discovery URL (spec
+    /// §9.3's `discovery_url`), which magnumd makes when the user gives none.
+    fn uses_etcd_discovery(&self) -> bool {
+        false
+    }
+
     /// Driver-specific checks of a requested shape (all workers of every group), run by the
     /// API before accepting it.
     fn check_shape(

@@ -10,6 +10,7 @@ mod baymodels;
 mod clients;
 mod cluster_templates;
 mod clusters_api;
+mod discovery;
 mod identity;
 mod numbers;
 mod openstack_provider;

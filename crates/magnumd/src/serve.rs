@@ -710,6 +710,7 @@ async fn start_api(
         request_timeout: Duration::from_secs(config.api.request_timeout),
         max_body_size: config.api.max_body_size,
         encoded_views: magnum_api::encoded_views::EncodedViews::default(),
+        discovery: magnum_api::handlers::discovery::DiscoveryHub::default(),
     });
     let app = magnum_api::app(state);
     tasks.spawn(crate::http::serve(

@@ -3,8 +3,8 @@
 //! operation (checked against the lifecycle table first); conductors carry it out.
 
 use crate::error::ApiError;
-use crate::handlers::cluster_templates;
 use crate::handlers::generation::{self, GenerationResource, RequestParts};
+use crate::handlers::{cluster_templates, discovery};
 use crate::pagination::{next_link, page_from_query};
 use crate::policy::enforce;
 use crate::policy::PolicyTarget;
@@ -442,7 +442,7 @@ async fn create(
         user_id: caller.context.user_id.clone(),
         now: Utc::now().trunc_subsecs(0),
     };
-    let cluster = Cluster::new(&input, &template, words.generation, owner)?;
+    let mut cluster = Cluster::new(&input, &template, words.generation, owner)?;
     check_storage(&template, &cluster)?;
     driver.check_shape(
         cluster.master_count,
@@ -457,6 +457,17 @@ async fn create(
     )?;
     let limits = project_limits(&state, &caller.context.project_id).await?;
     check_references(&state, &caller, &template, &cluster).await?;
+    // etcd members that bootstrap through discovery get magnumd's own discovery service
+    // unless the user named one.
+    let discovery = match &cluster.discovery_url {
+        None if driver.uses_etcd_discovery() => {
+            let token =
+                discovery::cluster_token(&cluster.project_id, &cluster.uuid, cluster.master_count)?;
+            cluster.discovery_url = Some(discovery::url_of(&base, &token.token));
+            Some(token)
+        }
+        _ => None,
+    };
     let defaults = DefaultNodeGroups {
         template_revision: template.revision,
         image_id: template.image_id.clone(),
@@ -484,7 +495,13 @@ async fn create(
     let inserted = state
         .database
         .clusters()
-        .insert_with_trust(&cluster, &defaults, Some(&limits), trust.as_ref())
+        .insert_with_trust(
+            &cluster,
+            &defaults,
+            Some(&limits),
+            trust.as_ref(),
+            discovery.as_ref(),
+        )
         .await;
     if let (Err(_), Some(grant)) = (&inserted, &grant) {
         if let Err(error) = provider.revoke_cluster(&cluster.uuid, grant).await {

@@ -3,6 +3,7 @@
 pub mod certificates;
 pub mod cluster_templates;
 pub mod clusters;
+pub mod discovery;
 mod generation;
 pub mod mservices;
 pub mod nodegroups;
