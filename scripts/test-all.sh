@@ -147,6 +147,25 @@ prepare_venv() {
     fi
 }
 
+# cloud-init's own schema check of the cloud-config documents the drivers render. The
+# package is unpacked, never installed: installed, it would configure this host at boot.
+prepare_cloud_init() {
+    CLOUD_INIT_DIR="$CACHE_DIR/cloud-init-22.4"
+    if [ ! -f "$CLOUD_INIT_DIR/.complete" ]; then
+        log "unpacking Debian's cloud-init into $CLOUD_INIT_DIR for its schema check"
+        rm -rf "$CLOUD_INIT_DIR"
+        mkdir -p "$CLOUD_INIT_DIR"
+        (cd "$CLOUD_INIT_DIR" && apt-get download -q cloud-init >/dev/null 2>&1 \
+            || { apt-get update -q && apt-get download -q cloud-init; })
+        dpkg-deb -x "$CLOUD_INIT_DIR"/cloud-init_*.deb "$CLOUD_INIT_DIR/root"
+        python3 -m venv "$CLOUD_INIT_DIR/venv"
+        "$CLOUD_INIT_DIR/venv/bin/pip" install -q jsonschema pyyaml jinja2 configobj \
+            requests jsonpatch netifaces
+        touch "$CLOUD_INIT_DIR/.complete"
+    fi
+    export MAGNUM_TEST_CLOUD_INIT="$CLOUD_INIT_DIR"
+}
+
 start_openstack() {
     log "starting a real Keystone and Heat for the OpenStack provider's tests"
     STARTED_OPENSTACK=1
@@ -159,6 +178,7 @@ start_postgres
 start_mariadb
 start_docker
 prepare_venv
+prepare_cloud_init
 start_openstack
 
 log "checking formatting and lints"

@@ -4,7 +4,7 @@
 //! still at work. Nothing here waits for Heat: a stack in progress is
 //! [`Progress::Waiting`], and the conductor asks again later.
 
-use crate::k8s_fedora_coreos::{self, NodeAccess, UPDATED_PARAMETERS};
+use crate::definition::{NodeAccess, StackDefinition, REMOVAL_PARAMETER, VERSION_PARAMETER};
 use crate::{Cloud, CloudService, Trustees};
 use async_trait::async_trait;
 use magnum_core::cluster_template::ClusterTemplate;
@@ -38,9 +38,11 @@ pub struct NodeEndpoints {
     pub region_name: String,
 }
 
-/// The Kubernetes driver on Heat.
+/// A driver on Heat: one [`StackDefinition`] (templates and parameter mapping) and the
+/// common way of running its stacks.
 #[derive(Debug)]
 pub struct HeatClusterDriver {
+    definition: Arc<dyn StackDefinition>,
     cloud: Arc<Cloud>,
     trustees: Arc<Trustees>,
     endpoints: NodeEndpoints,
@@ -49,8 +51,14 @@ pub struct HeatClusterDriver {
 }
 
 impl HeatClusterDriver {
-    pub fn new(cloud: Arc<Cloud>, trustees: Arc<Trustees>, endpoints: NodeEndpoints) -> Self {
+    pub fn new(
+        definition: Arc<dyn StackDefinition>,
+        cloud: Arc<Cloud>,
+        trustees: Arc<Trustees>,
+        endpoints: NodeEndpoints,
+    ) -> Self {
         HeatClusterDriver {
+            definition,
             cloud,
             trustees,
             endpoints,
@@ -210,7 +218,7 @@ fn observed(stack: &Stack, floating_ip_enabled: bool, tls_disabled: bool) -> Obs
         });
     let coe_version = stack
         .parameters
-        .get("kube_tag")
+        .get(VERSION_PARAMETER)
         .and_then(Value::as_str)
         .map(|tag| tag.split('-').next().unwrap_or(tag).to_string());
     Observed {
@@ -231,7 +239,11 @@ fn observed(stack: &Stack, floating_ip_enabled: bool, tls_disabled: bool) -> Obs
 #[async_trait]
 impl ClusterDriver for HeatClusterDriver {
     fn name(&self) -> &'static str {
-        k8s_fedora_coreos::NAME
+        self.definition.name()
+    }
+
+    fn uses_etcd_discovery(&self) -> bool {
+        self.definition.uses_etcd_discovery()
     }
 
     fn check_shape(
@@ -309,12 +321,12 @@ impl HeatClusterDriver {
                 "Nodegroup {} cannot be built: the {} driver builds only the default \
                  nodegroups so far (nodegroups of their own stacks are not implemented yet).",
                 extra.name,
-                k8s_fedora_coreos::NAME
+                self.definition.name()
             )));
         }
         let (heat, token) = self.heat_for(&spec.uuid, &spec.credentials).await?;
         let name = stack_name(&spec.uuid);
-        let rendered = k8s_fedora_coreos::render(spec, &self.access(spec)?)?;
+        let rendered = self.definition.render(spec, &self.access(spec)?)?;
         let Some(stack) = heat.get_by_name(&token, &name).await.map_err(heat_error)? else {
             progress.report("asking Heat to create the cluster's stack");
             let created = heat
@@ -358,7 +370,9 @@ impl HeatClusterDriver {
                 format!("The cluster's stack {name} was deleted outside magnum."),
             )),
             StackState::Complete => {
-                let changed: serde_json::Map<String, Value> = UPDATED_PARAMETERS
+                let changed: serde_json::Map<String, Value> = self
+                    .definition
+                    .updated_parameters()
                     .iter()
                     .filter_map(|key| {
                         let wanted = rendered.parameters.get(*key)?;
@@ -374,8 +388,8 @@ impl HeatClusterDriver {
                     )));
                 }
                 let mut parameters = changed;
-                if let Some(removal) = rendered.parameters.get("minions_to_remove") {
-                    parameters.insert("minions_to_remove".to_string(), removal.clone());
+                if let Some(removal) = rendered.parameters.get(REMOVAL_PARAMETER) {
+                    parameters.insert(REMOVAL_PARAMETER.to_string(), removal.clone());
                 }
                 progress.report("asking Heat to update the cluster's stack");
                 heat.update(

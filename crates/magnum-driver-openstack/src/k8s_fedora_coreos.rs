@@ -4,8 +4,9 @@
 //! [`ClusterSpec`] onto the template's parameters (spec §9.4, with its defaults) and renders
 //! the nodes' Ignition configurations.
 
+use crate::definition::{is_true, label, StackDefinition};
+pub use crate::definition::{NodeAccess, RenderedStack};
 use crate::ignition::{self, NodeFile};
-use magnum_core::labels::Labels;
 use magnum_driver::{ClusterSpec, DriverError};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -22,40 +23,8 @@ const CONFIGURE_NODE: &str =
 pub const DEFAULT_KUBE_TAG: &str = "v1.23.3-rancher1";
 const DEFAULT_FIXED_SUBNET_CIDR: &str = "10.0.0.0/24";
 
-/// Where a cluster's nodes reach magnum and Keystone, and as whom.
-#[derive(Clone)]
-pub struct NodeAccess {
-    /// Magnum's API, ending in `/v1`.
-    pub magnum_url: String,
-    /// Keystone v3.
-    pub auth_url: String,
-    pub region_name: String,
-    pub trustee_user_id: String,
-    pub trustee_username: String,
-    pub trustee_password: magnum_config::Secret,
-    pub trust_id: String,
-}
-
-impl std::fmt::Debug for NodeAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeAccess")
-            .field("magnum_url", &self.magnum_url)
-            .field("auth_url", &self.auth_url)
-            .field("trustee_user_id", &self.trustee_user_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A stack ready to send to Heat.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RenderedStack {
-    pub template: String,
-    pub files: BTreeMap<String, String>,
-    pub parameters: Map<String, Value>,
-}
-
 /// The parameters whose change needs a stack update (the others are set at create).
-pub const UPDATED_PARAMETERS: [&str; 7] = [
+pub const UPDATED_PARAMETERS: &[&str] = &[
     "number_of_masters",
     "number_of_minions",
     "master_image",
@@ -64,14 +33,6 @@ pub const UPDATED_PARAMETERS: [&str; 7] = [
     "minion_flavor",
     "kube_tag",
 ];
-
-fn label<'a>(labels: &'a Labels, key: &str) -> Option<&'a str> {
-    labels.get(key).map(String::as_str)
-}
-
-fn is_true(text: &str) -> bool {
-    text.eq_ignore_ascii_case("true")
-}
 
 /// The template's parameters for `spec`, without the nodes' user data.
 pub fn parameters(
@@ -317,13 +278,34 @@ pub fn render(spec: &ClusterSpec, access: &NodeAccess) -> Result<RenderedStack, 
     })
 }
 
-/// The template files, by name (the cluster's first), for checks.
-pub fn template_files() -> [(&'static str, &'static str); 3] {
-    [
-        ("kubecluster.yaml", CLUSTER_TEMPLATE),
-        ("kubemaster.yaml", MASTER_TEMPLATE),
-        ("kubeminion.yaml", MINION_TEMPLATE),
-    ]
+/// The driver's definition.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FedoraCoreos;
+
+impl StackDefinition for FedoraCoreos {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn render(
+        &self,
+        spec: &ClusterSpec,
+        access: &NodeAccess,
+    ) -> Result<RenderedStack, DriverError> {
+        render(spec, access)
+    }
+
+    fn updated_parameters(&self) -> &'static [&'static str] {
+        UPDATED_PARAMETERS
+    }
+
+    fn template_files(&self) -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("kubecluster.yaml", CLUSTER_TEMPLATE),
+            ("kubemaster.yaml", MASTER_TEMPLATE),
+            ("kubeminion.yaml", MINION_TEMPLATE),
+        ]
+    }
 }
 
 #[cfg(test)]

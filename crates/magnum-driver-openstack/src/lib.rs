@@ -6,11 +6,15 @@
 //! caller's own token**, so that Glance shows the images the caller's project may use and
 //! Nova the caller's own keypairs (spec §3.3).
 //!
-//! Clusters are Heat stacks ([`heat_driver`]), rendered by the Kubernetes driver
-//! [`k8s_fedora_coreos`]; Heat is called as each cluster's trustee ([`trust`]).
+//! Clusters are Heat stacks ([`heat_driver`]), rendered by a driver's [`definition`]: the
+//! Kubernetes drivers [`k8s_fedora_coreos`] (Ignition) and [`k8s_fedora_atomic`] (the
+//! seed's, cloud-init); Heat is called as each cluster's trustee ([`trust`]).
 
+pub mod cloud_config;
+pub mod definition;
 pub mod heat_driver;
 pub mod ignition;
+pub mod k8s_fedora_atomic;
 pub mod k8s_fedora_coreos;
 pub mod lookups;
 pub mod trust;
@@ -18,6 +22,7 @@ pub mod trust;
 use magnum_openstack::{EndpointFilter, Interface, OpenStackError, Session};
 use std::collections::BTreeMap;
 
+pub use definition::StackDefinition;
 pub use heat_driver::{HeatClusterDriver, NodeEndpoints};
 pub use lookups::OpenStackProvider;
 pub use trust::{TrustSettings, Trustees};

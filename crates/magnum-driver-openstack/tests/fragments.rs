@@ -52,3 +52,66 @@ fn every_shell_fragment_passes_shellcheck() {
         );
     }
 }
+
+/// cloud-init's own schema check (`cloud-init schema`, from Debian's cloud-init package
+/// that the test command unpacks into `MAGNUM_TEST_CLOUD_INIT`) of the cloud-config every
+/// cloud-init driver renders, over the variants that change it.
+#[test]
+fn every_cloud_config_passes_cloud_inits_schema() {
+    use magnum_driver::test_doubles::sample_spec;
+    use magnum_driver_openstack::definition::NodeAccess;
+
+    let Some(cloud_init) = std::env::var_os("MAGNUM_TEST_CLOUD_INIT") else {
+        assert!(
+            std::env::var("MAGNUM_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+            "MAGNUM_TEST_CLOUD_INIT does not name an unpacked cloud-init"
+        );
+        eprintln!("skipped: MAGNUM_TEST_CLOUD_INIT is not set");
+        return;
+    };
+    let cloud_init = PathBuf::from(cloud_init);
+    let access = NodeAccess {
+        magnum_url: "http://127.0.0.1:9511/v1".to_string(),
+        auth_url: "http://127.0.0.1:5000/v3".to_string(),
+        region_name: "RegionOne".to_string(),
+        trustee_user_id: "trustee".to_string(),
+        trustee_username: "trustee-name".to_string(),
+        trustee_password: magnum_config::Secret::new("it's 'quoted'"),
+        trust_id: "trust".to_string(),
+    };
+    let directory = tempfile::tempdir().unwrap();
+    let mut plain = sample_spec(2, &[]);
+    plain.discovery_url = Some("http://127.0.0.1:9511/v1/discovery/0123".to_string());
+    let mut proxied = plain.clone();
+    proxied.network.http_proxy = Some("http://proxy:3128".to_string());
+    proxied.docker_volume_size = Some(10);
+    proxied.tls_disabled = true;
+    for (index, spec) in [plain, proxied].iter().enumerate() {
+        let rendered = magnum_driver_openstack::k8s_fedora_atomic::render(spec, &access).unwrap();
+        for key in ["master_user_data", "minion_user_data"] {
+            let path = directory.path().join(format!("{index}-{key}.yaml"));
+            std::fs::write(&path, rendered.parameters[key].as_str().unwrap()).unwrap();
+            let checked = std::process::Command::new(cloud_init.join("venv/bin/python"))
+                .env(
+                    "PYTHONPATH",
+                    cloud_init.join("root/usr/lib/python3/dist-packages"),
+                )
+                .args([
+                    "-c",
+                    "import sys; from cloudinit.cmd.main import main; sys.exit(main())",
+                    "schema",
+                    "--config-file",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                checked.status.success(),
+                "{}: {}{}",
+                path.display(),
+                String::from_utf8_lossy(&checked.stdout),
+                String::from_utf8_lossy(&checked.stderr)
+            );
+        }
+    }
+}

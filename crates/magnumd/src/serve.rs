@@ -15,8 +15,8 @@ use magnum_driver_docker::{
     provider::DockerProvider, swarm::SwarmDockerDriver, DockerSettings, Flavor, LocalEngine,
 };
 use magnum_driver_openstack::{
-    Cloud, CloudService, HeatClusterDriver, NodeEndpoints, OpenStackProvider, ServiceChoice,
-    TrustSettings, Trustees,
+    k8s_fedora_atomic, k8s_fedora_coreos, Cloud, CloudService, HeatClusterDriver, NodeEndpoints,
+    OpenStackProvider, ServiceChoice, StackDefinition, TrustSettings, Trustees,
 };
 use magnum_identity::{
     admin, Authenticator, Catalog, IdentityService, NoauthDefaults, RevocationList,
@@ -117,14 +117,24 @@ pub fn infrastructure(config: &MagnumConfig) -> anyhow::Result<Arc<Infrastructur
                     cloud.session().keystone().clone(),
                     trust_settings(config)?,
                 ));
-                let kubernetes: Arc<dyn ClusterDriver> = Arc::new(HeatClusterDriver::new(
-                    cloud.clone(),
-                    trustees.clone(),
-                    node_endpoints(config),
-                ));
+                let definitions: [Arc<dyn StackDefinition>; 2] = [
+                    Arc::new(k8s_fedora_coreos::FedoraCoreos),
+                    Arc::new(k8s_fedora_atomic::FedoraAtomic),
+                ];
+                let drivers = definitions
+                    .into_iter()
+                    .map(|definition| {
+                        Arc::new(HeatClusterDriver::new(
+                            definition,
+                            cloud.clone(),
+                            trustees.clone(),
+                            node_endpoints(config),
+                        )) as Arc<dyn ClusterDriver>
+                    })
+                    .collect();
                 providers.push(EnabledProvider {
                     lookups: Arc::new(OpenStackProvider::new(cloud, trustees)),
-                    drivers: vec![kubernetes],
+                    drivers,
                 });
             }
             None => anyhow::bail!("[drivers] enabled_providers: unknown provider {name}"),
