@@ -239,23 +239,35 @@ impl CloudSetup {
             .with_header("OpenStack-API-Version", "container-infra latest")
     }
 
-    /// A Kubernetes template and a cluster of it (1 master, 2 workers); the cluster's uuid.
+    /// A Kubernetes template on Fedora CoreOS and a cluster of it (1 master, 2 workers); the
+    /// cluster's uuid.
     async fn create_cluster(&self) -> String {
+        self.create_cluster_of("fedora-coreos-40", json!({})).await
+    }
+
+    /// A Kubernetes template of `image` and a cluster of it (1 master, 2 workers, and
+    /// `extra` fields); the cluster's uuid.
+    async fn create_cluster_of(&self, image: &str, extra: Value) -> String {
         let api = self.api();
-        let template = api
-            .post(
-                "/v1/clustertemplates",
-                kubernetes("k8s", "fedora-coreos-40"),
-            )
-            .await;
-        assert_eq!(template.status, 201, "{}", template.text);
-        let created = api
-            .post(
-                "/v1/clusters",
-                json!({"name": "kube", "cluster_template_id": "k8s", "master_count": 1,
-                       "node_count": 2, "keypair": "mykey", "create_timeout": 10}),
-            )
-            .await;
+        let template_name = format!("k8s-{image}");
+        if api
+            .get(&format!("/v1/clustertemplates/{template_name}"))
+            .await
+            .status
+            == 404
+        {
+            let template = api
+                .post("/v1/clustertemplates", kubernetes(&template_name, image))
+                .await;
+            assert_eq!(template.status, 201, "{}", template.text);
+        }
+        let mut request = json!({"name": "kube", "cluster_template_id": template_name,
+                                 "master_count": 1, "node_count": 2, "keypair": "mykey",
+                                 "create_timeout": 10});
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            request[key] = value.clone();
+        }
+        let created = api.post("/v1/clusters", request).await;
         assert_eq!(created.status, 202, "{}", created.text);
         created.body["uuid"].as_str().unwrap().to_string()
     }
@@ -405,4 +417,100 @@ async fn a_kubernetes_cluster_is_a_heat_stack_made_changed_and_removed_through_i
         !openstack.user_exists(&trustee).await,
         "the trustee is removed"
     );
+}
+
+/// The seed's driver, k8s_fedora_atomic_v1, through magnumd: the cluster gets a discovery
+/// URL of magnumd's own discovery service (a token for its masters' etcd) unless the user
+/// names one, the stack gets spec §9.3's parameters, scaling in passes the nodes to remove
+/// to the workers' ResourceGroup, and the delete takes the token with the cluster.
+#[tokio::test]
+async fn a_fedora_atomic_cluster_bootstraps_etcd_through_magnumds_discovery_service() {
+    let Some(openstack) = RealOpenStack::from_env() else {
+        return;
+    };
+    let setup = CloudSetup::start(openstack, "", None).await;
+    let (openstack, tenant, token, api) =
+        (&setup.openstack, &setup.tenant, &setup.token, setup.api());
+    let uuid = setup
+        .create_cluster_of("5b5e7a4e-0b5e-4c5f-9d1e-6a0f3f0e0c02", json!({}))
+        .await;
+    let complete = setup.settled(&uuid, "CREATE_COMPLETE").await;
+    assert_eq!(
+        complete.body["status"], "CREATE_COMPLETE",
+        "{}",
+        complete.text
+    );
+    assert_eq!(complete.body["coe_version"], "v1.0.4");
+    let discovery_url = complete.body["discovery_url"].as_str().unwrap().to_string();
+    assert!(
+        discovery_url.starts_with(&format!("{}/v1/discovery/", setup.magnumd.base_url())),
+        "{discovery_url}"
+    );
+    // etcd, with no Magnum credentials, learns the size of its cluster there.
+    let size = Api::anonymous(&discovery_url).get("/_config/size").await;
+    assert_eq!(size.status, 200, "{}", size.text);
+    assert_eq!(size.body["node"]["value"], "1");
+
+    let stack_name = format!("magnum-{uuid}");
+    let stack = openstack
+        .heat_stack(token, &tenant.project_id, &stack_name)
+        .await
+        .unwrap();
+    for (parameter, value) in [
+        ("discovery_url", discovery_url.as_str()),
+        ("bay_uuid", uuid.as_str()),
+        ("server_image", "5b5e7a4e-0b5e-4c5f-9d1e-6a0f3f0e0c02"),
+        ("number_of_minions", "2"),
+        ("kube_tag", "v1.0.4"),
+        ("tenant_name", tenant.project_id.as_str()),
+        ("loadbalancing_protocol", "TCP"),
+    ] {
+        assert_eq!(stack["parameters"][parameter], value, "{parameter}");
+    }
+
+    let resized = api
+        .post(
+            &format!("/v1/clusters/{uuid}/actions/resize"),
+            json!({"node_count": 1, "nodes_to_remove": ["0"]}),
+        )
+        .await;
+    assert_eq!(resized.status, 202, "{}", resized.text);
+    let updated = setup.settled(&uuid, "UPDATE_COMPLETE").await;
+    assert_eq!(updated.body["node_count"], 1, "{}", updated.text);
+    let stack = openstack
+        .heat_stack(token, &tenant.project_id, &stack_name)
+        .await
+        .unwrap();
+    assert_eq!(stack["parameters"]["number_of_minions"], "1");
+    assert_eq!(stack["parameters"]["minions_to_remove"], "0");
+
+    let deleted = api.delete(&format!("/v1/clusters/{uuid}")).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert_eq!(setup.settled(&uuid, "DELETE_COMPLETE").await.status, 404);
+    let forgotten = Api::anonymous(&discovery_url).get("/_config/size").await;
+    assert_eq!(forgotten.status, 404, "the token goes with the cluster");
+
+    // A discovery URL the user names is used as it is.
+    let named = setup
+        .create_cluster_of(
+            "5b5e7a4e-0b5e-4c5f-9d1e-6a0f3f0e0c02",
+            json!({"name": "named", "discovery_url": "https://discovery.example/abc"}),
+        )
+        .await;
+    let shown = api.get(&format!("/v1/clusters/{named}")).await;
+    assert_eq!(shown.body["discovery_url"], "https://discovery.example/abc");
+    setup.settled(&named, "CREATE_COMPLETE").await;
+    let stack = openstack
+        .heat_stack(token, &tenant.project_id, &format!("magnum-{named}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        stack["parameters"]["discovery_url"],
+        "https://discovery.example/abc"
+    );
+    assert_eq!(
+        api.delete(&format!("/v1/clusters/{named}")).await.status,
+        204
+    );
+    assert_eq!(setup.settled(&named, "DELETE_COMPLETE").await.status, 404);
 }
