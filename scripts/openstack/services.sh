@@ -128,10 +128,41 @@ EOF
     # networks, volumes, load balancers, and signals from booted servers) become Heat's
     # no-op resource in every stack. Heat's own engine still validates, orders, updates and
     # deletes them. The product never installs such an environment.
-    mkdir -p "$WORK_DIR/environment.d"
+    # Servers become a template of Heat's TestResource, so that a test can make one fail
+    # (flavor fail.flavor) or never finish (flavor slow.flavor) as a cloud's server might.
+    mkdir -p "$WORK_DIR/environment.d" "$WORK_DIR/templates"
+    cat >"$WORK_DIR/templates/no-cloud-server.yaml" <<EOF
+heat_template_version: 2021-04-16
+description: Tests only - a Nova server that is not there; flavors fail.flavor and slow.flavor misbehave.
+parameters:
+  name: {type: string, default: ""}
+  image: {type: string, default: ""}
+  flavor: {type: string, default: ""}
+  key_name: {type: string, default: ""}
+  networks: {type: json, default: []}
+  user_data_format: {type: string, default: RAW}
+  user_data: {type: string, default: ""}
+  user_data_update_policy: {type: string, default: REPLACE}
+  metadata: {type: json, default: {}}
+conditions:
+  failing: {equals: [{get_param: flavor}, fail.flavor]}
+  slow: {equals: [{get_param: flavor}, slow.flavor]}
+resources:
+  server:
+    type: OS::Heat::TestResource
+    properties:
+      value: {get_param: name}
+      fail: {if: [failing, true, false]}
+      action_wait_secs: {create: {if: [slow, 3600, 0]}}
+outputs:
+  OS::stack_id:
+    value: {get_resource: server}
+EOF
     cat >"$WORK_DIR/environment.d/no-cloud.yaml" <<EOF
 resource_registry:
-  "OS::Nova::*": OS::Heat::None
+  "OS::Nova::Server": file://$WORK_DIR/templates/no-cloud-server.yaml
+  "OS::Nova::ServerGroup": OS::Heat::None
+  "OS::Nova::KeyPair": OS::Heat::None
   "OS::Neutron::*": OS::Heat::None
   "OS::Cinder::*": OS::Heat::None
   "OS::Octavia::*": OS::Heat::None

@@ -514,3 +514,72 @@ async fn a_fedora_atomic_cluster_bootstraps_etcd_through_magnumds_discovery_serv
     );
     assert_eq!(setup.settled(&named, "DELETE_COMPLETE").await.status, 404);
 }
+
+/// A server Heat cannot make fails the create with Heat's own reason for the failed
+/// resource, and one that never finishes fails it at create_timeout; both stacks go with
+/// their clusters. (The tests' Heat fails servers of flavor fail.flavor and never finishes
+/// those of slow.flavor.)
+#[tokio::test]
+async fn a_failing_server_and_a_slow_one_fail_the_create_with_heats_reason_and_the_timeout() {
+    let Some(openstack) = RealOpenStack::from_env() else {
+        return;
+    };
+    let setup = CloudSetup::start(openstack, "", None).await;
+    let api = setup.api();
+    for (name, flavor) in [("failing", "fail.flavor"), ("slow", "slow.flavor")] {
+        let mut template = kubernetes(name, "fedora-coreos-40");
+        template["flavor_id"] = json!(flavor);
+        let created = api.post("/v1/clustertemplates", template).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+    }
+    let create = |template: &'static str| {
+        let api = api.clone();
+        async move {
+            let created = api
+                .post(
+                    "/v1/clusters",
+                    json!({"name": template, "cluster_template_id": template,
+                           "master_count": 1, "node_count": 1, "create_timeout": 1}),
+                )
+                .await;
+            assert_eq!(created.status, 202, "{}", created.text);
+            created.body["uuid"].as_str().unwrap().to_string()
+        }
+    };
+    let failing = create("failing").await;
+    let slow = create("slow").await;
+
+    let failed = setup.settled(&failing, "CREATE_FAILED").await;
+    assert_eq!(failed.body["status"], "CREATE_FAILED", "{}", failed.text);
+    let reason = failed.body["status_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("Test Resource failed"), "{reason}");
+
+    let timed_out = setup.settled(&slow, "CREATE_FAILED").await;
+    assert_eq!(
+        timed_out.body["status"], "CREATE_FAILED",
+        "{}",
+        timed_out.text
+    );
+    let reason = timed_out.body["status_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("timed out"), "{reason}");
+
+    for uuid in [&failing, &slow] {
+        let deleted = api.delete(&format!("/v1/clusters/{uuid}")).await;
+        assert_eq!(deleted.status, 204, "{}", deleted.text);
+        assert_eq!(setup.settled(uuid, "DELETE_COMPLETE").await.status, 404);
+        let stack = setup
+            .openstack
+            .heat_stack(
+                &setup.token,
+                &setup.tenant.project_id,
+                &format!("magnum-{uuid}"),
+            )
+            .await;
+        assert!(
+            stack
+                .as_ref()
+                .is_none_or(|stack| stack["stack_status"] == "DELETE_COMPLETE"),
+            "{stack:?}"
+        );
+    }
+}

@@ -48,6 +48,9 @@ impl CloudContents {
             flavors: vec![
                 json!({"id": "1", "name": "m1.small", "vcpus": 1, "ram": 2048, "disk": 20}),
                 json!({"id": "2", "name": "m1.large", "vcpus": 4, "ram": 8192, "disk": 80}),
+                // The tests' Heat makes servers of these flavors fail or never finish.
+                json!({"id": "3", "name": "fail.flavor", "vcpus": 1, "ram": 2048, "disk": 20}),
+                json!({"id": "4", "name": "slow.flavor", "vcpus": 1, "ram": 2048, "disk": 20}),
             ],
             keypairs: vec!["mykey".to_string()],
             networks: vec![
