@@ -519,6 +519,7 @@ mod tests {
             project_id: project.to_string(),
             project_name: None,
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            trust_id: None,
         }
     }
 

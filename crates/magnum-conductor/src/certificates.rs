@@ -1,5 +1,8 @@
-//! Each cluster's certificate authority as the conductor keeps it: generated on the first
-//! step of a create (or on rotation), stored with the key sealed, loaded when needed.
+//! Each cluster's certificate authorities as the conductor keeps them: generated on the
+//! first step of a create (or on rotation), stored with the keys sealed, loaded when needed.
+//! Every cluster has the default CA (`kubernetes`) and the conductor's client certificate
+//! from it; a Kubernetes cluster also has the separate etcd and front-proxy CAs (spec §7.1),
+//! which the API shows and signs with (`ca_cert_type`) for its nodes.
 
 use chrono::{SubsecRound, Utc};
 use magnum_db::certificate::CertificateRecord;
@@ -13,6 +16,18 @@ use std::sync::Arc;
 pub const DEFAULT_CA_TYPE: &str = "kubernetes";
 /// The record holding the conductor's own client certificate of a cluster.
 pub const CONDUCTOR_CLIENT_TYPE: &str = "conductor-client";
+/// The CA of a Kubernetes cluster's etcd (peers and clients).
+pub const ETCD_CA_TYPE: &str = "etcd";
+/// The CA of a Kubernetes cluster's API aggregation layer (the front proxy).
+pub const FRONT_PROXY_CA_TYPE: &str = "front_proxy";
+
+/// The CAs a cluster of `coe` has besides the default one.
+pub fn extra_ca_types(coe: magnum_core::coe::Coe) -> &'static [&'static str] {
+    match coe {
+        magnum_core::coe::Coe::Kubernetes => &[ETCD_CA_TYPE, FRONT_PROXY_CA_TYPE],
+        _ => &[],
+    }
+}
 
 pub use magnum_x509::CertificateSettings;
 
@@ -98,14 +113,27 @@ pub async fn load(
 
 /// Loads the cluster's CA, generating and storing a new one when it has none, or when its
 /// CA is older than `replace_if_older_than` (a rotation: the operation's start, so that
-/// only its first step makes a new CA).
+/// only its first step makes a new CA). The `extra_types` CAs are made (or rotated) the
+/// same way, each on its own, so that a step cut short completes them later.
 pub async fn ensure(
     database: &Database,
     settings: &CertificateSettings,
     cluster_uuid: &str,
     cluster_name: &str,
+    extra_types: &[&str],
     replace_if_older_than: Option<chrono::DateTime<Utc>>,
 ) -> Result<Arc<StoredCertificates>, String> {
+    for ca_type in extra_types {
+        ensure_extra(
+            database,
+            settings,
+            cluster_uuid,
+            cluster_name,
+            ca_type,
+            replace_if_older_than,
+        )
+        .await?;
+    }
     let current = match database
         .certificates()
         .get(cluster_uuid, DEFAULT_CA_TYPE)
@@ -184,4 +212,55 @@ pub async fn ensure(
             private_key_pem: client.private_key_pem,
         },
     }))
+}
+
+/// Makes the cluster's `ca_type` CA unless a current one is stored.
+async fn ensure_extra(
+    database: &Database,
+    settings: &CertificateSettings,
+    cluster_uuid: &str,
+    cluster_name: &str,
+    ca_type: &str,
+    replace_if_older_than: Option<chrono::DateTime<Utc>>,
+) -> Result<(), String> {
+    match database.certificates().get(cluster_uuid, ca_type).await {
+        Ok(record) if replace_if_older_than.is_none_or(|limit| record.created_at >= limit) => {
+            return Ok(())
+        }
+        Ok(_) | Err(DbError::NotFound) => {}
+        Err(error) => return Err(error.to_string()),
+    }
+    let x509 = settings.x509.clone();
+    let name = cluster_name.to_string();
+    let ca = tokio::task::spawn_blocking(move || ClusterCa::generate(&name, &x509, Utc::now()))
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| error.to_string())?;
+    let now = database
+        .clock()
+        .await
+        .map_err(|error| error.to_string())?
+        .trunc_subsecs(6);
+    let record = CertificateRecord {
+        cluster_uuid: cluster_uuid.to_string(),
+        ca_type: ca_type.to_string(),
+        certificate_pem: ca.certificate_pem().to_string(),
+        private_key_sealed: settings
+            .sealer
+            .seal(ca.key_pem(), &sealing_binding(cluster_uuid, ca_type))
+            .map_err(|error| error.to_string())?,
+        created_at: now,
+        updated_at: None,
+    };
+    database
+        .certificates()
+        .put(&record)
+        .await
+        .map_err(|error| error.to_string())?;
+    tracing::info!(
+        cluster = cluster_uuid,
+        ca_type,
+        "stored a certificate authority of the cluster"
+    );
+    Ok(())
 }

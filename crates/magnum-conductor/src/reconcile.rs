@@ -176,6 +176,7 @@ async fn apply_step(
             &conductor.certificates,
             &cluster.uuid,
             &crate::spec::display_name(cluster),
+            certificates::extra_ca_types(template.coe),
             rotate_before,
         )
         .await

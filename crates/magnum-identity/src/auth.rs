@@ -84,6 +84,7 @@ impl Authenticator {
                         .into_iter()
                         .map(|(_, name)| name.to_ascii_lowercase())
                         .collect(),
+                    trust_id: None,
                 })
             }
             Authenticator::Keystone(validator) => {
@@ -120,6 +121,7 @@ impl Authenticator {
                         .to_string(),
                     project_name: header(headers, "X-Project-Name").map(str::to_string),
                     roles,
+                    trust_id: None,
                 })
             }
         }

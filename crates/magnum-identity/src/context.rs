@@ -10,6 +10,9 @@ pub struct RequestContext {
     pub project_name: Option<String>,
     /// Role names, lower-case.
     pub roles: Vec<String>,
+    /// The trust the token was scoped to, when it was (a cluster's nodes call as its
+    /// trustee within the trust its owner gave; with impersonation the user is the owner).
+    pub trust_id: Option<String>,
 }
 
 impl RequestContext {

@@ -99,6 +99,7 @@ pub fn context_from_token_body(
             project_id,
             project_name: text("/project/name"),
             roles,
+            trust_id: text("/OS-TRUST:trust/id"),
         },
         expires_at,
     ))
@@ -327,6 +328,11 @@ mod tests {
         assert_eq!(context.project_id, "p");
         assert_eq!(context.roles, vec!["member"]);
         assert_eq!(expires_at.to_rfc3339(), "2030-01-01T00:00:00+00:00");
+        assert_eq!(context.trust_id, None);
+        let mut trusted = body.clone();
+        trusted["token"]["OS-TRUST:trust"] = json!({"id": "t1", "impersonation": true});
+        let (context, _) = context_from_token_body(&trusted).unwrap();
+        assert_eq!(context.trust_id.as_deref(), Some("t1"));
         let unscoped =
             json!({"token": {"user": {"id": "u"}, "expires_at": "2030-01-01T00:00:00Z"}});
         assert_eq!(

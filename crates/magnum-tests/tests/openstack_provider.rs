@@ -383,6 +383,7 @@ async fn a_kubernetes_cluster_is_a_heat_stack_made_changed_and_removed_through_i
     assert_eq!(stack["parameters"]["minion_flavor"], "m1.small");
     // At microversion 1.13 and later the stack id is shown as cluster_id.
     assert_eq!(complete.body["cluster_id"], stack["id"]);
+    check_the_three_cas_and_who_may_sign_what(&setup, &uuid).await;
 
     let resized = api
         .post(
@@ -582,4 +583,105 @@ async fn a_failing_server_and_a_slow_one_fail_the_create_with_heats_reason_and_t
             "{stack:?}"
         );
     }
+}
+
+/// A CSR made by the stock openssl, in `directory`.
+fn openssl_csr(directory: &std::path::Path, name: &str, subject: &str) -> String {
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+        ])
+        .arg("-keyout")
+        .arg(directory.join(format!("{name}.key")))
+        .arg("-out")
+        .arg(directory.join(format!("{name}.csr")))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    std::fs::read_to_string(directory.join(format!("{name}.csr"))).unwrap()
+}
+
+/// Whether the stock openssl verifies `certificate` against `ca` (both PEM).
+fn openssl_verifies(directory: &std::path::Path, ca: &Value, certificate: &Value) -> bool {
+    std::fs::write(directory.join("ca.pem"), ca.as_str().unwrap()).unwrap();
+    std::fs::write(directory.join("cert.pem"), certificate.as_str().unwrap()).unwrap();
+    std::process::Command::new("openssl")
+        .args(["verify", "-CAfile", "ca.pem", "cert.pem"])
+        .current_dir(directory)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// A Kubernetes cluster has the default, etcd and front-proxy CAs (spec §7.1); its nodes,
+/// authenticated as the cluster's trustee, get their own subjects signed by the CA they
+/// name; a member of the project may not name a node.
+async fn check_the_three_cas_and_who_may_sign_what(setup: &CloudSetup, uuid: &str) {
+    let api = setup.api();
+    let mut pems = Vec::new();
+    for kind in [
+        "",
+        "?ca_cert_type=kubernetes",
+        "?ca_cert_type=etcd",
+        "?ca_cert_type=front-proxy",
+        "?ca_cert_type=front_proxy",
+    ] {
+        let shown = api.get(&format!("/v1/certificates/{uuid}{kind}")).await;
+        assert_eq!(shown.status, 200, "{kind}: {}", shown.text);
+        pems.push(shown.body["pem"].clone());
+    }
+    assert_eq!(pems[0], pems[1]);
+    assert_eq!(pems[3], pems[4]);
+    assert_ne!(pems[0], pems[2]);
+    assert_ne!(pems[0], pems[3]);
+    assert_ne!(pems[2], pems[3]);
+    let bogus = api
+        .get(&format!("/v1/certificates/{uuid}?ca_cert_type=vault"))
+        .await;
+    assert_eq!(bogus.status, 400);
+
+    let work = tempfile::tempdir().unwrap();
+    let node_csr = openssl_csr(
+        work.path(),
+        "node",
+        "/CN=system:node:kube-minion-0/O=system:nodes",
+    );
+    let trustee = Api::new(
+        &setup.magnumd.base_url(),
+        Some(
+            setup
+                .openstack
+                .trustee_token(
+                    setup.magnumd.state_dir.path(),
+                    uuid,
+                    &setup.tenant.project_id,
+                )
+                .await,
+        ),
+    );
+    let signed = trustee
+        .post(
+            "/v1/certificates",
+            json!({"cluster_uuid": uuid, "csr": node_csr, "ca_cert_type": "etcd"}),
+        )
+        .await;
+    assert_eq!(signed.status, 201, "{}", signed.text);
+    assert!(openssl_verifies(work.path(), &pems[2], &signed.body["pem"]));
+    assert!(!openssl_verifies(
+        work.path(),
+        &pems[0],
+        &signed.body["pem"]
+    ));
+    let member = api
+        .post(
+            "/v1/certificates",
+            json!({"cluster_uuid": uuid, "csr": node_csr}),
+        )
+        .await;
+    assert_eq!(member.status, 403, "{}", member.text);
 }

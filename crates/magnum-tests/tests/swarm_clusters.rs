@@ -468,6 +468,14 @@ async fn tls_endpoints_trust_only_their_own_ca_and_rotation_replaces_it() {
         .output()
         .unwrap();
     assert_eq!(stdout(&verified).trim(), "client.pem: OK");
+    // Only Kubernetes clusters have the separate etcd and front-proxy CAs.
+    let no_etcd_ca = member
+        .get(&format!("/v1/certificates/{}?ca_cert_type=etcd", uuids[1]))
+        .await;
+    assert_eq!(no_etcd_ca.status, 400, "{}", no_etcd_ca.text);
+    assert!(no_etcd_ca
+        .error_detail()
+        .contains("only Kubernetes clusters"));
     // A member of the cluster's project administers it: its own name, or the cluster
     // administrator the stock client asks for (CN=admin, O=system:masters), but never
     // another user's name (admins may ask for anything).

@@ -36,13 +36,13 @@ pub fn routes() -> Router<SharedState> {
         .route("/v1/certificates/{ident}", get(show).patch(rotate))
 }
 
-/// Checks `ca_cert_type`: clusters here have a single CA, the default one.
-fn check_ca_type(requested: Option<&str>) -> Result<(), ApiError> {
+/// The stored CA a `ca_cert_type` names: the default (`kubernetes`), or a Kubernetes
+/// cluster's `etcd` or `front_proxy` (also spelled `front-proxy`) CA.
+fn ca_type_of(requested: Option<&str>) -> Result<&'static str, ApiError> {
     match requested {
-        None | Some("kubernetes") => Ok(()),
-        Some(kind @ ("etcd" | "front_proxy" | "front-proxy")) => Err(ApiError::bad_request(format!(
-            "This service keeps a single certificate authority per cluster; there is no separate {kind} CA."
-        ))),
+        None | Some("kubernetes") => Ok(DEFAULT_CA_TYPE),
+        Some("etcd") => Ok("etcd"),
+        Some("front_proxy" | "front-proxy") => Ok("front_proxy"),
         Some(other) => Err(ApiError::bad_request(format!(
             "Invalid ca_cert_type {other}; expecting kubernetes, etcd or front_proxy."
         ))),
@@ -52,13 +52,46 @@ fn check_ca_type(requested: Option<&str>) -> Result<(), ApiError> {
 async fn stored_ca(
     state: &SharedState,
     cluster: &Cluster,
+    ca_type: &str,
 ) -> Result<magnum_db::certificate::CertificateRecord, ApiError> {
-    match state.database.certificates().get(&cluster.uuid, DEFAULT_CA_TYPE).await {
-        Ok(record) => Ok(record),
-        Err(DbError::NotFound) => Err(ApiError::conflict(format!(
+    let certificates = state.database.certificates();
+    match certificates.get(&cluster.uuid, ca_type).await {
+        Ok(record) => return Ok(record),
+        Err(DbError::NotFound) => {}
+        Err(other) => return Err(other.into()),
+    }
+    let has_default = ca_type != DEFAULT_CA_TYPE
+        && match certificates.get(&cluster.uuid, DEFAULT_CA_TYPE).await {
+            Ok(_) => true,
+            Err(DbError::NotFound) => false,
+            Err(other) => return Err(other.into()),
+        };
+    if has_default {
+        Err(ApiError::bad_request(format!(
+            "Cluster {} has no {ca_type} certificate authority: only Kubernetes clusters have the etcd and front-proxy CAs.",
+            cluster.uuid
+        )))
+    } else {
+        Err(ApiError::conflict(format!(
             "The certificate authority of cluster {} is not ready yet; it is made when the cluster's creation starts.",
             cluster.uuid
-        ))),
+        )))
+    }
+}
+
+/// Whether the caller is the cluster's own trustee: its nodes, with a token scoped to the
+/// trust the owner gave when the cluster was created.
+async fn is_clusters_trustee(
+    state: &SharedState,
+    caller: &Caller,
+    cluster: &Cluster,
+) -> Result<bool, ApiError> {
+    let Some(trust_id) = &caller.context.trust_id else {
+        return Ok(false);
+    };
+    match state.database.trusts().get(&cluster.uuid).await {
+        Ok(trust) => Ok(&trust.trust_id == trust_id),
+        Err(DbError::NotFound) => Ok(false),
         Err(other) => Err(other.into()),
     }
 }
@@ -70,7 +103,7 @@ async fn show(
     Path(ident): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    check_ca_type(query.get("ca_cert_type").map(String::as_str))?;
+    let ca_type = ca_type_of(query.get("ca_cert_type").map(String::as_str))?;
     let cluster = find_cluster(&state, &caller, &ident, "Cluster").await?;
     enforce(
         &state,
@@ -78,7 +111,7 @@ async fn show(
         &caller,
         &PolicyTarget::of(&cluster.project_id, &cluster.user_id),
     )?;
-    let record = stored_ca(&state, &cluster).await?;
+    let record = stored_ca(&state, &cluster, ca_type).await?;
     Ok(Json(json!({
         "cluster_uuid": cluster.uuid,
         "pem": record.certificate_pem,
@@ -122,7 +155,7 @@ async fn sign(
                 "Invalid input for field/attribute csr. Value: 'None'. Mandatory field missing.",
             )
         })?;
-    check_ca_type(object.get("ca_cert_type").and_then(Value::as_str))?;
+    let ca_type = ca_type_of(object.get("ca_cert_type").and_then(Value::as_str))?;
     let cluster = match find_cluster(&state, &caller, &ident, "Cluster").await {
         Ok(cluster) => cluster,
         Err(error) if error.status == StatusCode::NOT_FOUND => {
@@ -136,12 +169,15 @@ async fn sign(
         &caller,
         &PolicyTarget::of(&cluster.project_id, &cluster.user_id),
     )?;
-    let record = stored_ca(&state, &cluster).await?;
+    let record = stored_ca(&state, &cluster, ca_type).await?;
     // Members of the cluster's project administer their own cluster, as upstream lets
     // them: the stock `openstack coe cluster config` asks for CN=admin, O=system:masters.
-    // Nobody but an administrator may name another user.
+    // Nobody but an administrator may name another user. The cluster's trustee is its
+    // nodes: they name themselves (kube-apiserver, system:node:<host>, etcd members).
     let own_cluster = caller.context.project_id == cluster.project_id;
-    let check = state.restrict_client_subjects.then(|| SubjectCheck {
+    let restricted = state.restrict_client_subjects
+        && !(own_cluster && is_clusters_trustee(&state, &caller, &cluster).await?);
+    let check = restricted.then(|| SubjectCheck {
         allowed_common_names: (!caller.is_admin).then(|| {
             let mut names = vec![caller.context.user_id.clone()];
             names.extend(caller.context.user_name.clone());

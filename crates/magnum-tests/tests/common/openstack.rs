@@ -120,6 +120,62 @@ impl RealOpenStack {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
+    /// A token of a cluster's trustee within its trust, as the cluster's nodes get one: the
+    /// trustee and trust are looked up in Keystone, and the password derived as magnumd
+    /// derives it, from the service key in magnumd's state directory.
+    pub async fn trustee_token(
+        &self,
+        state_dir: &std::path::Path,
+        cluster_uuid: &str,
+        project_id: &str,
+    ) -> String {
+        let name = format!("{cluster_uuid}_{project_id}");
+        let users = self
+            .admin_call(reqwest::Method::GET, &format!("/users?name={name}"), None)
+            .await;
+        let user_id = users["users"][0]["id"].as_str().unwrap().to_string();
+        let trusts = self
+            .admin_call(
+                reqwest::Method::GET,
+                &format!("/OS-TRUST/trusts?trustee_user_id={user_id}"),
+                None,
+            )
+            .await;
+        let trust_id = trusts["trusts"][0]["id"].as_str().unwrap().to_string();
+        let key = std::fs::read_to_string(state_dir.join("ca-encryption.key")).unwrap();
+        let keystone = magnum_openstack::Keystone::new(
+            magnum_openstack::http_client().unwrap(),
+            &self.keystone_url,
+        );
+        let password = magnum_driver_openstack::Trustees::new(
+            keystone,
+            magnum_driver_openstack::TrustSettings {
+                domain_name: "magnum".to_string(),
+                admin_name: "unused".to_string(),
+                admin_password: magnum_config::Secret::new("unused"),
+                admin_domain_name: None,
+                roles: Vec::new(),
+                password_key: magnum_config::Secret::new(key.trim()),
+            },
+        )
+        .password(cluster_uuid);
+        let response = self
+            .http
+            .post(format!("{}/v3/auth/tokens", self.keystone_url))
+            .json(&json!({"auth": {
+                "identity": {"methods": ["password"], "password": {"user": {
+                    "id": user_id, "password": password.expose()}}},
+                "scope": {"OS-TRUST:trust": {"id": trust_id}}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "the trustee's login");
+        response.headers()["x-subject-token"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// A region of the test's own whose doubled services point at `double`; returns its id.
     pub async fn register_region(&self, double: &CloudApiDouble) -> String {
         let region = unique("test-region");
