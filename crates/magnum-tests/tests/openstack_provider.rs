@@ -177,6 +177,8 @@ async fn the_openstack_provider_needs_keystone_mode() {
 struct CloudSetup {
     openstack: RealOpenStack,
     double: CloudApiDouble,
+    /// The test's own region of the catalog.
+    region: String,
     tenant: crate::common::openstack::Tenant,
     token: String,
     magnumd: Magnumd,
@@ -228,6 +230,7 @@ impl CloudSetup {
         CloudSetup {
             openstack,
             double,
+            region,
             tenant,
             token,
             magnumd,
@@ -684,4 +687,108 @@ async fn check_the_three_cas_and_who_may_sign_what(setup: &CloudSetup, uuid: &st
         )
         .await;
     assert_eq!(member.status, 403, "{}", member.text);
+}
+
+/// The stock `openstack coe cluster config` of a member of the cluster's project writes a
+/// kubeconfig whose CA is the cluster's and whose client certificate (CN=admin,
+/// O=system:masters, from the key the client made) verifies against it.
+#[tokio::test]
+async fn the_stock_client_writes_a_kubeconfig_for_a_member_of_the_project() {
+    let Some(openstack_cli) = crate::common::cli::openstack() else {
+        return;
+    };
+    let Some(openstack) = RealOpenStack::from_env() else {
+        return;
+    };
+    let setup = CloudSetup::start(openstack, "", None).await;
+    setup
+        .openstack
+        .add_endpoint(
+            &setup.region,
+            "container-infra",
+            &format!("{}/v1", setup.magnumd.base_url()),
+        )
+        .await;
+    let uuid = setup.create_cluster().await;
+    let complete = setup.settled(&uuid, "CREATE_COMPLETE").await;
+    assert_eq!(
+        complete.body["status"], "CREATE_COMPLETE",
+        "{}",
+        complete.text
+    );
+
+    let directory = tempfile::tempdir().unwrap();
+    let tenant = &setup.tenant;
+    let environment = [
+        (
+            "OS_AUTH_URL",
+            format!("{}/v3", setup.openstack.keystone_url),
+        ),
+        ("OS_USERNAME", tenant.user_name.clone()),
+        ("OS_PASSWORD", tenant.password.clone()),
+        ("OS_PROJECT_NAME", tenant.project_name.clone()),
+        ("OS_USER_DOMAIN_ID", "default".to_string()),
+        ("OS_PROJECT_DOMAIN_ID", "default".to_string()),
+        ("OS_REGION_NAME", setup.region.clone()),
+        ("OS_IDENTITY_API_VERSION", "3".to_string()),
+        ("SHELL", "/bin/bash".to_string()),
+    ];
+    let directory_text = directory.path().display().to_string();
+    let written = tokio::task::spawn_blocking(move || {
+        crate::common::cli::run(
+            &openstack_cli,
+            &environment,
+            &["coe", "cluster", "config", &uuid, "--dir", &directory_text],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        written.status.success(),
+        "{}{}",
+        crate::common::cli::stdout(&written),
+        crate::common::cli::stderr(&written)
+    );
+    assert!(crate::common::cli::stdout(&written).contains("export KUBECONFIG="));
+    let config: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(directory.path().join("config")).unwrap())
+            .unwrap();
+    let decode = |value: &Value| {
+        let bytes = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            value.as_str().unwrap(),
+        )
+        .unwrap();
+        Value::String(String::from_utf8(bytes).unwrap())
+    };
+    let ca = decode(&config["clusters"][0]["cluster"]["certificate-authority-data"]);
+    let shown_ca = setup
+        .api()
+        .get(&format!(
+            "/v1/certificates/{}",
+            complete.body["uuid"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(ca, shown_ca.body["pem"]);
+    let certificate = decode(&config["users"][0]["user"]["client-certificate-data"]);
+    assert!(openssl_verifies(directory.path(), &ca, &certificate));
+    let subject = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in", "cert.pem"])
+        .current_dir(directory.path())
+        .output()
+        .unwrap();
+    let subject = String::from_utf8_lossy(&subject.stdout).to_string();
+    assert!(subject.contains("CN = admin"), "{subject}");
+    assert!(subject.contains("O = system:masters"), "{subject}");
+
+    let uuid = complete.body["uuid"].as_str().unwrap();
+    assert_eq!(
+        setup
+            .api()
+            .delete(&format!("/v1/clusters/{uuid}"))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(setup.settled(uuid, "DELETE_COMPLETE").await.status, 404);
 }
