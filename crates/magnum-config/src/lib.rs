@@ -528,6 +528,10 @@ openstack_client_section! {
     /// Octavia (load-balancer), needed by clusters with a load balancer in front of the API.
     OctaviaClientSection => "octavia_client"
 }
+openstack_client_section! {
+    /// Cinder (volumev3), asked for the volumes Kubernetes made when a cluster is deleted.
+    CinderClientSection => "cinder_client"
+}
 
 /// The whole configuration of one process.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -553,6 +557,7 @@ pub struct MagnumConfig {
     pub nova_client: NovaClientSection,
     pub neutron_client: NeutronClientSection,
     pub octavia_client: OctaviaClientSection,
+    pub cinder_client: CinderClientSection,
     /// Options the file sets that no section knows, as `[section] option`.
     pub unknown_options: Vec<String>,
 }
@@ -643,6 +648,7 @@ impl MagnumConfig {
             nova_client: NovaClientSection::load(&source)?,
             neutron_client: NeutronClientSection::load(&source)?,
             octavia_client: OctaviaClientSection::load(&source)?,
+            cinder_client: CinderClientSection::load(&source)?,
             unknown_options: unknown_options(&document),
         };
         config.check(file)?;

@@ -3,6 +3,10 @@
 //! takes one step — create it, update its parameters, delete it — or reports that Heat is
 //! still at work. Nothing here waits for Heat: a stack in progress is
 //! [`Progress::Waiting`], and the conductor asks again later.
+//!
+//! A delete first removes the load balancers Kubernetes made for the cluster (Octavia),
+//! then the stack, then the volumes Kubernetes made (Cinder, once detached): what the
+//! cluster made outside its stack goes with it too.
 
 use crate::definition::{NodeAccess, StackDefinition, REMOVAL_PARAMETER, VERSION_PARAMETER};
 use crate::{Cloud, CloudService, Trustees};
@@ -14,7 +18,7 @@ use magnum_driver::{
     ProgressSink, Removal, Waiting,
 };
 use magnum_openstack::heat::{StackState, StackUpdate};
-use magnum_openstack::{Heat, OpenStackError, Stack, StackCreate, Token};
+use magnum_openstack::{BlockStorage, Heat, Octavia, OpenStackError, Stack, StackCreate, Token};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -138,6 +142,114 @@ impl HeatClusterDriver {
             )
             .map_err(|error| DriverError::Permanent(format!("Heat cannot be found: {error}")))?;
         Ok((Heat::new(http, &endpoint), token.expose().to_string()))
+    }
+
+    /// A client of `service` as the cluster's trustee and the token to call it with, or
+    /// None when the catalog does not list the service (nothing of it to clean up then).
+    async fn service_for(
+        &self,
+        uuid: &str,
+        credentials: &ClusterCredentials,
+        service: CloudService,
+    ) -> Result<Option<(String, reqwest::Client, String)>, DriverError> {
+        let (Some(trust_id), Some(trustee_user_id)) =
+            (&credentials.trust_id, &credentials.trustee_user_id)
+        else {
+            return Ok(None);
+        };
+        let token = self
+            .trustee_token(uuid, trustee_user_id, trust_id)
+            .await
+            .map_err(|error| retryable("Keystone", error))?;
+        match self
+            .cloud
+            .endpoint_in(&token.catalog, service, &credentials.project_id)
+        {
+            Ok((endpoint, http)) => Ok(Some((endpoint, http, token.expose().to_string()))),
+            Err(OpenStackError::NoEndpoint { .. }) => Ok(None),
+            Err(error) => Err(retryable(service.name(), error)),
+        }
+    }
+
+    /// Starts removing the load balancers Kubernetes made for the cluster (they hold ports
+    /// on the cluster's network, which the stack cannot delete while they exist); Waiting
+    /// while any is left.
+    async fn remove_load_balancers(
+        &self,
+        cluster: &ClusterRef,
+    ) -> Result<Option<Waiting>, DriverError> {
+        let Some((endpoint, http, token)) = self
+            .service_for(
+                &cluster.uuid,
+                &cluster.credentials,
+                CloudService::LoadBalancer,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let octavia = Octavia::new(http, &endpoint);
+        let found = octavia
+            .cluster_load_balancers(&token, &cluster.uuid)
+            .await
+            .map_err(|error| retryable("Octavia", error))?;
+        if found.is_empty() {
+            return Ok(None);
+        }
+        for balancer in found.iter().filter(|lb| lb.status != "PENDING_DELETE") {
+            octavia
+                .delete_cascade(&token, &balancer.id)
+                .await
+                .map_err(|error| retryable("Octavia", error))?;
+        }
+        Ok(Some(Waiting {
+            recheck_after: RECHECK,
+            status: format!(
+                "removing {} load balancer(s) Kubernetes made for the cluster",
+                found.len()
+            ),
+            stack_id: None,
+        }))
+    }
+
+    /// Starts removing the volumes Kubernetes made for the cluster, once the stack (and so
+    /// every server they were attached to) is gone; Waiting while any is left.
+    async fn remove_volumes(&self, cluster: &ClusterRef) -> Result<Option<Waiting>, DriverError> {
+        let Some((endpoint, http, token)) = self
+            .service_for(
+                &cluster.uuid,
+                &cluster.credentials,
+                CloudService::BlockStorage,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let cinder = BlockStorage::new(http, &endpoint);
+        let found = cinder
+            .cluster_volumes(&token, &cluster.uuid)
+            .await
+            .map_err(|error| retryable("Cinder", error))?;
+        if found.is_empty() {
+            return Ok(None);
+        }
+        for volume in found
+            .iter()
+            .filter(|volume| matches!(volume.status.as_str(), "available" | "error"))
+        {
+            cinder
+                .delete_volume(&token, &volume.id)
+                .await
+                .map_err(|error| retryable("Cinder", error))?;
+        }
+        Ok(Some(Waiting {
+            recheck_after: RECHECK,
+            status: format!(
+                "removing {} volume(s) Kubernetes made for the cluster",
+                found.len()
+            ),
+            stack_id: None,
+        }))
     }
 
     fn access(&self, spec: &ClusterSpec) -> Result<NodeAccess, DriverError> {
@@ -415,8 +527,7 @@ impl HeatClusterDriver {
         let (heat, token) = self.heat_for(&cluster.uuid, &cluster.credentials).await?;
         let name = stack_name(&cluster.uuid);
         let Some(stack) = heat.get_by_name(&token, &name).await.map_err(heat_error)? else {
-            self.forget_token(&cluster.uuid);
-            return Ok(Removal::Gone);
+            return self.after_the_stack(cluster).await;
         };
         let waiting = |status: String| {
             Ok(Removal::Waiting(Waiting {
@@ -426,10 +537,7 @@ impl HeatClusterDriver {
             }))
         };
         match (stack.status.action.as_str(), stack.status.state) {
-            ("DELETE", StackState::Complete) => {
-                self.forget_token(&cluster.uuid);
-                Ok(Removal::Gone)
-            }
+            ("DELETE", StackState::Complete) => self.after_the_stack(cluster).await,
             ("DELETE", StackState::InProgress) => waiting(format!("Heat: {}", stack.status)),
             ("DELETE", StackState::Failed) => {
                 // Try again; the conductor's retry budget bounds how often.
@@ -442,11 +550,23 @@ impl HeatClusterDriver {
                 )))
             }
             _ => {
+                if let Some(removing) = self.remove_load_balancers(cluster).await? {
+                    return Ok(Removal::Waiting(removing));
+                }
                 heat.delete(&token, &stack.reference)
                     .await
                     .map_err(heat_error)?;
                 waiting(format!("Heat is deleting stack {name}"))
             }
         }
+    }
+
+    /// The stack is gone: what is left is the volumes Kubernetes made.
+    async fn after_the_stack(&self, cluster: &ClusterRef) -> Result<Removal, DriverError> {
+        if let Some(removing) = self.remove_volumes(cluster).await? {
+            return Ok(Removal::Waiting(removing));
+        }
+        self.forget_token(&cluster.uuid);
+        Ok(Removal::Gone)
     }
 }

@@ -35,15 +35,17 @@ pub enum CloudService {
     Compute,
     Network,
     LoadBalancer,
+    BlockStorage,
 }
 
 impl CloudService {
-    pub const ALL: [CloudService; 5] = [
+    pub const ALL: [CloudService; 6] = [
         CloudService::Orchestration,
         CloudService::Image,
         CloudService::Compute,
         CloudService::Network,
         CloudService::LoadBalancer,
+        CloudService::BlockStorage,
     ];
 
     /// The service type in the catalog.
@@ -54,6 +56,7 @@ impl CloudService {
             CloudService::Compute => "compute",
             CloudService::Network => "network",
             CloudService::LoadBalancer => "load-balancer",
+            CloudService::BlockStorage => "volumev3",
         }
     }
 
@@ -65,6 +68,7 @@ impl CloudService {
             CloudService::Compute => "Nova",
             CloudService::Network => "Neutron",
             CloudService::LoadBalancer => "Octavia",
+            CloudService::BlockStorage => "Cinder",
         }
     }
 }

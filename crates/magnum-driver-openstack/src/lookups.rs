@@ -139,7 +139,9 @@ fn versioned(service: CloudService, endpoint: &str) -> String {
         CloudService::Image => "/v2",
         CloudService::Network => "/v2.0",
         CloudService::LoadBalancer => "/v2",
-        CloudService::Compute | CloudService::Orchestration => return endpoint.to_string(),
+        CloudService::Compute | CloudService::Orchestration | CloudService::BlockStorage => {
+            return endpoint.to_string()
+        }
     };
     if endpoint.ends_with(version) {
         endpoint.to_string()

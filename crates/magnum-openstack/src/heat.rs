@@ -3,6 +3,7 @@
 //! (parameters not given keep their values); delete it.
 
 use crate::keystone::path_segment;
+use crate::service_api::ServiceApi;
 use crate::OpenStackError;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -130,15 +131,13 @@ pub struct StackResource {
 /// Heat's API for one project (the endpoint from the catalog, project filled in).
 #[derive(Debug, Clone)]
 pub struct Heat {
-    http: reqwest::Client,
-    endpoint: String,
+    api: ServiceApi,
 }
 
 impl Heat {
     pub fn new(http: reqwest::Client, endpoint: &str) -> Heat {
         Heat {
-            http,
-            endpoint: endpoint.trim_end_matches('/').to_string(),
+            api: ServiceApi::new(http, endpoint, SERVICE),
         }
     }
 
@@ -149,30 +148,7 @@ impl Heat {
         path: &str,
         body: Option<Value>,
     ) -> Result<reqwest::Response, OpenStackError> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.endpoint))
-            .header("X-Auth-Token", token)
-            .header("Accept", "application/json");
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| OpenStackError::unreachable(SERVICE, &error))?;
-        if response.status().is_success() {
-            Ok(response)
-        } else {
-            Err(OpenStackError::from_response(SERVICE, response).await)
-        }
-    }
-
-    async fn json(response: reqwest::Response) -> Result<Value, OpenStackError> {
-        response
-            .json()
-            .await
-            .map_err(|error| OpenStackError::unreachable(SERVICE, &error))
+        self.api.call(token, method, path, body).await
     }
 
     /// Creates a stack (Heat builds it in the background); never rolls back on failure, so
@@ -195,11 +171,13 @@ impl Heat {
         if let Some(minutes) = stack.timeout_mins {
             body["timeout_mins"] = json!(minutes);
         }
-        let answer = Self::json(
-            self.call(token, reqwest::Method::POST, "/stacks", Some(body))
-                .await?,
-        )
-        .await?;
+        let answer = self
+            .api
+            .json(
+                self.call(token, reqwest::Method::POST, "/stacks", Some(body))
+                    .await?,
+            )
+            .await?;
         let id = answer
             .pointer("/stack/id")
             .and_then(Value::as_str)
@@ -226,7 +204,7 @@ impl Heat {
             Err(error) if error.is_not_found() => return Ok(None),
             Err(error) => return Err(error),
         };
-        let answer = Self::json(response).await?;
+        let answer = self.api.json(response).await?;
         parse_stack(answer.get("stack").unwrap_or(&Value::Null)).map(Some)
     }
 
@@ -243,7 +221,7 @@ impl Heat {
             Err(error) if error.is_not_found() => return Ok(None),
             Err(error) => return Err(error),
         };
-        let answer = Self::json(response).await?;
+        let answer = self.api.json(response).await?;
         parse_stack(answer.get("stack").unwrap_or(&Value::Null)).map(Some)
     }
 
@@ -290,7 +268,10 @@ impl Heat {
         nested_depth: u8,
     ) -> Result<Vec<StackResource>, OpenStackError> {
         let path = format!("{}/resources?nested_depth={nested_depth}", stack.path());
-        let answer = Self::json(self.call(token, reqwest::Method::GET, &path, None).await?).await?;
+        let answer = self
+            .api
+            .json(self.call(token, reqwest::Method::GET, &path, None).await?)
+            .await?;
         let resources = answer
             .get("resources")
             .and_then(Value::as_array)

@@ -13,6 +13,8 @@ pub mod catalog;
 pub mod error;
 pub mod heat;
 pub mod keystone;
+pub mod leftovers;
+pub mod service_api;
 pub mod testing;
 
 pub use catalog::{Catalog, EndpointFilter, Interface};
@@ -21,6 +23,8 @@ pub use heat::{Heat, Stack, StackCreate, StackResource, StackStatus, StackUpdate
 pub use keystone::{
     path_segment, query_value, AuthMethod, AuthRequest, Keystone, NameOrId, Scope, Session, Token,
 };
+pub use leftovers::{BlockStorage, Leftover, Octavia};
+pub use service_api::ServiceApi;
 
 /// The longest any single call to an OpenStack service may take.
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -404,10 +404,32 @@ async fn a_kubernetes_cluster_is_a_heat_stack_made_changed_and_removed_through_i
     assert_eq!(stack["stack_status"], "UPDATE_COMPLETE");
     assert_eq!(stack["parameters"]["number_of_minions"], "3");
 
+    // What Kubernetes made in the cloud for this cluster (a LoadBalancer service's load
+    // balancer, a persistent volume) goes with it; another cluster's stays.
+    let other = "0b7f2d86-6d6e-4f4b-9f0e-2a2f4c1d9e11";
+    setup.double.add(
+        &[
+            json!({"id": "lb-web", "provisioning_status": "ACTIVE",
+                   "description": format!("Kubernetes external service default/web from cluster {uuid}")}),
+            json!({"id": "lb-other", "provisioning_status": "ACTIVE",
+                   "description": format!("Kubernetes external service default/web from cluster {other}")}),
+        ],
+        &[
+            json!({"id": "pv-data", "status": "available",
+                   "metadata": {"cinder.csi.openstack.org/cluster": uuid}}),
+            json!({"id": "pv-other", "status": "available",
+                   "metadata": {"cinder.csi.openstack.org/cluster": other}}),
+        ],
+    );
     let deleted = api.delete(&format!("/v1/clusters/{uuid}")).await;
     assert_eq!(deleted.status, 204, "{}", deleted.text);
     let gone = settled("DELETE_COMPLETE").await;
     assert_eq!(gone.status, 404, "{}", gone.text);
+    let (load_balancers, volumes) = setup.double.leftovers();
+    assert_eq!(load_balancers.len(), 1, "{load_balancers:?}");
+    assert_eq!(load_balancers[0]["id"], "lb-other");
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    assert_eq!(volumes[0]["id"], "pv-other");
     let stack = openstack
         .heat_stack(token, &tenant.project_id, &stack_name)
         .await;

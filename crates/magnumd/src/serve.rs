@@ -150,7 +150,7 @@ pub fn infrastructure(config: &MagnumConfig) -> anyhow::Result<Arc<Infrastructur
 /// The cloud of the openstack provider: a session of `[keystone_authtoken]`'s service user
 /// (whose token's catalog locates the services) and how each service is reached
 /// (`[heat_client]`, `[glance_client]`, `[nova_client]`, `[neutron_client]`,
-/// `[octavia_client]`). Nothing is contacted yet.
+/// `[octavia_client]`, `[cinder_client]`). Nothing is contacted yet.
 fn openstack_cloud(config: &MagnumConfig) -> anyhow::Result<Arc<Cloud>> {
     let auth = &config.keystone_authtoken;
     let (Some(auth_url), Some(username), Some(password)) =
@@ -214,6 +214,14 @@ fn openstack_cloud(config: &MagnumConfig) -> anyhow::Result<Arc<Cloud>> {
             &config.octavia_client.endpoint_type,
             &config.octavia_client.ca_file,
             config.octavia_client.insecure,
+        ),
+        (
+            CloudService::BlockStorage,
+            "cinder_client",
+            &config.cinder_client.region_name,
+            &config.cinder_client.endpoint_type,
+            &config.cinder_client.ca_file,
+            config.cinder_client.insecure,
         ),
     ];
     let mut choices = std::collections::BTreeMap::new();

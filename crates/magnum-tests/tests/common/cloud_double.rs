@@ -1,16 +1,17 @@
-//! `CloudApiDouble`: a test double of the parts of Glance, Nova, Neutron and Octavia that
+//! `CloudApiDouble`: a test double of the parts of Glance, Nova, Neutron, Octavia and Cinder that
 //! magnumd calls, because those services cannot run here (they need hypervisors, network
 //! namespaces of their own and a load-balancer fleet). It is registered in the real
 //! Keystone's catalog like the real services would be (see `openstack.rs`), answers only
 //! requests that carry a token, and can be told that a service is down (503).
 //!
 //! Served per test on a loopback port: `/image/v2`, `/compute/v2.1`, `/network/v2.0`,
-//! `/load-balancer/v2`.
+//! `/load-balancer/v2`, `/volume/v3/<project>`. Load balancers and volumes can be added (as
+//! Kubernetes would make them) and are deleted when asked.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -24,6 +25,10 @@ pub struct CloudContents {
     pub keypairs: Vec<String>,
     pub networks: Vec<Value>,
     pub subnets: Vec<Value>,
+    /// Octavia's load balancers (`id`, `description`, `provisioning_status`).
+    pub load_balancers: Vec<Value>,
+    /// Cinder's volumes (`id`, `status`, `metadata`).
+    pub volumes: Vec<Value>,
 }
 
 impl CloudContents {
@@ -63,6 +68,8 @@ impl CloudContents {
                                   "name": "private-subnet",
                                   "network_id": "0f0e0d0c-0000-4000-8000-000000000002",
                                   "cidr": "10.0.0.0/24"})],
+            load_balancers: Vec::new(),
+            volumes: Vec::new(),
         }
     }
 }
@@ -70,7 +77,7 @@ impl CloudContents {
 #[derive(Debug, Default)]
 struct DoubleState {
     contents: CloudContents,
-    /// Services answering 503: "image", "compute", "network", "load-balancer".
+    /// Services answering 503: "image", "compute", "network", "load-balancer", "volumev3".
     down: BTreeSet<String>,
     /// How many requests each service got.
     requests: HashMap<String, usize>,
@@ -101,6 +108,12 @@ impl CloudApiDouble {
                 "/load-balancer/v2/lbaas/loadbalancers",
                 get(list_load_balancers),
             )
+            .route(
+                "/load-balancer/v2/lbaas/loadbalancers/{id}",
+                delete(delete_load_balancer),
+            )
+            .route("/volume/v3/{project}/volumes/detail", get(list_volumes))
+            .route("/volume/v3/{project}/volumes/{id}", delete(delete_volume))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -117,8 +130,28 @@ impl CloudApiDouble {
             "compute" => format!("{}/compute/v2.1", self.url),
             "network" => format!("{}/network", self.url),
             "load-balancer" => format!("{}/load-balancer", self.url),
+            "volumev3" => format!("{}/volume/v3/%(tenant_id)s", self.url),
             other => panic!("the double serves no {other}"),
         }
+    }
+
+    /// Adds what Kubernetes would make: a load balancer or a volume.
+    pub fn add(&self, load_balancers: &[Value], volumes: &[Value]) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .contents
+            .load_balancers
+            .extend_from_slice(load_balancers);
+        state.contents.volumes.extend_from_slice(volumes);
+    }
+
+    /// The load balancers and volumes left.
+    pub fn leftovers(&self) -> (Vec<Value>, Vec<Value>) {
+        let state = self.state.lock().unwrap();
+        (
+            state.contents.load_balancers.clone(),
+            state.contents.volumes.clone(),
+        )
     }
 
     /// Makes a service answer 503 (or answer again).
@@ -281,7 +314,58 @@ async fn list_subnets(
 
 async fn list_load_balancers(State(state): State<Shared>, headers: HeaderMap) -> Response {
     match admit(&state, &headers, "load-balancer") {
-        Ok(_) => Json(json!({"loadbalancers": []})).into_response(),
+        Ok(contents) => Json(json!({"loadbalancers": contents.load_balancers})).into_response(),
         Err(refusal) => refusal.into_response(),
     }
+}
+
+/// Removes an item by id from one of the double's lists: 204, or 404 when absent.
+fn remove(state: &Shared, list: fn(&mut CloudContents) -> &mut Vec<Value>, id: &str) -> Response {
+    let mut state = state.lock().unwrap();
+    let items = list(&mut state.contents);
+    let before = items.len();
+    items.retain(|item| item["id"] != id);
+    if items.len() < before {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+async fn delete_load_balancer(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(refusal) = admit(&state, &headers, "load-balancer") {
+        return refusal.into_response();
+    }
+    // Octavia refuses to delete a load balancer with listeners unless cascading.
+    if query.get("cascade").map(String::as_str) != Some("true") {
+        return StatusCode::CONFLICT.into_response();
+    }
+    remove(&state, |contents| &mut contents.load_balancers, &id)
+}
+
+async fn list_volumes(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(_project): Path<String>,
+) -> Response {
+    match admit(&state, &headers, "volumev3") {
+        Ok(contents) => Json(json!({"volumes": contents.volumes})).into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn delete_volume(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((_project, id)): Path<(String, String)>,
+) -> Response {
+    if let Err(refusal) = admit(&state, &headers, "volumev3") {
+        return refusal.into_response();
+    }
+    remove(&state, |contents| &mut contents.volumes, &id)
 }

@@ -11,7 +11,8 @@ use super::require_all;
 use serde_json::{json, Value};
 
 /// The service types the double stands in for.
-pub const DOUBLED_SERVICES: [&str; 4] = ["image", "compute", "network", "load-balancer"];
+pub const DOUBLED_SERVICES: [&str; 5] =
+    ["image", "compute", "network", "load-balancer", "volumev3"];
 
 #[derive(Debug, Clone)]
 pub struct RealOpenStack {
@@ -295,6 +296,7 @@ impl RealOpenStack {
             "nova_client",
             "neutron_client",
             "octavia_client",
+            "cinder_client",
         ] {
             config.push_str(&format!("[{section}]\nregion_name = {region}\n"));
         }
