@@ -121,6 +121,21 @@ async fn templates_of_the_openstack_provider_are_checked_in_the_cloud_for_the_ca
     );
     double.set_down("image", false);
 
+    // So is a cluster create whose keypair Nova cannot be asked about; nothing is stored.
+    double.set_down("compute", true);
+    let no_nova = api
+        .post(
+            "/v1/clusters",
+            json!({"name": "during-the-outage", "cluster_template_id": "k8s-coreos",
+                   "keypair": "mykey", "node_count": 1}),
+        )
+        .await;
+    assert_eq!(no_nova.status, 503, "{}", no_nova.text);
+    assert!(no_nova.error_detail().contains("Nova"), "{}", no_nova.text);
+    double.set_down("compute", false);
+    let clusters = api.get("/v1/clusters").await;
+    assert_eq!(clusters.body["clusters"], json!([]), "{}", clusters.text);
+
     // The docker provider serves templates without the label, side by side.
     let swarm = api
         .post(
