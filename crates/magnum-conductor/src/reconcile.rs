@@ -520,6 +520,30 @@ async fn reconcile_operation(
             if operation == Operation::Upgrade && cluster.rollback_template_id.is_some() =>
         {
             let mut rolling_back = cluster.clone();
+            // The versions return with the template the cluster came from.
+            if let (Ok(failed), Some(Ok(previous))) = (
+                conductor
+                    .database
+                    .cluster_templates()
+                    .get_by_uuid(&cluster.cluster_template_id)
+                    .await,
+                match &cluster.rollback_template_id {
+                    Some(uuid) => Some(
+                        conductor
+                            .database
+                            .cluster_templates()
+                            .get_by_uuid(uuid)
+                            .await,
+                    ),
+                    None => None,
+                },
+            ) {
+                magnum_core::labels::switch_version_labels(
+                    &mut rolling_back.labels,
+                    &failed.labels,
+                    &previous.labels,
+                );
+            }
             match rolling_back.roll_back(&reason) {
                 Ok(()) => {
                     tracing::warn!(%reason, "upgrade failed; rolling back");

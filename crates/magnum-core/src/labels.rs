@@ -402,6 +402,25 @@ pub fn label_count(labels: &Labels, key: &str) -> Result<Option<i64>, DomainErro
     }
 }
 
+/// Whether a label names a component's version (`kube_tag`, `etcd_tag`, `*_version`).
+pub fn is_version_label(key: &str) -> bool {
+    key.ends_with("_tag") || key.ends_with("_version")
+}
+
+/// Moves a cluster's version labels from one template's to another's, as an upgrade (or
+/// its rollback) does: every version label `to` names takes its value there; one only
+/// `from` named goes, unless the cluster had set a value of its own. Other labels stay.
+pub fn switch_version_labels(labels: &mut Labels, from: &Labels, to: &Labels) {
+    for (key, value) in from.iter().filter(|(key, _)| is_version_label(key)) {
+        if !to.contains_key(key) && labels.get(key) == Some(value) {
+            labels.remove(key);
+        }
+    }
+    for (key, value) in to.iter().filter(|(key, _)| is_version_label(key)) {
+        labels.insert(key.clone(), value.clone());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,5 +522,48 @@ mod tests {
         assert_eq!(decoded["x"], "True");
         assert!(parse_python_dict("{'a': b}").is_err());
         assert!(parse_python_dict("['a']").is_err());
+    }
+
+    #[test]
+    fn an_upgrade_switches_only_version_labels() {
+        let labels = |pairs: &[(&str, &str)]| -> Labels {
+            pairs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect()
+        };
+        let old = labels(&[
+            ("kube_tag", "v1.23.3"),
+            ("etcd_tag", "v3.4.6"),
+            ("flannel_backend", "vxlan"),
+        ]);
+        let new = labels(&[("kube_tag", "v1.27.4"), ("flannel_backend", "host-gw")]);
+        let mut cluster = labels(&[
+            ("kube_tag", "v1.23.3"),
+            ("etcd_tag", "v3.4.6"),
+            ("flannel_backend", "udp"),
+        ]);
+        switch_version_labels(&mut cluster, &old, &new);
+        assert_eq!(
+            cluster,
+            labels(&[("kube_tag", "v1.27.4"), ("flannel_backend", "udp")])
+        );
+        // Back again: the old template's versions return.
+        switch_version_labels(&mut cluster, &new, &old);
+        assert_eq!(
+            cluster,
+            labels(&[
+                ("kube_tag", "v1.23.3"),
+                ("etcd_tag", "v3.4.6"),
+                ("flannel_backend", "udp")
+            ])
+        );
+        // A version the cluster set itself stays when the new template does not name it.
+        let mut own = labels(&[("etcd_tag", "v3.5.0")]);
+        switch_version_labels(&mut own, &old, &new);
+        assert_eq!(
+            own,
+            labels(&[("etcd_tag", "v3.5.0"), ("kube_tag", "v1.27.4")])
+        );
     }
 }

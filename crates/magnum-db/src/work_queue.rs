@@ -122,7 +122,7 @@ impl WorkQueue<'_> {
              discovery_url = ?, health_status = ?, health_status_reason = ?, node_count = ?, \
              master_count = ?, nodes_to_remove = ?, operation = ?, cluster_template_id = ?, \
              rollback_template_id = ?, rollback_reason = ?, operation_attempts = ?, \
-             operation_started_at = ?, \
+             operation_started_at = ?, labels = ?, \
              lease_owner = ?, lease_expires_at = ?, updated_at = ?, version = version + 1 \
              WHERE id = ? AND lease_owner = ? AND operation_generation = ?";
         let operation = if finished {
@@ -189,6 +189,7 @@ impl WorkQueue<'_> {
             } else {
                 observed.operation_started_at.as_ref().map(time::encode)
             })
+            .bind(to_json(&observed.labels))
             .bind(lease_owner)
             .bind(lease_expiry)
             .bind(time::encode(&Utc::now()))

@@ -68,6 +68,11 @@ pub const REMOVAL_PARAMETER: &str = "minions_to_remove";
 /// The parameter whose value is the Kubernetes version.
 pub const VERSION_PARAMETER: &str = "kube_tag";
 
+/// The nodes' user data, which carries the version: sent again with a version change, so
+/// that Heat replaces the nodes (one at a time) with ones of the new version. Heat shows
+/// these hidden parameters masked, so they are never compared.
+pub const USER_DATA_PARAMETERS: [&str; 2] = ["master_user_data", "minion_user_data"];
+
 /// A label's value.
 pub(crate) fn label<'a>(labels: &'a magnum_core::labels::Labels, key: &str) -> Option<&'a str> {
     labels.get(key).map(String::as_str)

@@ -8,7 +8,9 @@
 //! then the stack, then the volumes Kubernetes made (Cinder, once detached): what the
 //! cluster made outside its stack goes with it too.
 
-use crate::definition::{NodeAccess, StackDefinition, REMOVAL_PARAMETER, VERSION_PARAMETER};
+use crate::definition::{
+    NodeAccess, StackDefinition, REMOVAL_PARAMETER, USER_DATA_PARAMETERS, VERSION_PARAMETER,
+};
 use crate::{Cloud, CloudService, Trustees};
 use async_trait::async_trait;
 use magnum_core::cluster_template::ClusterTemplate;
@@ -502,6 +504,13 @@ impl HeatClusterDriver {
                 let mut parameters = changed;
                 if let Some(removal) = rendered.parameters.get(REMOVAL_PARAMETER) {
                     parameters.insert(REMOVAL_PARAMETER.to_string(), removal.clone());
+                }
+                if parameters.contains_key(VERSION_PARAMETER) {
+                    for key in USER_DATA_PARAMETERS {
+                        if let Some(user_data) = rendered.parameters.get(key) {
+                            parameters.insert(key.to_string(), user_data.clone());
+                        }
+                    }
                 }
                 progress.report("asking Heat to update the cluster's stack");
                 heat.update(

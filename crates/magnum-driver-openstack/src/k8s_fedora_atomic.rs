@@ -229,7 +229,6 @@ fn user_data(parameters: &Map<String, Value>) -> String {
         ("HTTP_PROXY", text("http_proxy")),
         ("HTTPS_PROXY", text("https_proxy")),
         ("NO_PROXY", text("no_proxy")),
-        ("NUMBER_OF_MASTERS", text("number_of_masters")),
         (
             "DOCKER_VOLUME_SIZE",
             parameters

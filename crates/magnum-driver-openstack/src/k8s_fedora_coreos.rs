@@ -220,13 +220,10 @@ fn user_data(parameters: &Map<String, Value>, role: &str) -> Result<String, Driv
         ("HTTP_PROXY", text("http_proxy")),
         ("HTTPS_PROXY", text("https_proxy")),
         ("NO_PROXY", text("no_proxy")),
-        ("NUMBER_OF_MASTERS", text("number_of_masters")),
         ("CLOUD_PROVIDER_ENABLED", text("cloud_provider_enabled")),
         ("CINDER_CSI_ENABLED", text("cinder_csi_enabled")),
         ("KEYSTONE_AUTH_ENABLED", text("keystone_auth_enabled")),
         ("AUTO_SCALING_ENABLED", text("auto_scaling_enabled")),
-        ("MIN_NODE_COUNT", text("min_node_count")),
-        ("MAX_NODE_COUNT", text("max_node_count")),
         ("DOCKER_STORAGE_DRIVER", text("docker_storage_driver")),
     ]);
     let unit = "[Unit]\nDescription=Configure this node of a magnum-rs Kubernetes cluster\n\

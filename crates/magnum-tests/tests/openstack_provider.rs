@@ -419,6 +419,28 @@ async fn a_kubernetes_cluster_is_a_heat_stack_made_changed_and_removed_through_i
     assert_eq!(stack["stack_status"], "UPDATE_COMPLETE");
     assert_eq!(stack["parameters"]["number_of_minions"], "3");
 
+    // An upgrade to a template with a newer kube_tag is a stack update that Heat rolls
+    // through the nodes one at a time (their user data carries the version).
+    let mut next = kubernetes("k8s-next", "fedora-coreos-40");
+    next["labels"]["kube_tag"] = json!("v1.27.4");
+    let template = api.post("/v1/clustertemplates", next).await;
+    assert_eq!(template.status, 201, "{}", template.text);
+    let upgraded = api
+        .post(
+            &format!("/v1/clusters/{uuid}/actions/upgrade"),
+            json!({"cluster_template": "k8s-next"}),
+        )
+        .await;
+    assert_eq!(upgraded.status, 202, "{}", upgraded.text);
+    let updated = settled("UPDATE_COMPLETE").await;
+    assert_eq!(updated.body["coe_version"], "v1.27.4", "{}", updated.text);
+    let stack = openstack
+        .heat_stack(token, &tenant.project_id, &stack_name)
+        .await
+        .unwrap();
+    assert_eq!(stack["stack_status"], "UPDATE_COMPLETE");
+    assert_eq!(stack["parameters"]["kube_tag"], "v1.27.4");
+
     // What Kubernetes made in the cloud for this cluster (a LoadBalancer service's load
     // balancer, a persistent volume) goes with it; another cluster's stays.
     let other = "0b7f2d86-6d6e-4f4b-9f0e-2a2f4c1d9e11";

@@ -1048,6 +1048,12 @@ async fn upgrade(
         start_operation(cluster, Operation::Upgrade, &CURRENT)?;
         cluster.rollback_template_id = Some(current.uuid.clone());
         cluster.cluster_template_id = target.uuid.clone();
+        // The cluster takes the new template's versions (kube_tag and the other *_tag).
+        magnum_core::labels::switch_version_labels(
+            &mut cluster.labels,
+            &current.labels,
+            &target.labels,
+        );
         Ok(true)
     })
     .await?;
