@@ -166,6 +166,21 @@ prepare_cloud_init() {
     export MAGNUM_TEST_CLOUD_INIT="$CLOUD_INIT_DIR"
 }
 
+# Ignition's own validator (ignition-validate, from Debian's ignition package, unpacked and
+# never installed) for the Ignition configurations the Fedora CoreOS driver renders.
+prepare_ignition_validate() {
+    IGNITION_DIR="$CACHE_DIR/ignition-2.14"
+    if [ ! -x "$IGNITION_DIR/root/usr/bin/ignition-validate" ]; then
+        log "unpacking Debian's ignition into $IGNITION_DIR for ignition-validate"
+        rm -rf "$IGNITION_DIR"
+        mkdir -p "$IGNITION_DIR"
+        (cd "$IGNITION_DIR" && apt-get download -q ignition >/dev/null 2>&1 \
+            || { apt-get update -q && apt-get download -q ignition; })
+        dpkg-deb -x "$IGNITION_DIR"/ignition_*.deb "$IGNITION_DIR/root"
+    fi
+    export MAGNUM_TEST_IGNITION_VALIDATE="$IGNITION_DIR/root/usr/bin/ignition-validate"
+}
+
 start_openstack() {
     log "starting a real Keystone and Heat for the OpenStack provider's tests"
     STARTED_OPENSTACK=1
@@ -179,6 +194,7 @@ start_mariadb
 start_docker
 prepare_venv
 prepare_cloud_init
+prepare_ignition_validate
 start_openstack
 
 log "checking formatting and lints"
