@@ -158,9 +158,63 @@ outputs:
   OS::stack_id:
     value: {get_resource: server}
 EOF
+    # Ports and floating IPs become templates that make up an address, so that stacks have
+    # node addresses to report (and nodegroup stacks an API address to join).
+    cat >"$WORK_DIR/templates/no-cloud-port.yaml" <<EOF
+heat_template_version: 2021-04-16
+description: Tests only - a Neutron port that is not there, with a made-up address in 10.0.0.0/24.
+parameters:
+  network: {type: string, default: ""}
+  fixed_ips: {type: json, default: []}
+  security_groups: {type: json, default: []}
+resources:
+  host:
+    type: OS::Heat::RandomString
+    properties:
+      length: 2
+      character_sequences: [{sequence: "123456789", min: 2}]
+outputs:
+  fixed_ips:
+    value: [{ip_address: {list_join: ["", ["10.0.0.", {get_attr: [host, value]}]]}, subnet_id: ""}]
+EOF
+    cat >"$WORK_DIR/templates/no-cloud-floating-ip.yaml" <<EOF
+heat_template_version: 2021-04-16
+description: Tests only - a floating IP that is not there, with a made-up address in 172.24.4.0/24.
+parameters:
+  floating_network: {type: string, default: ""}
+  port_id: {type: string, default: ""}
+resources:
+  host:
+    type: OS::Heat::RandomString
+    properties:
+      length: 2
+      character_sequences: [{sequence: "123456789", min: 2}]
+outputs:
+  floating_ip_address:
+    value: {list_join: ["", ["172.24.4.", {get_attr: [host, value]}]]}
+EOF
+    cat >"$WORK_DIR/templates/no-cloud-load-balancer.yaml" <<EOF
+heat_template_version: 2021-04-16
+description: Tests only - an Octavia load balancer that is not there, with the VIP 10.0.0.250.
+parameters:
+  provider: {type: string, default: ""}
+  vip_subnet: {type: string, default: ""}
+resources:
+  vip_port:
+    type: OS::Heat::RandomString
+    properties: {length: 32, character_classes: [{class: hexdigits, min: 32}]}
+outputs:
+  vip_address:
+    value: 10.0.0.250
+  vip_port_id:
+    value: {get_attr: [vip_port, value]}
+EOF
     cat >"$WORK_DIR/environment.d/no-cloud.yaml" <<EOF
 resource_registry:
   "OS::Nova::Server": file://$WORK_DIR/templates/no-cloud-server.yaml
+  "OS::Neutron::Port": file://$WORK_DIR/templates/no-cloud-port.yaml
+  "OS::Neutron::FloatingIP": file://$WORK_DIR/templates/no-cloud-floating-ip.yaml
+  "OS::Octavia::LoadBalancer": file://$WORK_DIR/templates/no-cloud-load-balancer.yaml
   "OS::Nova::ServerGroup": OS::Heat::None
   "OS::Nova::KeyPair": OS::Heat::None
   "OS::Neutron::*": OS::Heat::None

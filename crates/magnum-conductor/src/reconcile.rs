@@ -20,11 +20,11 @@ use crate::{certificates, Conductor};
 use chrono::{DateTime, Utc};
 use magnum_core::cluster::{Cluster, HealthStatus};
 use magnum_core::lifecycle::Operation;
+use magnum_db::nodegroup::ObservedGroups;
 use magnum_driver::{
     ClusterCertificates, ClusterDriver, DriverError, Observed, Progress, ProgressSink, Removal,
     Waiting,
 };
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -33,9 +33,9 @@ use tracing::Instrument;
 
 /// How one step ended.
 enum Step {
-    /// The operation ended well: record this final state, with the node addresses of each
-    /// nodegroup when the driver reported them.
-    Done(Box<Cluster>, Option<BTreeMap<String, Vec<String>>>),
+    /// The operation ended well: record this final state, with what the driver observed of
+    /// each nodegroup when it reported that.
+    Done(Box<Cluster>, Option<ObservedGroups>),
     /// Under way: look again later.
     Waiting(Waiting),
     /// Failed; worth another attempt after a pause.
@@ -208,7 +208,13 @@ async fn apply_step(
         Ok(Progress::Done(observed)) => {
             let mut ended = with_observed(cluster, &observed);
             ended.finish(operation, true, None);
-            Step::Done(Box::new(ended), Some(observed.nodegroup_addresses))
+            Step::Done(
+                Box::new(ended),
+                Some(ObservedGroups {
+                    addresses: observed.nodegroup_addresses,
+                    stack_ids: observed.nodegroup_stack_ids,
+                }),
+            )
         }
         Ok(Progress::Waiting(waiting)) => Step::Waiting(waiting),
         Err(error) => from_driver_error(error),
@@ -562,8 +568,8 @@ async fn reconcile_operation(
             ended.finish(operation, false, Some(reason));
             record_end(&conductor, &cluster, &ended, true, None).await;
         }
-        Step::Done(ended, addresses) => {
-            record_end(&conductor, &cluster, &ended, true, addresses.as_ref()).await;
+        Step::Done(ended, nodegroups) => {
+            record_end(&conductor, &cluster, &ended, true, nodegroups.as_ref()).await;
         }
     }
 }
@@ -575,7 +581,7 @@ async fn record_end(
     claimed: &Cluster,
     ended: &Cluster,
     finished: bool,
-    addresses: Option<&BTreeMap<String, Vec<String>>>,
+    nodegroups: Option<&ObservedGroups>,
 ) {
     let queue = conductor.database.work_queue();
     let owner = &conductor.settings.lease_owner;
@@ -585,7 +591,7 @@ async fn record_end(
             owner,
             claimed.operation_generation,
             finished,
-            addresses,
+            nodegroups,
         )
         .await
     {

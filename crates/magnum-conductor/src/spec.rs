@@ -88,6 +88,7 @@ fn group_spec(
     };
     NodeGroupSpec {
         name: name.to_string(),
+        uuid: group.map(|group| group.uuid.clone()),
         role,
         is_default,
         node_count,

@@ -593,6 +593,7 @@ fn known_options() -> Vec<(&'static str, &'static [OptionDoc])> {
         (NovaClientSection::SECTION, NovaClientSection::OPTIONS),
         (NeutronClientSection::SECTION, NeutronClientSection::OPTIONS),
         (OctaviaClientSection::SECTION, OctaviaClientSection::OPTIONS),
+        (CinderClientSection::SECTION, CinderClientSection::OPTIONS),
     ]
 }
 
@@ -924,6 +925,7 @@ impl MagnumConfig {
             NovaClientSection::sample(),
             NeutronClientSection::sample(),
             OctaviaClientSection::sample(),
+            CinderClientSection::sample(),
         ]
         .join("\n")
     }
@@ -1089,6 +1091,20 @@ mod tests {
         assert_eq!(config.unknown_options, Vec::<String>::new());
         let sample = MagnumConfig::from_text(&MagnumConfig::sample(), "sample.conf").unwrap();
         assert_eq!(sample.unknown_options, Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_client_section_is_known() {
+        let text = "[heat_client]\nregion_name = R\n[glance_client]\nregion_name = R\n\
+                    [nova_client]\nregion_name = R\n[neutron_client]\nregion_name = R\n\
+                    [octavia_client]\nregion_name = R\n[cinder_client]\nregion_name = R\n";
+        let config = MagnumConfig::from_text(text, "m.conf").unwrap();
+        assert!(
+            config.unknown_options.is_empty(),
+            "{:?}",
+            config.unknown_options
+        );
+        assert_eq!(config.cinder_client.region_name.as_deref(), Some("R"));
     }
 
     #[test]

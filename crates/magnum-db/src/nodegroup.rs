@@ -19,6 +19,15 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::AnyConnection;
 use std::collections::BTreeMap;
 
+/// What a driver observed of a cluster's nodegroups, by nodegroup name: their nodes'
+/// addresses, and the infrastructure handle of those that have their own (a Heat stack
+/// per non-default nodegroup; the others take the cluster's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedGroups {
+    pub addresses: BTreeMap<String, Vec<String>>,
+    pub stack_ids: BTreeMap<String, String>,
+}
+
 pub use magnum_core::cluster::{
     DEFAULT_MASTER_NODEGROUP as DEFAULT_MASTER, DEFAULT_WORKER_NODEGROUP as DEFAULT_WORKER,
 };
@@ -203,10 +212,10 @@ pub(crate) async fn sync_default_groups(
     database: &Database,
     connection: &mut AnyConnection,
     cluster: &Cluster,
-    addresses: Option<&BTreeMap<String, Vec<String>>>,
+    observed: Option<&ObservedGroups>,
 ) -> DbResult<()> {
-    let worker_addresses = addresses
-        .and_then(|addresses| addresses.get(DEFAULT_WORKER))
+    let worker_addresses = observed
+        .and_then(|observed| observed.addresses.get(DEFAULT_WORKER))
         .unwrap_or(&cluster.node_addresses);
     for (role, count, addresses) in [
         (
@@ -240,12 +249,12 @@ pub(crate) async fn sync_default_groups(
 /// Ends the pending changes of a cluster's non-default nodegroups once its operation
 /// finished, as the lifecycle table says ([`NodeGroup::finish`]): a deleted group's row is
 /// removed when the deletion succeeded, a failed change takes the cluster's reason, and
-/// every group takes its node addresses from `addresses`.
+/// every group takes its node addresses and stack from `observed`.
 pub(crate) async fn finish_groups(
     database: &Database,
     connection: &mut AnyConnection,
     cluster: &Cluster,
-    addresses: Option<&BTreeMap<String, Vec<String>>>,
+    observed: Option<&ObservedGroups>,
 ) -> DbResult<()> {
     let succeeded = !cluster.status.is_failed();
     let sql = format!(
@@ -277,10 +286,14 @@ pub(crate) async fn finish_groups(
             }
             NodeGroupEnd::Status(status) => (status, None),
         };
-        let node_addresses = addresses
-            .and_then(|addresses| addresses.get(&group.name))
+        let node_addresses = observed
+            .and_then(|observed| observed.addresses.get(&group.name))
             .cloned()
             .unwrap_or(group.node_addresses);
+        let stack_id = observed
+            .and_then(|observed| observed.stack_ids.get(&group.name))
+            .cloned()
+            .or_else(|| cluster.stack_id.clone());
         sqlx::query(database.dialect().sql(
             "UPDATE nodegroup SET status = ?, status_reason = ?, node_addresses = ?, \
              stack_id = ?, updated_at = ?, version = version + 1 WHERE uuid = ?",
@@ -288,7 +301,7 @@ pub(crate) async fn finish_groups(
         .bind(status.as_str().to_string())
         .bind(reason)
         .bind(to_json(&node_addresses))
-        .bind(cluster.stack_id.clone())
+        .bind(stack_id)
         .bind(time::encode(&Utc::now()))
         .bind(group.uuid.clone())
         .execute(&mut *connection)
@@ -439,12 +452,17 @@ mod tests {
             ),
             (DEFAULT_WORKER.to_string(), vec!["10.1.0.20".to_string()]),
         ]);
+        let observed = super::ObservedGroups {
+            addresses: addresses.clone(),
+            stack_ids: BTreeMap::from([("pool".to_string(), "stack-of-pool".to_string())]),
+        };
         let updated =
-            finish_operation(&clusters, ClusterStatus::UpdateComplete, Some(&addresses)).await;
+            finish_operation(&clusters, ClusterStatus::UpdateComplete, Some(&observed)).await;
         assert_eq!(updated.extra_worker_count, 2);
         let pool = groups.get(&updated.uuid, "pool").await.unwrap();
         assert_eq!(pool.status, ClusterStatus::CreateComplete);
         assert_eq!(pool.node_addresses, addresses["pool"]);
+        assert_eq!(pool.stack_id.as_deref(), Some("stack-of-pool"));
         assert_eq!(pool.node_labels, Some(json!({"tier": "b"})));
         let default_worker = groups.get(&updated.uuid, DEFAULT_WORKER).await.unwrap();
         assert_eq!(default_worker.node_addresses, addresses[DEFAULT_WORKER]);

@@ -12,7 +12,6 @@ use magnum_core::lifecycle::ClusterStatus;
 use magnum_core::nodegroup::{NodeGroup, NodeGroupRole};
 use magnum_core::ApiGeneration;
 use serde_json::json;
-use std::collections::BTreeMap;
 
 /// The uuid of the one template every test cluster is made from.
 pub const TEMPLATE_UUID: &str = "5a1c0b2e-3d4f-4a5b-8c6d-7e8f9a0b1c2d";
@@ -86,7 +85,7 @@ pub fn page() -> Page {
 pub async fn finish_operation(
     clusters: &Clusters<'_>,
     status: ClusterStatus,
-    addresses: Option<&BTreeMap<String, Vec<String>>>,
+    nodegroups: Option<&crate::nodegroup::ObservedGroups>,
 ) -> Cluster {
     let queue = clusters.database().work_queue();
     let claimed = queue
@@ -102,7 +101,7 @@ pub async fn finish_operation(
             "a",
             claimed.operation_generation,
             true,
-            addresses
+            nodegroups
         )
         .await
         .unwrap());

@@ -11,7 +11,6 @@ use crate::cluster::{decode, to_json};
 use crate::{nodegroup, time, Database, DbResult};
 use chrono::{DateTime, Utc};
 use magnum_core::cluster::Cluster;
-use std::collections::BTreeMap;
 
 /// The work queue of cluster operations.
 #[derive(Debug, Clone, Copy)]
@@ -107,14 +106,14 @@ impl WorkQueue<'_> {
     /// operation is cleared and the lease released. Returns false when the operation was
     /// superseded meanwhile (nothing is written then). A finished operation also ends the
     /// pending changes of the non-default nodegroups (see [`nodegroup::finish_groups`]);
-    /// `nodegroup_addresses` are the driver's node addresses by nodegroup name.
+    /// `nodegroups` is what the driver observed of them.
     pub async fn record_progress(
         &self,
         observed: &Cluster,
         owner: &str,
         generation: i64,
         finished: bool,
-        nodegroup_addresses: Option<&BTreeMap<String, Vec<String>>>,
+        nodegroups: Option<&nodegroup::ObservedGroups>,
     ) -> DbResult<bool> {
         let sql =
             "UPDATE cluster SET status = ?, status_reason = ?, stack_id = ?, api_address = ?, \
@@ -201,21 +200,10 @@ impl WorkQueue<'_> {
         if result.rows_affected() != 1 {
             return Ok(false);
         }
-        nodegroup::sync_default_groups(
-            self.database,
-            &mut transaction,
-            observed,
-            nodegroup_addresses,
-        )
-        .await?;
-        if finished {
-            nodegroup::finish_groups(
-                self.database,
-                &mut transaction,
-                observed,
-                nodegroup_addresses,
-            )
+        nodegroup::sync_default_groups(self.database, &mut transaction, observed, nodegroups)
             .await?;
+        if finished {
+            nodegroup::finish_groups(self.database, &mut transaction, observed, nodegroups).await?;
         }
         transaction.commit().await?;
         Ok(true)

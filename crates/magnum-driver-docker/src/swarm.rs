@@ -653,6 +653,7 @@ impl SwarmDockerDriver {
             master_addresses: masters,
             node_addresses: nodes,
             nodegroup_addresses,
+            nodegroup_stack_ids: BTreeMap::new(),
             coe_version: server_version.clone(),
             container_version: server_version,
             health: HealthReport::default(),

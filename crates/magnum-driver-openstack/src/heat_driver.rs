@@ -4,22 +4,27 @@
 //! still at work. Nothing here waits for Heat: a stack in progress is
 //! [`Progress::Waiting`], and the conductor asks again later.
 //!
-//! A delete first removes the load balancers Kubernetes made for the cluster (Octavia),
-//! then the stack, then the volumes Kubernetes made (Cinder, once detached): what the
-//! cluster made outside its stack goes with it too.
+//! Each non-default worker nodegroup is a stack of its own (spec §3.5), built on the
+//! cluster stack's network, security group and API address once that stack is complete, and
+//! tagged with the cluster so that the stacks of deleted nodegroups are found and removed.
+//!
+//! A delete first removes the nodegroups' stacks, then the load balancers Kubernetes made
+//! for the cluster (Octavia), then the cluster's stack, then the volumes Kubernetes made
+//! (Cinder, once detached): what the cluster made outside its stack goes with it too.
 
 use crate::definition::{
-    NodeAccess, StackDefinition, REMOVAL_PARAMETER, USER_DATA_PARAMETERS, VERSION_PARAMETER,
+    NodeAccess, RenderedStack, StackDefinition, NODEGROUP_UPDATED_PARAMETERS, REMOVAL_PARAMETER,
+    USER_DATA_PARAMETERS, VERSION_PARAMETER,
 };
 use crate::{Cloud, CloudService, Trustees};
 use async_trait::async_trait;
 use magnum_core::cluster_template::ClusterTemplate;
 use magnum_core::DomainError;
 use magnum_driver::{
-    ClusterCredentials, ClusterDriver, ClusterRef, ClusterSpec, DriverError, Observed, Progress,
-    ProgressSink, Removal, Waiting,
+    ClusterCredentials, ClusterDriver, ClusterRef, ClusterSpec, DriverError, NodeGroupSpec,
+    Observed, Progress, ProgressSink, Removal, Waiting,
 };
-use magnum_openstack::heat::{StackState, StackUpdate};
+use magnum_openstack::heat::{StackState, StackUpdate, TaggedStack};
 use magnum_openstack::{BlockStorage, Heat, Octavia, OpenStackError, Stack, StackCreate, Token};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -280,6 +285,93 @@ pub fn stack_name(uuid: &str) -> String {
     format!("magnum-{uuid}")
 }
 
+/// The stack of a non-default nodegroup: the cluster's and the nodegroup's uuids make it
+/// unique (nodegroup names are the user's and may hold anything).
+pub fn nodegroup_stack_name(cluster_uuid: &str, nodegroup_uuid: &str) -> String {
+    format!("magnum-{cluster_uuid}-ng-{nodegroup_uuid}")
+}
+
+/// The tag of every nodegroup stack of a cluster, by which they are listed.
+pub fn nodegroup_tag(cluster_uuid: &str) -> String {
+    format!("magnum-nodegroup-of-{cluster_uuid}")
+}
+
+/// What a finished nodegroup stack says of its nodes.
+fn nodegroup_addresses(stack: &Stack, floating_ip_enabled: bool) -> Vec<String> {
+    addresses(
+        &stack.outputs,
+        if floating_ip_enabled {
+            "kube_minions"
+        } else {
+            "kube_minions_private"
+        },
+    )
+}
+
+/// The parameters of `rendered` that `stack` does not have yet (among `compared`), with
+/// what must go with them: the nodes to remove when the count changes, the nodes' user
+/// data when the version does (so that Heat replaces them).
+fn parameters_to_change(
+    stack: &Stack,
+    rendered: &RenderedStack,
+    compared: &[&str],
+) -> serde_json::Map<String, Value> {
+    let mut changed: serde_json::Map<String, Value> = compared
+        .iter()
+        .filter_map(|key| {
+            let wanted = rendered.parameters.get(*key)?;
+            (stack.parameters.get(*key) != Some(wanted)).then(|| (key.to_string(), wanted.clone()))
+        })
+        .collect();
+    if changed.is_empty() {
+        return changed;
+    }
+    // The removal list goes only with a new count: a ResourceGroup replaces the members a
+    // list names even when its count stays, and the list is the cluster's, for one group.
+    if changed.contains_key("number_of_minions") {
+        if let Some(removal) = rendered.parameters.get(REMOVAL_PARAMETER) {
+            changed.insert(REMOVAL_PARAMETER.to_string(), removal.clone());
+        }
+    }
+    if changed.contains_key(VERSION_PARAMETER) {
+        for key in USER_DATA_PARAMETERS {
+            if let Some(user_data) = rendered.parameters.get(key) {
+                changed.insert(key.to_string(), user_data.clone());
+            }
+        }
+    }
+    changed
+}
+
+/// One step toward removing a nodegroup's stack: what is under way, or None once it is
+/// gone. A failed delete is asked again and reported as worth retrying, so that the
+/// conductor's retry budget bounds it.
+async fn remove_nodegroup_stack(
+    heat: &Heat,
+    token: &str,
+    stack: &TaggedStack,
+) -> Result<Option<String>, DriverError> {
+    let name = &stack.reference.name;
+    match (stack.status.action.as_str(), stack.status.state) {
+        ("DELETE", StackState::Complete) => Ok(None),
+        ("DELETE", StackState::InProgress) => Ok(Some(format!("Heat is deleting stack {name}"))),
+        ("DELETE", StackState::Failed) => {
+            heat.delete(token, &stack.reference)
+                .await
+                .map_err(heat_error)?;
+            Err(DriverError::Retryable(format!(
+                "Heat could not delete the nodegroup stack {name}"
+            )))
+        }
+        _ => {
+            heat.delete(token, &stack.reference)
+                .await
+                .map_err(heat_error)?;
+            Ok(Some(format!("Heat is deleting stack {name}")))
+        }
+    }
+}
+
 fn retryable(service: &str, error: OpenStackError) -> DriverError {
     DriverError::Retryable(format!("{service}: {error}"))
 }
@@ -342,6 +434,7 @@ fn observed(stack: &Stack, floating_ip_enabled: bool, tls_disabled: bool) -> Obs
             ("default-master".to_string(), master_addresses.clone()),
             ("default-worker".to_string(), node_addresses.clone()),
         ]),
+        nodegroup_stack_ids: BTreeMap::new(),
         master_addresses,
         node_addresses,
         coe_version,
@@ -411,11 +504,27 @@ impl ClusterDriver for HeatClusterDriver {
             .await
             .map_err(heat_error)?
         {
-            Some(stack) => Ok(observed(
-                &stack,
-                spec.network.floating_ip_enabled,
-                spec.tls_disabled,
-            )),
+            Some(stack) => {
+                let floating_ip_enabled = spec.network.floating_ip_enabled;
+                let mut seen = observed(&stack, floating_ip_enabled, spec.tls_disabled);
+                for group in spec.worker_groups().filter(|group| !group.is_default) {
+                    let Some(uuid) = group.uuid.as_deref() else {
+                        continue;
+                    };
+                    let name = nodegroup_stack_name(&spec.uuid, uuid);
+                    if let Some(nodegroup) =
+                        heat.get_by_name(&token, &name).await.map_err(heat_error)?
+                    {
+                        let addresses = nodegroup_addresses(&nodegroup, floating_ip_enabled);
+                        seen.node_addresses.extend(addresses.iter().cloned());
+                        seen.nodegroup_addresses
+                            .insert(group.name.clone(), addresses);
+                        seen.nodegroup_stack_ids
+                            .insert(group.name.clone(), nodegroup.reference.id);
+                    }
+                }
+                Ok(seen)
+            }
             None => Err(DriverError::Permanent(format!(
                 "Stack {} not found in Heat.",
                 stack_name(&spec.uuid)
@@ -430,14 +539,6 @@ impl HeatClusterDriver {
         spec: &ClusterSpec,
         progress: &dyn ProgressSink,
     ) -> Result<Progress, DriverError> {
-        if let Some(extra) = spec.worker_groups().find(|group| !group.is_default) {
-            return Err(DriverError::Permanent(format!(
-                "Nodegroup {} cannot be built: the {} driver builds only the default \
-                 nodegroups so far (nodegroups of their own stacks are not implemented yet).",
-                extra.name,
-                self.definition.name()
-            )));
-        }
         let (heat, token) = self.heat_for(&spec.uuid, &spec.credentials).await?;
         let name = stack_name(&spec.uuid);
         let rendered = self.definition.render(spec, &self.access(spec)?)?;
@@ -455,6 +556,7 @@ impl HeatClusterDriver {
                         timeout_mins: u32::try_from(spec.create_timeout)
                             .ok()
                             .filter(|minutes| *minutes > 0),
+                        tags: Vec::new(),
                     },
                 )
                 .await
@@ -484,33 +586,12 @@ impl HeatClusterDriver {
                 format!("The cluster's stack {name} was deleted outside magnum."),
             )),
             StackState::Complete => {
-                let changed: serde_json::Map<String, Value> = self
-                    .definition
-                    .updated_parameters()
-                    .iter()
-                    .filter_map(|key| {
-                        let wanted = rendered.parameters.get(*key)?;
-                        (stack.parameters.get(*key) != Some(wanted))
-                            .then(|| (key.to_string(), wanted.clone()))
-                    })
-                    .collect();
-                if changed.is_empty() {
-                    return Ok(Progress::Done(observed(
-                        &stack,
-                        spec.network.floating_ip_enabled,
-                        spec.tls_disabled,
-                    )));
-                }
-                let mut parameters = changed;
-                if let Some(removal) = rendered.parameters.get(REMOVAL_PARAMETER) {
-                    parameters.insert(REMOVAL_PARAMETER.to_string(), removal.clone());
-                }
-                if parameters.contains_key(VERSION_PARAMETER) {
-                    for key in USER_DATA_PARAMETERS {
-                        if let Some(user_data) = rendered.parameters.get(key) {
-                            parameters.insert(key.to_string(), user_data.clone());
-                        }
-                    }
+                let parameters =
+                    parameters_to_change(&stack, &rendered, self.definition.updated_parameters());
+                if parameters.is_empty() {
+                    return self
+                        .apply_nodegroups(spec, &heat, &token, &stack, progress)
+                        .await;
                 }
                 progress.report("asking Heat to update the cluster's stack");
                 heat.update(
@@ -532,8 +613,163 @@ impl HeatClusterDriver {
         }
     }
 
+    /// With the cluster's stack complete: one step for each non-default nodegroup's stack
+    /// (create, update, or wait for Heat), and the removal of the stacks of nodegroups no
+    /// longer wanted. Done once every nodegroup stack is complete as wanted.
+    async fn apply_nodegroups(
+        &self,
+        spec: &ClusterSpec,
+        heat: &Heat,
+        token: &str,
+        cluster_stack: &Stack,
+        progress: &dyn ProgressSink,
+    ) -> Result<Progress, DriverError> {
+        let floating_ip_enabled = spec.network.floating_ip_enabled;
+        let mut seen = observed(cluster_stack, floating_ip_enabled, spec.tls_disabled);
+        let wanted: Vec<(&NodeGroupSpec, String)> = spec
+            .worker_groups()
+            .filter(|group| !group.is_default)
+            .map(|group| {
+                let uuid = group.uuid.as_deref().ok_or_else(|| {
+                    DriverError::Permanent(format!(
+                        "Nodegroup {} has no uuid to name its stack by.",
+                        group.name
+                    ))
+                })?;
+                Ok((group, nodegroup_stack_name(&spec.uuid, uuid)))
+            })
+            .collect::<Result<_, DriverError>>()?;
+        let tagged = heat
+            .list_tagged(token, &nodegroup_tag(&spec.uuid))
+            .await
+            .map_err(heat_error)?;
+        let mut under_way = Vec::new();
+        for unwanted in tagged
+            .iter()
+            .filter(|stack| !wanted.iter().any(|(_, name)| *name == stack.reference.name))
+        {
+            under_way.extend(remove_nodegroup_stack(heat, token, unwanted).await?);
+        }
+        let access = if wanted.is_empty() {
+            None
+        } else {
+            Some(self.access(spec)?)
+        };
+        for (group, name) in &wanted {
+            let Some(access) = &access else { break };
+            let rendered =
+                self.definition
+                    .render_nodegroup(spec, group, &cluster_stack.outputs, access)?;
+            let Some(stack) = heat.get_by_name(token, name).await.map_err(heat_error)? else {
+                progress.report(&format!(
+                    "asking Heat to create the stack of nodegroup {}",
+                    group.name
+                ));
+                heat.create(
+                    token,
+                    &StackCreate {
+                        name: name.clone(),
+                        template: rendered.template,
+                        files: rendered.files,
+                        environment: None,
+                        parameters: rendered.parameters,
+                        timeout_mins: u32::try_from(spec.create_timeout)
+                            .ok()
+                            .filter(|minutes| *minutes > 0),
+                        tags: vec![nodegroup_tag(&spec.uuid)],
+                    },
+                )
+                .await
+                .map_err(heat_error)?;
+                under_way.push(format!(
+                    "Heat is creating the stack of nodegroup {}",
+                    group.name
+                ));
+                continue;
+            };
+            match stack.status.state {
+                StackState::InProgress => {
+                    under_way.push(format!("nodegroup {}: Heat: {}", group.name, stack.status))
+                }
+                StackState::Failed => {
+                    let reason = heat
+                        .failure_reason(token, &stack)
+                        .await
+                        .ok()
+                        .flatten()
+                        .unwrap_or_else(|| stack.status.to_string());
+                    return Err(DriverError::Permanent(format!(
+                        "Nodegroup {}: {reason}",
+                        group.name
+                    )));
+                }
+                StackState::Complete if stack.status.action == "DELETE" => {
+                    return Err(DriverError::Permanent(format!(
+                        "The stack {name} of nodegroup {} was deleted outside magnum.",
+                        group.name
+                    )))
+                }
+                StackState::Complete => {
+                    let parameters =
+                        parameters_to_change(&stack, &rendered, NODEGROUP_UPDATED_PARAMETERS);
+                    if parameters.is_empty() {
+                        let addresses = nodegroup_addresses(&stack, floating_ip_enabled);
+                        seen.node_addresses.extend(addresses.iter().cloned());
+                        seen.nodegroup_addresses
+                            .insert(group.name.clone(), addresses);
+                        seen.nodegroup_stack_ids
+                            .insert(group.name.clone(), stack.reference.id.clone());
+                        continue;
+                    }
+                    progress.report(&format!(
+                        "asking Heat to update the stack of nodegroup {}",
+                        group.name
+                    ));
+                    heat.update(
+                        token,
+                        &stack.reference,
+                        &StackUpdate {
+                            parameters,
+                            ..StackUpdate::default()
+                        },
+                    )
+                    .await
+                    .map_err(heat_error)?;
+                    under_way.push(format!(
+                        "Heat is updating the stack of nodegroup {}",
+                        group.name
+                    ));
+                }
+            }
+        }
+        if under_way.is_empty() {
+            return Ok(Progress::Done(seen));
+        }
+        Ok(Progress::Waiting(Waiting {
+            recheck_after: RECHECK,
+            status: under_way.join("; "),
+            stack_id: Some(cluster_stack.reference.id.clone()),
+        }))
+    }
+
     async fn delete_step(&self, cluster: &ClusterRef) -> Result<Removal, DriverError> {
         let (heat, token) = self.heat_for(&cluster.uuid, &cluster.credentials).await?;
+        // The nodegroups' stacks first: their workers are on the cluster stack's network.
+        let mut removing = Vec::new();
+        for stack in heat
+            .list_tagged(&token, &nodegroup_tag(&cluster.uuid))
+            .await
+            .map_err(heat_error)?
+        {
+            removing.extend(remove_nodegroup_stack(&heat, &token, &stack).await?);
+        }
+        if !removing.is_empty() {
+            return Ok(Removal::Waiting(Waiting {
+                recheck_after: RECHECK,
+                status: removing.join("; "),
+                stack_id: None,
+            }));
+        }
         let name = stack_name(&cluster.uuid);
         let Some(stack) = heat.get_by_name(&token, &name).await.map_err(heat_error)? else {
             return self.after_the_stack(cluster).await;

@@ -15,9 +15,12 @@
 //! - The wait conditions time out with the cluster's create_timeout when it has one.
 
 use crate::cloud_config;
-use crate::definition::{is_true, label, NodeAccess, RenderedStack, StackDefinition};
+use crate::definition::{
+    is_true, label, node_labels, nodegroup_parameters, output, ClusterStackOutputs, NodeAccess,
+    RenderedStack, StackDefinition,
+};
 use crate::ignition::{self, NodeFile};
-use magnum_driver::{ClusterSpec, DriverError};
+use magnum_driver::{ClusterSpec, DriverError, NodeGroupSpec};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -26,6 +29,8 @@ pub const NAME: &str = "k8s_fedora_atomic_v1";
 const CLUSTER_TEMPLATE: &str = include_str!("../templates/k8s_fedora_atomic_v1/kubecluster.yaml");
 const MASTER_TEMPLATE: &str = include_str!("../templates/k8s_fedora_atomic_v1/kubemaster.yaml");
 const MINION_TEMPLATE: &str = include_str!("../templates/k8s_fedora_atomic_v1/kubeminion.yaml");
+const NODEGROUP_TEMPLATE: &str =
+    include_str!("../templates/k8s_fedora_atomic_v1/kubenodegroup.yaml");
 const CONFIGURE_NODE: &str =
     include_str!("../templates/k8s_fedora_atomic_v1/fragments/configure-node.sh");
 
@@ -42,6 +47,17 @@ pub const UPDATED_PARAMETERS: &[&str] = &[
     "server_image",
     "master_flavor",
     "minion_flavor",
+    "kube_tag",
+];
+
+/// What a nodegroup's stack takes from the cluster stack's parameters.
+const NODEGROUP_COPIED: &[&str] = &[
+    "bay_uuid",
+    "ssh_key_name",
+    "external_network",
+    "floating_ip_enabled",
+    "docker_volume_size",
+    "wait_condition_timeout",
     "kube_tag",
 ];
 
@@ -194,8 +210,8 @@ pub fn parameters(
 }
 
 /// The cloud-config of the nodes (masters and workers alike: each learns its role from its
-/// server's metadata).
-fn user_data(parameters: &Map<String, Value>) -> String {
+/// server's metadata); the kubelets add `node_labels` (`k=v,…`) to their own.
+fn user_data(parameters: &Map<String, Value>, node_labels: &str) -> String {
     let text = |key: &str| {
         parameters
             .get(key)
@@ -245,6 +261,7 @@ fn user_data(parameters: &Map<String, Value>) -> String {
                 .unwrap_or("devicemapper")
                 .to_string(),
         ),
+        ("NODE_LABELS", node_labels.to_string()),
     ]);
     cloud_config::user_data(&cloud_config::document(
         &[
@@ -266,18 +283,61 @@ fn user_data(parameters: &Map<String, Value>) -> String {
 /// The whole stack for `spec`.
 pub fn render(spec: &ClusterSpec, access: &NodeAccess) -> Result<RenderedStack, DriverError> {
     let mut parameters = parameters(spec, access)?;
-    let user_data = user_data(&parameters);
+    let default_workers = spec.worker_groups().next().map(node_labels);
+    let master_user_data = user_data(&parameters, "");
+    let minion_user_data = user_data(&parameters, default_workers.as_deref().unwrap_or_default());
     parameters.insert(
         "master_user_data".to_string(),
-        Value::String(user_data.clone()),
+        Value::String(master_user_data),
     );
-    parameters.insert("minion_user_data".to_string(), Value::String(user_data));
+    parameters.insert(
+        "minion_user_data".to_string(),
+        Value::String(minion_user_data),
+    );
     Ok(RenderedStack {
         template: CLUSTER_TEMPLATE.to_string(),
         files: BTreeMap::from([
             ("kubemaster.yaml".to_string(), MASTER_TEMPLATE.to_string()),
             ("kubeminion.yaml".to_string(), MINION_TEMPLATE.to_string()),
         ]),
+        parameters,
+    })
+}
+
+/// The stack of `group`, a non-default worker nodegroup, on the cluster stack's
+/// `cluster_outputs` (its workers also reach etcd there, for flannel).
+pub fn render_nodegroup(
+    spec: &ClusterSpec,
+    group: &NodeGroupSpec,
+    cluster_outputs: &BTreeMap<String, Value>,
+    access: &NodeAccess,
+) -> Result<RenderedStack, DriverError> {
+    let mut cluster = parameters(spec, access)?;
+    let outputs = ClusterStackOutputs::read(cluster_outputs)?;
+    if let Some(size) = group.docker_volume_size {
+        cluster.insert(
+            "docker_volume_size".to_string(),
+            Value::String(size.to_string()),
+        );
+    }
+    let mut parameters = nodegroup_parameters(
+        &cluster,
+        NODEGROUP_COPIED,
+        group,
+        &outputs,
+        &spec.nodes_to_remove,
+    );
+    parameters.insert(
+        "existing_etcd_address".to_string(),
+        Value::String(output(cluster_outputs, "etcd_private_address")?),
+    );
+    parameters.insert(
+        "minion_user_data".to_string(),
+        Value::String(user_data(&cluster, &node_labels(group))),
+    );
+    Ok(RenderedStack {
+        template: NODEGROUP_TEMPLATE.to_string(),
+        files: BTreeMap::from([("kubeminion.yaml".to_string(), MINION_TEMPLATE.to_string())]),
         parameters,
     })
 }
@@ -307,11 +367,22 @@ impl StackDefinition for FedoraAtomic {
         true
     }
 
+    fn render_nodegroup(
+        &self,
+        spec: &ClusterSpec,
+        group: &NodeGroupSpec,
+        cluster_outputs: &BTreeMap<String, Value>,
+        access: &NodeAccess,
+    ) -> Result<RenderedStack, DriverError> {
+        render_nodegroup(spec, group, cluster_outputs, access)
+    }
+
     fn template_files(&self) -> Vec<(&'static str, &'static str)> {
         vec![
             ("kubecluster.yaml", CLUSTER_TEMPLATE),
             ("kubemaster.yaml", MASTER_TEMPLATE),
             ("kubeminion.yaml", MINION_TEMPLATE),
+            ("kubenodegroup.yaml", NODEGROUP_TEMPLATE),
         ]
     }
 }
@@ -494,5 +565,50 @@ mod tests {
             "/usr/local/bin/magnum-configure-node"
         );
         assert_eq!(rendered.files.len(), 2);
+    }
+
+    #[test]
+    fn a_nodegroup_stack_joins_the_clusters_network_api_and_etcd() {
+        let mut spec = spec(&[]);
+        let mut group = spec.nodegroups[1].clone();
+        group.name = "batch".to_string();
+        group.uuid = Some("ng-uuid".to_string());
+        group.is_default = false;
+        group.node_count = 2;
+        group.docker_volume_size = Some(50);
+        spec.nodegroups.push(group.clone());
+        let outputs = BTreeMap::from([
+            ("fixed_network".to_string(), Value::from("net-1")),
+            ("fixed_subnet".to_string(), Value::from("subnet-1")),
+            ("secgroup_minion".to_string(), Value::from("sg-1")),
+            ("api_private_address".to_string(), Value::from("10.0.0.5")),
+            ("etcd_private_address".to_string(), Value::from("10.0.0.6")),
+        ]);
+        let rendered = render_nodegroup(&spec, &group, &outputs, &access())
+            .unwrap_or_else(|error| panic!("{error}"));
+        for (key, value) in [
+            ("bay_uuid", spec.uuid.as_str()),
+            ("number_of_minions", "2"),
+            ("docker_volume_size", "50"),
+            ("existing_master_private_ip", "10.0.0.5"),
+            ("existing_etcd_address", "10.0.0.6"),
+            ("minion_image", "fedora-coreos-40"),
+        ] {
+            assert_eq!(
+                parameter(&rendered.parameters, key).as_deref(),
+                Some(value),
+                "{key}"
+            );
+        }
+        let template: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&rendered.template).unwrap_or_default();
+        for key in rendered.parameters.keys() {
+            assert!(
+                template["parameters"].get(key.as_str()).is_some(),
+                "{key} is not a parameter of the nodegroup template"
+            );
+        }
+        let user_data = parameter(&rendered.parameters, "minion_user_data").unwrap_or_default();
+        assert!(user_data.starts_with("#cloud-config"), "{user_data}");
     }
 }

@@ -4,10 +4,12 @@
 //! [`ClusterSpec`] onto the template's parameters (spec §9.4, with its defaults) and renders
 //! the nodes' Ignition configurations.
 
-use crate::definition::{is_true, label, StackDefinition};
+use crate::definition::{
+    is_true, label, node_labels, nodegroup_parameters, ClusterStackOutputs, StackDefinition,
+};
 pub use crate::definition::{NodeAccess, RenderedStack};
 use crate::ignition::{self, NodeFile};
-use magnum_driver::{ClusterSpec, DriverError};
+use magnum_driver::{ClusterSpec, DriverError, NodeGroupSpec};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -16,6 +18,8 @@ pub const NAME: &str = "k8s_fedora_coreos_v1";
 const CLUSTER_TEMPLATE: &str = include_str!("../templates/k8s_fedora_coreos_v1/kubecluster.yaml");
 const MASTER_TEMPLATE: &str = include_str!("../templates/k8s_fedora_coreos_v1/kubemaster.yaml");
 const MINION_TEMPLATE: &str = include_str!("../templates/k8s_fedora_coreos_v1/kubeminion.yaml");
+const NODEGROUP_TEMPLATE: &str =
+    include_str!("../templates/k8s_fedora_coreos_v1/kubenodegroup.yaml");
 const CONFIGURE_NODE: &str =
     include_str!("../templates/k8s_fedora_coreos_v1/fragments/configure-node.sh");
 
@@ -31,6 +35,17 @@ pub const UPDATED_PARAMETERS: &[&str] = &[
     "minion_image",
     "master_flavor",
     "minion_flavor",
+    "kube_tag",
+];
+
+/// What a nodegroup's stack takes from the cluster stack's parameters.
+const NODEGROUP_COPIED: &[&str] = &[
+    "cluster_uuid",
+    "ssh_key_name",
+    "external_network",
+    "floating_ip_enabled",
+    "docker_volume_size",
+    "boot_volume_size",
     "kube_tag",
 ];
 
@@ -185,8 +200,13 @@ pub fn parameters(
     Ok(parameters)
 }
 
-/// The Ignition configuration of the nodes of `role` (`master` or `worker`).
-fn user_data(parameters: &Map<String, Value>, role: &str) -> Result<String, DriverError> {
+/// The Ignition configuration of the nodes of `role` (`master` or `worker`), whose kubelets
+/// add `node_labels` (`k=v,…`) to their own.
+fn user_data(
+    parameters: &Map<String, Value>,
+    role: &str,
+    node_labels: &str,
+) -> Result<String, DriverError> {
     let text = |key: &str| {
         parameters
             .get(key)
@@ -225,6 +245,7 @@ fn user_data(parameters: &Map<String, Value>, role: &str) -> Result<String, Driv
         ("KEYSTONE_AUTH_ENABLED", text("keystone_auth_enabled")),
         ("AUTO_SCALING_ENABLED", text("auto_scaling_enabled")),
         ("DOCKER_STORAGE_DRIVER", text("docker_storage_driver")),
+        ("NODE_LABELS", node_labels.to_string()),
     ]);
     let unit = "[Unit]\nDescription=Configure this node of a magnum-rs Kubernetes cluster\n\
                 Wants=network-online.target\nAfter=network-online.target\n\
@@ -255,8 +276,13 @@ fn user_data(parameters: &Map<String, Value>, role: &str) -> Result<String, Driv
 /// The whole stack for `spec`.
 pub fn render(spec: &ClusterSpec, access: &NodeAccess) -> Result<RenderedStack, DriverError> {
     let mut parameters = parameters(spec, access)?;
-    let master_user_data = user_data(&parameters, "master")?;
-    let minion_user_data = user_data(&parameters, "worker")?;
+    let master_user_data = user_data(&parameters, "master", "")?;
+    let default_workers = spec.worker_groups().next().map(node_labels);
+    let minion_user_data = user_data(
+        &parameters,
+        "worker",
+        default_workers.as_deref().unwrap_or_default(),
+    )?;
     parameters.insert(
         "master_user_data".to_string(),
         Value::String(master_user_data),
@@ -271,6 +297,34 @@ pub fn render(spec: &ClusterSpec, access: &NodeAccess) -> Result<RenderedStack, 
             ("kubemaster.yaml".to_string(), MASTER_TEMPLATE.to_string()),
             ("kubeminion.yaml".to_string(), MINION_TEMPLATE.to_string()),
         ]),
+        parameters,
+    })
+}
+
+/// The stack of `group`, a non-default worker nodegroup, on the cluster stack's
+/// `cluster_outputs`.
+pub fn render_nodegroup(
+    spec: &ClusterSpec,
+    group: &NodeGroupSpec,
+    cluster_outputs: &BTreeMap<String, Value>,
+    access: &NodeAccess,
+) -> Result<RenderedStack, DriverError> {
+    let cluster = parameters(spec, access)?;
+    let outputs = ClusterStackOutputs::read(cluster_outputs)?;
+    let mut parameters = nodegroup_parameters(
+        &cluster,
+        NODEGROUP_COPIED,
+        group,
+        &outputs,
+        &spec.nodes_to_remove,
+    );
+    parameters.insert(
+        "minion_user_data".to_string(),
+        Value::String(user_data(&cluster, "worker", &node_labels(group))?),
+    );
+    Ok(RenderedStack {
+        template: NODEGROUP_TEMPLATE.to_string(),
+        files: BTreeMap::from([("kubeminion.yaml".to_string(), MINION_TEMPLATE.to_string())]),
         parameters,
     })
 }
@@ -296,11 +350,22 @@ impl StackDefinition for FedoraCoreos {
         UPDATED_PARAMETERS
     }
 
+    fn render_nodegroup(
+        &self,
+        spec: &ClusterSpec,
+        group: &NodeGroupSpec,
+        cluster_outputs: &BTreeMap<String, Value>,
+        access: &NodeAccess,
+    ) -> Result<RenderedStack, DriverError> {
+        render_nodegroup(spec, group, cluster_outputs, access)
+    }
+
     fn template_files(&self) -> Vec<(&'static str, &'static str)> {
         vec![
             ("kubecluster.yaml", CLUSTER_TEMPLATE),
             ("kubemaster.yaml", MASTER_TEMPLATE),
             ("kubeminion.yaml", MINION_TEMPLATE),
+            ("kubenodegroup.yaml", NODEGROUP_TEMPLATE),
         ]
     }
 }
@@ -440,5 +505,81 @@ mod tests {
             );
         }
         assert_eq!(rendered.files.len(), 2);
+    }
+
+    fn cluster_outputs() -> BTreeMap<String, Value> {
+        BTreeMap::from([
+            ("fixed_network".to_string(), Value::from("net-1")),
+            ("fixed_subnet".to_string(), Value::from("subnet-1")),
+            ("secgroup_minion".to_string(), Value::from("sg-1")),
+            ("api_private_address".to_string(), Value::from("10.0.0.5")),
+        ])
+    }
+
+    #[test]
+    fn a_nodegroup_stack_takes_its_group_and_the_cluster_stacks_network() {
+        let mut spec = spec(&[("kube_tag", "v1.27.4")]);
+        let mut group = spec.nodegroups[1].clone();
+        group.name = "gpu".to_string();
+        group.uuid = Some("ng-uuid".to_string());
+        group.is_default = false;
+        group.node_count = 4;
+        group.flavor = Some("g1.xlarge".to_string());
+        group.image = "fedora-coreos-41".to_string();
+        group.node_labels = BTreeMap::from([("tier".to_string(), "gpu".to_string())]);
+        spec.nodegroups.push(group.clone());
+        spec.nodes_to_remove = vec!["gpu-node-0".to_string()];
+        let rendered = render_nodegroup(&spec, &group, &cluster_outputs(), &access())
+            .unwrap_or_else(|error| panic!("{error}"));
+        let expected = [
+            ("cluster_uuid", spec.uuid.as_str()),
+            ("nodegroup_name", "gpu"),
+            ("number_of_minions", "4"),
+            ("minion_flavor", "g1.xlarge"),
+            ("minion_image", "fedora-coreos-41"),
+            ("kube_tag", "v1.27.4"),
+            ("existing_network", "net-1"),
+            ("existing_subnet", "subnet-1"),
+            ("existing_security_group", "sg-1"),
+            ("existing_master_private_ip", "10.0.0.5"),
+            ("minions_to_remove", "gpu-node-0"),
+            ("ssh_key_name", "mykey"),
+            ("external_network", "public"),
+        ];
+        for (key, value) in expected {
+            assert_eq!(parameter(&rendered.parameters, key), value, "{key}");
+        }
+        // The parameters are exactly the template's (Heat refuses unknown ones).
+        let template: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&rendered.template).unwrap_or_default();
+        for key in rendered.parameters.keys() {
+            assert!(
+                template["parameters"].get(key.as_str()).is_some(),
+                "{key} is not a parameter of the nodegroup template"
+            );
+        }
+        assert!(rendered.files.contains_key("kubeminion.yaml"));
+        let config: Value =
+            serde_json::from_str(&parameter(&rendered.parameters, "minion_user_data"))
+                .unwrap_or_default();
+        let environment = config["storage"]["files"][0]["contents"]["source"]
+            .as_str()
+            .unwrap_or_default();
+        let decoded = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            environment.trim_start_matches("data:;base64,"),
+        )
+        .unwrap_or_default();
+        let text = String::from_utf8(decoded).unwrap_or_default();
+        assert!(text.contains("NODE_LABELS='tier=gpu'"), "{text}");
+        assert!(text.contains("ROLE='worker'"), "{text}");
+
+        let mut missing = cluster_outputs();
+        missing.remove("api_private_address");
+        let refused = render_nodegroup(&spec, &group, &missing, &access());
+        assert!(
+            matches!(&refused, Err(DriverError::Permanent(reason)) if reason.contains("api_private_address")),
+            "{refused:?}"
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! the load balancer, each flannel backend and calico where the driver has it, a given fixed
 //! network or a new one, volumes, floating IPs on or off, TLS on or off, autoscaling) is
 //! created in the real Heat 27.0.1 of `scripts/openstack/services.sh`,
-//! nested templates included, and must reach CREATE_COMPLETE. That Heat's environment turns
+//! nested templates included, and must reach CREATE_COMPLETE; then a nodegroup's own stack
+//! is made on that stack's outputs, and must complete too. That Heat's environment turns
 //! servers, networks, volumes and load balancers into no-op resources (no cloud runs here);
 //! everything else — parsing, parameter types and constraints, conditions, intrinsic
 //! functions, dependencies, nested stacks — is Heat's own strict work.
@@ -14,10 +15,10 @@ use futures::StreamExt;
 use magnum_config::Secret;
 use magnum_driver::test_doubles::sample_spec;
 use magnum_driver::ClusterSpec;
-use magnum_driver_openstack::definition::{NodeAccess, StackDefinition};
+use magnum_driver_openstack::definition::{NodeAccess, RenderedStack, StackDefinition};
 use magnum_driver_openstack::k8s_fedora_atomic::FedoraAtomic;
 use magnum_driver_openstack::k8s_fedora_coreos::FedoraCoreos;
-use magnum_openstack::heat::StackState;
+use magnum_openstack::heat::{Stack, StackRef, StackState};
 use magnum_openstack::{
     http_client, AuthMethod, AuthRequest, EndpointFilter, Heat, Interface, Keystone, NameOrId,
     Scope, StackCreate,
@@ -139,42 +140,38 @@ async fn real_heat_accepts_every_stack_the_kubernetes_drivers_generate() {
         async move {
             let name = name.replace('_', "-");
             let rendered = definition.render(&spec, &access).unwrap();
-            let stack = heat
-                .create(
-                    &token,
-                    &StackCreate {
-                        name: format!("verdict-{run}-{name}"),
-                        template: rendered.template,
-                        files: rendered.files,
-                        // Servers as plain no-ops: the tests' global environment makes
-                        // them nested stacks that can be told to fail, which a verdict on
-                        // the templates does not need.
-                        environment: Some(
-                            "resource_registry:\n  \"OS::Nova::Server\": OS::Heat::None\n"
-                                .to_string(),
-                        ),
-                        parameters: rendered.parameters,
-                        timeout_mins: Some(5),
-                    },
-                )
-                .await
-                .map_err(|error| format!("{name}: {error}"))?;
-            let deadline = Instant::now() + Duration::from_secs(240);
-            let verdict = loop {
-                let shown = heat.get(&token, &stack).await.unwrap().unwrap();
-                if shown.status.state != StackState::InProgress {
-                    break shown;
+            let (stack, verdict) =
+                heat_verdict(&heat, &token, format!("verdict-{run}-{name}"), rendered).await?;
+            // A nodegroup's own stack, on the cluster stack's outputs.
+            let outcome = match verdict {
+                Ok(cluster) => {
+                    let mut spec = spec.clone();
+                    let mut group = spec.nodegroups[1].clone();
+                    group.name = "extra workers".to_string();
+                    group.uuid = Some("5b0c7c52-0d43-4f0e-9a47-1d3f7b8f7e21".to_string());
+                    group.is_default = false;
+                    group.node_count = 2;
+                    group.docker_volume_size = Some(10);
+                    group
+                        .node_labels
+                        .insert("tier".to_string(), "extra".to_string());
+                    spec.nodegroups.push(group.clone());
+                    let rendered = definition
+                        .render_nodegroup(&spec, &group, &cluster.outputs, &access)
+                        .map_err(|error| format!("{name}: nodegroup: {error}"))?;
+                    let (nodegroup, verdict) = heat_verdict(
+                        &heat,
+                        &token,
+                        format!("verdict-{run}-{name}-nodegroup"),
+                        rendered,
+                    )
+                    .await?;
+                    heat.delete(&token, &nodegroup).await.unwrap();
+                    verdict
+                        .map(|_| name.clone())
+                        .map_err(|reason| format!("{name}: nodegroup: {reason}"))
                 }
-                if Instant::now() > deadline {
-                    return Err(format!("{name}: still {}", shown.status));
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            };
-            let outcome = if verdict.status.to_string() == "CREATE_COMPLETE" {
-                Ok(name.clone())
-            } else {
-                let reason = heat.failure_reason(&token, &verdict).await.ok().flatten();
-                Err(format!("{name}: {} {reason:?}", verdict.status))
+                Err(reason) => Err(format!("{name}: {reason}")),
             };
             heat.delete(&token, &stack).await.unwrap();
             outcome
@@ -191,4 +188,51 @@ async fn real_heat_accepts_every_stack_the_kubernetes_drivers_generate() {
         .collect();
     assert!(refused.is_empty(), "{refused:#?}");
     assert_eq!(outcomes.len(), variants().len());
+}
+
+/// Creates `rendered` as stack `name` and waits for Heat's verdict: the stack, and either
+/// the completed stack or why it failed.
+async fn heat_verdict(
+    heat: &Heat,
+    token: &str,
+    name: String,
+    rendered: RenderedStack,
+) -> Result<(StackRef, Result<Stack, String>), String> {
+    let stack = heat
+        .create(
+            token,
+            &StackCreate {
+                name: name.clone(),
+                template: rendered.template,
+                files: rendered.files,
+                // Servers as plain no-ops: the tests' global environment makes them nested
+                // stacks that can be told to fail, which a verdict on the templates does
+                // not need.
+                environment: Some(
+                    "resource_registry:\n  \"OS::Nova::Server\": OS::Heat::None\n".to_string(),
+                ),
+                parameters: rendered.parameters,
+                timeout_mins: Some(5),
+                tags: Vec::new(),
+            },
+        )
+        .await
+        .map_err(|error| format!("{name}: {error}"))?;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let shown = loop {
+        let shown = heat.get(token, &stack).await.unwrap().unwrap();
+        if shown.status.state != StackState::InProgress {
+            break shown;
+        }
+        if Instant::now() > deadline {
+            return Ok((stack, Err(format!("still {}", shown.status))));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    if shown.status.to_string() == "CREATE_COMPLETE" {
+        Ok((stack, Ok(shown)))
+    } else {
+        let reason = heat.failure_reason(token, &shown).await.ok().flatten();
+        Ok((stack, Err(format!("{} {reason:?}", shown.status))))
+    }
 }

@@ -52,6 +52,9 @@ pub trait ClusterCertificates: Send + Sync + std::fmt::Debug {
 pub struct NodeGroupSpec {
     /// Unique in the cluster; nodes carry it.
     pub name: String,
+    /// The nodegroup's row, when it has one (the default groups of clusters made before
+    /// nodegroups existed may not).
+    pub uuid: Option<String>,
     pub role: NodeGroupRole,
     /// `default-master` or `default-worker`.
     pub is_default: bool,
@@ -179,6 +182,9 @@ pub struct Observed {
     pub node_addresses: Vec<String>,
     /// Node addresses by nodegroup name (`default-master`, `default-worker`, others).
     pub nodegroup_addresses: BTreeMap<String, Vec<String>>,
+    /// The infrastructure's handle of the nodegroups that have their own (a Heat stack per
+    /// non-default nodegroup), by nodegroup name; the others share `stack_id`.
+    pub nodegroup_stack_ids: BTreeMap<String, String>,
     pub coe_version: Option<String>,
     pub container_version: Option<String>,
     pub health: HealthReport,

@@ -330,6 +330,7 @@ impl FakeDriver {
             master_addresses,
             node_addresses,
             nodegroup_addresses: addresses,
+            nodegroup_stack_ids: BTreeMap::new(),
             coe_version: Some("fake-1.0".to_string()),
             container_version: Some("fake-1.0".to_string()),
             health: HealthReport {
@@ -488,6 +489,7 @@ pub fn sample_spec(workers: i64, labels: &[(&str, &str)]) -> ClusterSpec {
     use magnum_core::nodegroup::NodeGroupRole;
     let group = |name: &str, role: NodeGroupRole, count: i64, flavor: &str| NodeGroupSpec {
         name: name.to_string(),
+        uuid: None,
         role,
         is_default: true,
         node_count: count,

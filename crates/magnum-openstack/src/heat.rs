@@ -27,6 +27,8 @@ pub struct StackCreate {
     pub parameters: Map<String, Value>,
     /// Heat fails the create after this many minutes.
     pub timeout_mins: Option<u32>,
+    /// Tags to find the stack by later ([`Heat::list_tagged`]); none may hold a comma.
+    pub tags: Vec<String>,
 }
 
 /// A change to a stack: parameters not named keep their values (PATCH).
@@ -110,6 +112,16 @@ pub struct Stack {
     pub parameters: Map<String, Value>,
 }
 
+/// A stack as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedStack {
+    pub reference: StackRef,
+    pub status: StackStatus,
+}
+
+/// The most stacks read from one listing by tag.
+pub const MAX_TAGGED_STACKS: usize = 1000;
+
 /// One resource of a stack (or of a nested stack).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct StackResource {
@@ -171,6 +183,9 @@ impl Heat {
         if let Some(minutes) = stack.timeout_mins {
             body["timeout_mins"] = json!(minutes);
         }
+        if !stack.tags.is_empty() {
+            body["tags"] = Value::String(stack.tags.join(","));
+        }
         let answer = self
             .api
             .json(
@@ -223,6 +238,50 @@ impl Heat {
         };
         let answer = self.api.json(response).await?;
         parse_stack(answer.get("stack").unwrap_or(&Value::Null)).map(Some)
+    }
+
+    /// The stacks carrying `tag` (deleted ones are not listed), at most
+    /// [`MAX_TAGGED_STACKS`].
+    pub async fn list_tagged(
+        &self,
+        token: &str,
+        tag: &str,
+    ) -> Result<Vec<TaggedStack>, OpenStackError> {
+        let path = format!(
+            "/stacks?tags={}&limit={MAX_TAGGED_STACKS}",
+            crate::keystone::query_value(tag)
+        );
+        let answer = self
+            .api
+            .json(self.call(token, reqwest::Method::GET, &path, None).await?)
+            .await?;
+        let stacks = answer
+            .get("stacks")
+            .and_then(Value::as_array)
+            .ok_or_else(|| OpenStackError::Malformed("Heat listed no stacks array".into()))?;
+        stacks
+            .iter()
+            .take(MAX_TAGGED_STACKS)
+            .map(|stack| {
+                let text = |key: &str| {
+                    stack.get(key).and_then(Value::as_str).ok_or_else(|| {
+                        OpenStackError::Malformed(format!("Heat listed a stack without {key}"))
+                    })
+                };
+                let status_text = text("stack_status")?;
+                Ok(TaggedStack {
+                    reference: StackRef {
+                        name: text("stack_name")?.to_string(),
+                        id: text("id")?.to_string(),
+                    },
+                    status: StackStatus::parse(status_text).ok_or_else(|| {
+                        OpenStackError::Malformed(format!(
+                            "Heat listed a stack with the status {status_text:?}"
+                        ))
+                    })?,
+                })
+            })
+            .collect()
     }
 
     /// Updates a stack: given parameters change, the others keep their values.

@@ -272,6 +272,7 @@ async fn a_stack_is_created_scaled_with_a_removal_list_and_deleted() {
                 environment: Some(NO_CLOUD.to_string()),
                 parameters: parameters(json!({"node_count": 2})),
                 timeout_mins: Some(5),
+                tags: Vec::new(),
             },
         )
         .await
@@ -348,6 +349,7 @@ async fn a_failing_resource_fails_the_create_with_its_reason() {
                 environment: Some(NO_CLOUD.to_string()),
                 parameters: parameters(json!({"node_count": 1, "fail": true})),
                 timeout_mins: Some(5),
+                tags: Vec::new(),
             },
         )
         .await
@@ -375,6 +377,7 @@ async fn a_failing_resource_fails_the_create_with_its_reason() {
                 environment: None,
                 parameters: Map::new(),
                 timeout_mins: None,
+                tags: Vec::new(),
             },
         )
         .await

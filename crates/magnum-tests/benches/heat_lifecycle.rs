@@ -107,6 +107,7 @@ async fn heat_alone(heat: &Heat, token: &str, access: &NodeAccess, run: usize) -
                 environment: None,
                 parameters: rendered.parameters,
                 timeout_mins: Some(60),
+                tags: Vec::new(),
             },
         )
         .await

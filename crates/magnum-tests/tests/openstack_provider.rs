@@ -851,3 +851,178 @@ async fn the_stock_client_writes_a_kubeconfig_for_a_member_of_the_project() {
     );
     assert_eq!(setup.settled(uuid, "DELETE_COMPLETE").await.status, 404);
 }
+
+/// The output `key` of a Heat stack as Heat shows it.
+fn stack_output(stack: &Value, key: &str) -> Value {
+    stack["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|output| output["output_key"] == key)
+        .map(|output| output["output_value"].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// A non-default nodegroup is a Heat stack of its own (spec §3.5): made once the cluster's
+/// stack is there, on that stack's network, security group and API address; resized in its
+/// own stack without touching the cluster's; removed with the nodegroup, and with the
+/// cluster before the cluster's stack.
+#[tokio::test]
+async fn a_nodegroup_is_a_stack_of_its_own_on_the_clusters_network() {
+    let Some(openstack) = RealOpenStack::from_env() else {
+        return;
+    };
+    let setup = CloudSetup::start(openstack, "", None).await;
+    let (openstack, tenant, token, api) =
+        (&setup.openstack, &setup.tenant, &setup.token, setup.api());
+    let uuid = setup.create_cluster().await;
+    let complete = setup.settled(&uuid, "CREATE_COMPLETE").await;
+    assert_eq!(
+        complete.body["status"], "CREATE_COMPLETE",
+        "{}",
+        complete.text
+    );
+    // The tests' Heat makes up addresses for ports and floating IPs: the outputs are read.
+    let api_address = complete.body["api_address"].as_str().unwrap_or_default();
+    assert!(
+        api_address.starts_with("https://172.24.4."),
+        "{api_address}"
+    );
+    assert!(api_address.ends_with(":6443"), "{api_address}");
+    assert_eq!(complete.body["node_addresses"].as_array().unwrap().len(), 2);
+    let cluster_stack = openstack
+        .heat_stack(token, &tenant.project_id, &format!("magnum-{uuid}"))
+        .await
+        .unwrap();
+
+    let created = api
+        .post(
+            &format!("/v1/clusters/{uuid}/nodegroups"),
+            json!({"name": "gpu pool", "node_count": 2, "flavor_id": "m1.large",
+                   "node_labels": {"tier": "gpu"}}),
+        )
+        .await;
+    assert_eq!(created.status, 202, "{}", created.text);
+    let group_uuid = created.body["uuid"].as_str().unwrap().to_string();
+    let updated = setup.settled(&uuid, "UPDATE_COMPLETE").await;
+    assert_eq!(
+        updated.body["status"], "UPDATE_COMPLETE",
+        "{}",
+        updated.text
+    );
+    assert_eq!(
+        updated.body["node_addresses"].as_array().unwrap().len(),
+        4,
+        "{}",
+        updated.text
+    );
+    let group_stack_name = format!("magnum-{uuid}-ng-{group_uuid}");
+    let group_stack = openstack
+        .heat_stack(token, &tenant.project_id, &group_stack_name)
+        .await
+        .expect("the nodegroup has its own stack in the owner's project");
+    assert_eq!(group_stack["stack_status"], "CREATE_COMPLETE");
+    let parameters = &group_stack["parameters"];
+    assert_eq!(parameters["number_of_minions"], "2");
+    assert_eq!(parameters["minion_flavor"], "m1.large");
+    assert_eq!(parameters["nodegroup_name"], "gpu pool");
+    for (parameter, output) in [
+        ("existing_network", "fixed_network"),
+        ("existing_subnet", "fixed_subnet"),
+        ("existing_security_group", "secgroup_minion"),
+        ("existing_master_private_ip", "api_private_address"),
+    ] {
+        let wanted = stack_output(&cluster_stack, output);
+        assert!(wanted.is_string(), "{output}: {wanted}");
+        assert_eq!(parameters[parameter], wanted, "{parameter}");
+    }
+    let group = api
+        .get(&format!("/v1/clusters/{uuid}/nodegroups/{group_uuid}"))
+        .await;
+    assert_eq!(group.body["status"], "CREATE_COMPLETE", "{}", group.text);
+    assert_eq!(group.body["stack_id"], group_stack["id"]);
+    assert_eq!(group.body["node_addresses"].as_array().unwrap().len(), 2);
+
+    // Resizing the group changes its stack only.
+    let resized = api
+        .post(
+            &format!("/v1/clusters/{uuid}/actions/resize"),
+            json!({"node_count": 1, "nodegroup": "gpu pool"}),
+        )
+        .await;
+    assert_eq!(resized.status, 202, "{}", resized.text);
+    let updated = setup.settled(&uuid, "UPDATE_COMPLETE").await;
+    assert_eq!(
+        updated.body["status"], "UPDATE_COMPLETE",
+        "{}",
+        updated.text
+    );
+    let group_stack = openstack
+        .heat_stack(token, &tenant.project_id, &group_stack_name)
+        .await
+        .unwrap();
+    assert_eq!(group_stack["stack_status"], "UPDATE_COMPLETE");
+    assert_eq!(group_stack["parameters"]["number_of_minions"], "1");
+    let cluster_stack = openstack
+        .heat_stack(token, &tenant.project_id, &format!("magnum-{uuid}"))
+        .await
+        .unwrap();
+    assert_eq!(cluster_stack["parameters"]["number_of_minions"], "2");
+    assert_eq!(cluster_stack["stack_status"], "CREATE_COMPLETE");
+
+    // Deleting the group deletes its stack.
+    let deleted = api
+        .delete(&format!("/v1/clusters/{uuid}/nodegroups/{group_uuid}"))
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    let updated = setup.settled(&uuid, "UPDATE_COMPLETE").await;
+    assert_eq!(
+        updated.body["status"], "UPDATE_COMPLETE",
+        "{}",
+        updated.text
+    );
+    let gone = api
+        .get(&format!("/v1/clusters/{uuid}/nodegroups/{group_uuid}"))
+        .await;
+    assert_eq!(gone.status, 404, "{}", gone.text);
+    let group_stack = openstack
+        .heat_stack(token, &tenant.project_id, &group_stack_name)
+        .await;
+    assert!(
+        group_stack
+            .as_ref()
+            .is_none_or(|stack| stack["stack_status"] == "DELETE_COMPLETE"),
+        "{group_stack:?}"
+    );
+
+    // A cluster deleted with a nodegroup loses both stacks.
+    let created = api
+        .post(
+            &format!("/v1/clusters/{uuid}/nodegroups"),
+            json!({"name": "spare", "node_count": 1}),
+        )
+        .await;
+    assert_eq!(created.status, 202, "{}", created.text);
+    let spare_stack_name = format!(
+        "magnum-{uuid}-ng-{}",
+        created.body["uuid"].as_str().unwrap()
+    );
+    let updated = setup.settled(&uuid, "UPDATE_COMPLETE").await;
+    assert_eq!(
+        updated.body["status"], "UPDATE_COMPLETE",
+        "{}",
+        updated.text
+    );
+    let deleted = api.delete(&format!("/v1/clusters/{uuid}")).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert_eq!(setup.settled(&uuid, "DELETE_COMPLETE").await.status, 404);
+    for name in [spare_stack_name, format!("magnum-{uuid}")] {
+        let stack = openstack.heat_stack(token, &tenant.project_id, &name).await;
+        assert!(
+            stack
+                .as_ref()
+                .is_none_or(|stack| stack["stack_status"] == "DELETE_COMPLETE"),
+            "{name}: {stack:?}"
+        );
+    }
+}

@@ -197,7 +197,7 @@ cat >"$KUBE_DIR/kubelet" <<KUBELET
 KUBELET_ADDRESS="--address=0.0.0.0"
 KUBELET_HOSTNAME="--hostname-override=$NODE_NAME"
 KUBELET_API_SERVER="--api-servers=$API_URL"
-KUBELET_ARGS="--allow-privileged=$KUBE_ALLOW_PRIV --node-labels=magnum.openstack.org/role=$ROLE,magnum.openstack.org/nodegroup=$(meta magnum_nodegroup)"
+KUBELET_ARGS="--allow-privileged=$KUBE_ALLOW_PRIV --node-labels=magnum.openstack.org/role=$ROLE,magnum.openstack.org/nodegroup=$(meta magnum_nodegroup)${NODE_LABELS:+,$NODE_LABELS}"
 KUBELET
 systemctl enable --now kubelet
 run_container kube-proxy proxy --master="$API_URL"

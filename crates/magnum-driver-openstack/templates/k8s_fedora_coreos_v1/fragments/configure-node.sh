@@ -129,5 +129,5 @@ if [ "$ROLE" = master ]; then
     run_component kube-scheduler kube-scheduler
 fi
 run_component kubelet kubelet --hostname-override="$NODE_NAME" \
-    --node-labels="magnum.openstack.org/role=$ROLE,magnum.openstack.org/nodegroup=$(meta magnum_nodegroup)"
+    --node-labels="magnum.openstack.org/role=$ROLE,magnum.openstack.org/nodegroup=$(meta magnum_nodegroup)${NODE_LABELS:+,$NODE_LABELS}"
 log "done"
