@@ -4,6 +4,7 @@
 //! [`ClusterSpec`] onto the template's parameters (spec §9.4, with its defaults) and renders
 //! the nodes' Ignition configurations.
 
+use crate::autoscaler::{self, AutoscalerSettings};
 use crate::definition::{
     is_true, label, node_labels, nodegroup_parameters, ClusterStackOutputs, StackDefinition,
 };
@@ -201,11 +202,12 @@ pub fn parameters(
 }
 
 /// The Ignition configuration of the nodes of `role` (`master` or `worker`), whose kubelets
-/// add `node_labels` (`k=v,…`) to their own.
+/// add `node_labels` (`k=v,…`) to their own, with `extra_files` (the masters' add-ons).
 fn user_data(
     parameters: &Map<String, Value>,
     role: &str,
     node_labels: &str,
+    extra_files: Vec<NodeFile>,
 ) -> Result<String, DriverError> {
     let text = |key: &str| {
         parameters
@@ -253,35 +255,59 @@ fn user_data(
                 ExecStart=/usr/local/bin/magnum-configure-node\n\
                 ExecStartPost=/usr/bin/touch /etc/magnum/configured\nRemainAfterExit=yes\n\n\
                 [Install]\nWantedBy=multi-user.target\n";
-    let config = ignition::config(
-        &[
-            NodeFile {
-                path: "/etc/magnum/cluster.env".to_string(),
-                mode: 0o600,
-                contents: environment,
-            },
-            NodeFile {
-                path: "/usr/local/bin/magnum-configure-node".to_string(),
-                mode: 0o755,
-                contents: CONFIGURE_NODE.to_string(),
-            },
-        ],
-        &[("magnum-configure-node.service", unit)],
-    );
+    let mut files = vec![
+        NodeFile {
+            path: "/etc/magnum/cluster.env".to_string(),
+            mode: 0o600,
+            contents: environment,
+        },
+        NodeFile {
+            path: "/usr/local/bin/magnum-configure-node".to_string(),
+            mode: 0o755,
+            contents: CONFIGURE_NODE.to_string(),
+        },
+    ];
+    files.extend(extra_files);
+    let config = ignition::config(&files, &[("magnum-configure-node.service", unit)]);
     serde_json::to_string(&config).map_err(|error| {
         DriverError::Permanent(format!("cannot encode the nodes' Ignition: {error}"))
     })
 }
 
+/// The add-ons the masters apply: the cluster-autoscaler with its Magnum cloud provider
+/// when the label `auto_scaling_enabled` is true.
+fn master_addons(spec: &ClusterSpec, access: &NodeAccess) -> Vec<NodeFile> {
+    let labels = &spec.labels;
+    if !label(labels, "auto_scaling_enabled").is_some_and(is_true) {
+        return Vec::new();
+    }
+    let manifest = autoscaler::manifest(&AutoscalerSettings {
+        cluster_uuid: &spec.uuid,
+        auth_url: &access.auth_url,
+        region_name: &access.region_name,
+        trustee_user_id: &access.trustee_user_id,
+        trustee_password: access.trustee_password.expose(),
+        trust_id: &access.trust_id,
+        tag: label(labels, "autoscaler_tag").unwrap_or(autoscaler::DEFAULT_AUTOSCALER_TAG),
+        image_prefix: label(labels, "container_infra_prefix").filter(|prefix| !prefix.is_empty()),
+    });
+    vec![NodeFile {
+        path: "/etc/kubernetes/addons/cluster-autoscaler.json".to_string(),
+        mode: 0o600,
+        contents: manifest.to_string(),
+    }]
+}
+
 /// The whole stack for `spec`.
 pub fn render(spec: &ClusterSpec, access: &NodeAccess) -> Result<RenderedStack, DriverError> {
     let mut parameters = parameters(spec, access)?;
-    let master_user_data = user_data(&parameters, "master", "")?;
+    let master_user_data = user_data(&parameters, "master", "", master_addons(spec, access))?;
     let default_workers = spec.worker_groups().next().map(node_labels);
     let minion_user_data = user_data(
         &parameters,
         "worker",
         default_workers.as_deref().unwrap_or_default(),
+        Vec::new(),
     )?;
     parameters.insert(
         "master_user_data".to_string(),
@@ -320,7 +346,12 @@ pub fn render_nodegroup(
     );
     parameters.insert(
         "minion_user_data".to_string(),
-        Value::String(user_data(&cluster, "worker", &node_labels(group))?),
+        Value::String(user_data(
+            &cluster,
+            "worker",
+            &node_labels(group),
+            Vec::new(),
+        )?),
     );
     Ok(RenderedStack {
         template: NODEGROUP_TEMPLATE.to_string(),
@@ -581,5 +612,54 @@ mod tests {
             matches!(&refused, Err(DriverError::Permanent(reason)) if reason.contains("api_private_address")),
             "{refused:?}"
         );
+    }
+
+    fn ignition_paths(rendered: &RenderedStack, key: &str) -> Vec<String> {
+        let config: Value =
+            serde_json::from_str(&parameter(&rendered.parameters, key)).unwrap_or_default();
+        config["storage"]["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|file| file["path"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn masters_of_an_autoscaled_cluster_get_the_cluster_autoscaler() {
+        let addon = "/etc/kubernetes/addons/cluster-autoscaler.json".to_string();
+        let autoscaled = render(
+            &spec(&[
+                ("auto_scaling_enabled", "true"),
+                ("autoscaler_tag", "v1.28.0"),
+            ]),
+            &access(),
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        assert!(ignition_paths(&autoscaled, "master_user_data").contains(&addon));
+        assert!(!ignition_paths(&autoscaled, "minion_user_data").contains(&addon));
+        let config: Value =
+            serde_json::from_str(&parameter(&autoscaled.parameters, "master_user_data"))
+                .unwrap_or_default();
+        let file = config["storage"]["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|file| file["path"] == addon.as_str())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(file["mode"], 0o600, "it holds the trustee's password");
+        let source = file["contents"]["source"].as_str().unwrap_or_default();
+        let decoded = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            source.trim_start_matches("data:;base64,"),
+        )
+        .unwrap_or_default();
+        let manifest: Value = serde_json::from_slice(&decoded).unwrap_or_default();
+        assert_eq!(manifest["kind"], "List");
+        assert!(manifest.to_string().contains("cluster-autoscaler:v1.28.0"));
+
+        let fixed = render(&spec(&[]), &access()).unwrap_or_else(|error| panic!("{error}"));
+        assert!(!ignition_paths(&fixed, "master_user_data").contains(&addon));
     }
 }

@@ -99,6 +99,10 @@ if [ "$TLS_DISABLED" != "True" ] && [ "$TLS_DISABLED" != "true" ]; then
         retry sign_certificate server "/CN=kube-apiserver" "$SANS"
     fi
     retry sign_certificate kubelet "/CN=system:node:$NODE_NAME/O=system:nodes" "$SANS"
+    if [ "$ROLE" = master ]; then
+        # The masters' own administrator, for the add-ons they apply.
+        retry sign_certificate admin "/CN=admin/O=system:masters" "DNS:$NODE_NAME"
+    fi
 fi
 
 KUBE_IMAGE_PREFIX=${CONTAINER_INFRA_PREFIX:-docker.io/rancher/}
@@ -128,6 +132,47 @@ if [ "$ROLE" = master ]; then
         --cluster-cidr="$FLANNEL_NETWORK_CIDR" --allocate-node-cidrs=true
     run_component kube-scheduler kube-scheduler
 fi
+
+# Add-ons magnum rendered for this master (the cluster-autoscaler when the label
+# auto_scaling_enabled is true), applied once the API answers; applying is idempotent, so
+# every master does it.
+kubectl_apply() {
+    podman run --rm --net host -v "$STATE_DIR:$STATE_DIR:z" \
+        "${KUBE_IMAGE_PREFIX}hyperkube:$KUBE_TAG" \
+        kubectl --kubeconfig "$STATE_DIR/admin.kubeconfig" apply -f "$1"
+}
+if [ "$ROLE" = master ] && [ -d "$STATE_DIR/addons" ]; then
+    if [ "$TLS_DISABLED" != "True" ] && [ "$TLS_DISABLED" != "true" ]; then
+        API_URL="https://$NODE_IP:$KUBERNETES_PORT"
+    else
+        API_URL="http://127.0.0.1:$KUBERNETES_PORT"
+    fi
+    cat >"$STATE_DIR/admin.kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: $API_URL
+    certificate-authority: $CERT_DIR/ca.crt
+users:
+- name: admin
+  user:
+    client-certificate: $CERT_DIR/admin.crt
+    client-key: $CERT_DIR/admin.key
+contexts:
+- name: admin
+  context: {cluster: local, user: admin}
+current-context: admin
+KUBECONFIG
+    chmod 0600 "$STATE_DIR/admin.kubeconfig"
+    for addon in "$STATE_DIR"/addons/*.json; do
+        [ -f "$addon" ] || continue
+        log "applying $(basename "$addon")"
+        retry kubectl_apply "$addon"
+    done
+fi
+
 run_component kubelet kubelet --hostname-override="$NODE_NAME" \
     --node-labels="magnum.openstack.org/role=$ROLE,magnum.openstack.org/nodegroup=$(meta magnum_nodegroup)${NODE_LABELS:+,$NODE_LABELS}"
 log "done"
