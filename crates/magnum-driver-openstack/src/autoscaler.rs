@@ -31,6 +31,17 @@ pub struct AutoscalerSettings<'a> {
     pub image_prefix: Option<&'a str>,
 }
 
+impl std::fmt::Debug for AutoscalerSettings<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutoscalerSettings")
+            .field("cluster_uuid", &self.cluster_uuid)
+            .field("auth_url", &self.auth_url)
+            .field("trustee_user_id", &self.trustee_user_id)
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The autoscaler's cloud configuration: the trustee's credentials, read by the Magnum
 /// cloud provider (gcfg syntax, values quoted).
 fn cloud_config(settings: &AutoscalerSettings) -> String {
