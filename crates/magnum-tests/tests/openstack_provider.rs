@@ -1026,3 +1026,66 @@ async fn a_nodegroup_is_a_stack_of_its_own_on_the_clusters_network() {
         );
     }
 }
+
+/// Keystone gone while a cluster is created (after the caller's token was checked): the
+/// cluster's trust cannot be made, so the create is answered 503 at once, with no cluster
+/// row or trustee left; with Keystone back, the same create succeeds.
+#[tokio::test]
+async fn keystone_unavailable_at_cluster_create_is_a_503_and_leaves_nothing() {
+    let Some(openstack) = RealOpenStack::from_env() else {
+        return;
+    };
+    let keystone = crate::common::outage::CuttableLink::start(
+        openstack
+            .keystone_url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string(),
+    );
+    let mut through_the_link = openstack.clone();
+    through_the_link.keystone_url = format!("http://{}", keystone.address);
+    // Tokens checked once are trusted for a while, so that the API gets as far as the trust.
+    let setup = CloudSetup::start(
+        through_the_link,
+        "[keystone_authtoken]\ntoken_cache_time = 600\n",
+        None,
+    )
+    .await;
+    let api = setup.api();
+    let template = api
+        .post(
+            "/v1/clustertemplates",
+            kubernetes("k8s-outage", "fedora-coreos-40"),
+        )
+        .await;
+    assert_eq!(template.status, 201, "{}", template.text);
+    let request = json!({"name": "kube", "cluster_template_id": "k8s-outage",
+                         "master_count": 1, "node_count": 1, "keypair": "mykey"});
+
+    keystone.cut();
+    let refused = api.post("/v1/clusters", request.clone()).await;
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    let message = refused.body["errors"][0]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("Keystone"), "{}", refused.text);
+    assert!(
+        !refused.text.contains(&keystone.address.to_string()),
+        "{}",
+        refused.text
+    );
+    let listed = api.get("/v1/clusters").await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.body["clusters"], json!([]), "no half-made cluster");
+
+    keystone.restore();
+    let created = api.post("/v1/clusters", request).await;
+    assert_eq!(created.status, 202, "{}", created.text);
+    let uuid = created.body["uuid"].as_str().unwrap().to_string();
+    let trustee = format!("{uuid}_{}", setup.tenant.project_id);
+    assert!(setup.openstack.user_exists(&trustee).await);
+    let deleted = api.delete(&format!("/v1/clusters/{uuid}")).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert_eq!(setup.settled(&uuid, "DELETE_COMPLETE").await.status, 404);
+}

@@ -1,6 +1,6 @@
 //! `/v1/mservices`: conductors and their heartbeats.
 
-use crate::common::outage::CuttableDatabaseLink;
+use crate::common::outage::CuttableLink;
 use crate::common::{fresh_server_database, Magnumd, Options};
 use std::time::Duration;
 
@@ -107,7 +107,7 @@ async fn a_database_outage_is_answered_503_and_the_service_recovers() {
         eprintln!("skipped: a database outage needs MAGNUM_TEST_DATABASE_URL");
         return;
     };
-    let link = CuttableDatabaseLink::start(CuttableDatabaseLink::server_of(&server_url));
+    let link = CuttableLink::start(CuttableLink::server_of(&server_url));
     let magnumd = Magnumd::start_with(Options {
         database_url: Some(link.route(&server_url)),
         extra_config: "[database]\npool_timeout = 2\n".to_string(),

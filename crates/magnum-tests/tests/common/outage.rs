@@ -1,6 +1,6 @@
-//! A TCP forwarder between magnumd and the test database server that a test can cut: every
-//! open connection is dropped and new ones are closed on arrival, as when the server goes
-//! away, without touching the server other tests share. Restoring it lets connections
+//! A TCP forwarder between magnumd and a server other tests share (the test database
+//! server, the real Keystone) that a test can cut: every open connection is dropped and new
+//! ones are closed on arrival, as when the server goes away, without touching the server. Restoring it lets connections
 //! through again. It runs on a runtime of its own, so a test blocked on starting magnumd
 //! does not stall it.
 
@@ -9,17 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 
-/// A forwarder to one database server, listening on loopback.
-pub struct CuttableDatabaseLink {
+/// A forwarder to one server, listening on loopback.
+pub struct CuttableLink {
     pub address: SocketAddr,
     open: Arc<AtomicBool>,
     cuts: tokio::sync::watch::Sender<u64>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-impl CuttableDatabaseLink {
+impl CuttableLink {
     /// Starts forwarding to `upstream` (`host:port`).
-    pub fn start(upstream: String) -> CuttableDatabaseLink {
+    pub fn start(upstream: String) -> CuttableLink {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -59,7 +59,7 @@ impl CuttableDatabaseLink {
                 }
             }
         });
-        CuttableDatabaseLink {
+        CuttableLink {
             address,
             open,
             cuts,
@@ -67,13 +67,13 @@ impl CuttableDatabaseLink {
         }
     }
 
-    /// The database server goes away: open connections drop, new ones are refused.
+    /// The server goes away: open connections drop, new ones are refused.
     pub fn cut(&self) {
         self.open.store(false, Ordering::SeqCst);
         self.cuts.send_modify(|count| *count += 1);
     }
 
-    /// The database server is back.
+    /// The server is back.
     pub fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
     }
@@ -98,7 +98,7 @@ impl CuttableDatabaseLink {
     }
 }
 
-impl Drop for CuttableDatabaseLink {
+impl Drop for CuttableLink {
     fn drop(&mut self) {
         self.cut();
         if let Some(runtime) = self.runtime.take() {
