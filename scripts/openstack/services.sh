@@ -6,7 +6,9 @@
 #   scripts/openstack/services.sh stop    # stops what start started, by PID
 #
 # Keystone runs under uwsgi (single-threaded workers: Keystone 30's auth middleware is not
-# thread-safe); Heat runs its API and engine in one process (heat_one_process.py). Both
+# thread-safe; every answer says "Connection: close", because uwsgi's plain HTTP socket
+# closes each connection after one answer and a client reusing it would have its next
+# request reset); Heat runs its API and engine in one process (heat_one_process.py). Both
 # keep their data in MariaDB (SQLite fails their concurrent writers with "database is
 # locked"), which must already answer as root on its local socket (scripts/test-all.sh
 # starts it). Everything lives in $MAGNUM_OPENSTACK_DIR (default
@@ -113,6 +115,7 @@ EOF
         "$KEYSTONE_VENV/bin/uwsgi" --http-socket "127.0.0.1:$KEYSTONE_PORT" \
         --virtualenv "$KEYSTONE_VENV" --module keystone.wsgi.api:application \
         --processes 3 --threads 1 --master --die-on-term --need-app \
+        --add-header "Connection: close" \
         >"$WORK_DIR/keystone-uwsgi.log" 2>&1 3>&- &
     echo $! >"$WORK_DIR/keystone.pid"
     wait_for_url "$KEYSTONE_URL/v3" "$(cat "$WORK_DIR/keystone.pid")" Keystone \

@@ -31,9 +31,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often a stack Heat is working on is looked at again: one look is a GET (the
-/// trustee's token is kept), and a finished stack should not wait long to be noticed.
-const RECHECK: Duration = Duration::from_secs(1);
+/// How often a stack Heat is working on is looked at again, by how long it has been in the
+/// same state: often at first (most steps of a stack end within seconds, and a finished one
+/// should not wait long to be noticed), then less, so that a stack that takes twenty
+/// minutes costs Heat few looks. One look is a GET (the trustee's token is kept).
+const RECHECKS: [(Duration, Duration); 3] = [
+    (Duration::from_secs(30), Duration::from_millis(300)),
+    (Duration::from_secs(180), Duration::from_secs(1)),
+    (Duration::MAX, Duration::from_secs(2)),
+];
+
+/// The most clusters whose waits are timed at once.
+const MAX_TIMED_WAITS: usize = 4096;
 
 /// The most trustee tokens kept (one per cluster with work under way).
 const MAX_KEPT_TOKENS: usize = 1024;
@@ -59,6 +68,9 @@ pub struct HeatClusterDriver {
     endpoints: NodeEndpoints,
     /// Trustee tokens by (cluster, trust), so that a look at a stack is one Heat call.
     tokens: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<Token>>>,
+    /// What each cluster last waited for and since when ([`RECHECKS`]); a hint only, so
+    /// a restarted process simply starts looking often again.
+    waits: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
 }
 
 impl HeatClusterDriver {
@@ -74,6 +86,43 @@ impl HeatClusterDriver {
             trustees,
             endpoints,
             tokens: Default::default(),
+            waits: Default::default(),
+        }
+    }
+
+    /// Waiting for `status` of cluster `uuid`: look again soon while the wait is young.
+    fn waiting(&self, uuid: &str, status: String, stack_id: Option<String>) -> Waiting {
+        let now = std::time::Instant::now();
+        let since = match self.waits.lock() {
+            Ok(mut waits) => match waits.get(uuid) {
+                Some((seen, since)) if *seen == status => *since,
+                _ => {
+                    if waits.len() >= MAX_TIMED_WAITS {
+                        waits.clear();
+                    }
+                    waits.insert(uuid.to_string(), (status.clone(), now));
+                    now
+                }
+            },
+            Err(_) => now,
+        };
+        let age = now.saturating_duration_since(since);
+        let recheck_after = RECHECKS
+            .iter()
+            .find(|(younger_than, _)| age < *younger_than)
+            .map(|(_, every)| *every)
+            .unwrap_or(Duration::from_secs(2));
+        Waiting {
+            recheck_after,
+            status,
+            stack_id,
+        }
+    }
+
+    /// The cluster waits no more (its operation ended).
+    fn stop_timing(&self, uuid: &str) {
+        if let Ok(mut waits) = self.waits.lock() {
+            waits.remove(uuid);
         }
     }
 
@@ -209,14 +258,14 @@ impl HeatClusterDriver {
                 .await
                 .map_err(|error| retryable("Octavia", error))?;
         }
-        Ok(Some(Waiting {
-            recheck_after: RECHECK,
-            status: format!(
+        Ok(Some(self.waiting(
+            &cluster.uuid,
+            format!(
                 "removing {} load balancer(s) Kubernetes made for the cluster",
                 found.len()
             ),
-            stack_id: None,
-        }))
+            None,
+        )))
     }
 
     /// Starts removing the volumes Kubernetes made for the cluster, once the stack (and so
@@ -249,14 +298,14 @@ impl HeatClusterDriver {
                 .await
                 .map_err(|error| retryable("Cinder", error))?;
         }
-        Ok(Some(Waiting {
-            recheck_after: RECHECK,
-            status: format!(
+        Ok(Some(self.waiting(
+            &cluster.uuid,
+            format!(
                 "removing {} volume(s) Kubernetes made for the cluster",
                 found.len()
             ),
-            stack_id: None,
-        }))
+            None,
+        )))
     }
 
     fn access(&self, spec: &ClusterSpec) -> Result<NodeAccess, DriverError> {
@@ -481,6 +530,9 @@ impl ClusterDriver for HeatClusterDriver {
         progress: &dyn ProgressSink,
     ) -> Result<Progress, DriverError> {
         let outcome = self.apply_step(spec, progress).await;
+        if !matches!(outcome, Ok(Progress::Waiting(_))) {
+            self.stop_timing(&spec.uuid);
+        }
         if matches!(&outcome, Err(DriverError::Retryable(reason)) if reason.starts_with("Heat refused the trustee's token"))
         {
             self.forget_token(&spec.uuid);
@@ -490,6 +542,9 @@ impl ClusterDriver for HeatClusterDriver {
 
     async fn delete(&self, cluster: &ClusterRef) -> Result<Removal, DriverError> {
         let outcome = self.delete_step(cluster).await;
+        if !matches!(outcome, Ok(Removal::Waiting(_))) {
+            self.stop_timing(&cluster.uuid);
+        }
         if matches!(&outcome, Err(DriverError::Retryable(reason)) if reason.starts_with("Heat refused the trustee's token"))
         {
             self.forget_token(&cluster.uuid);
@@ -561,18 +616,18 @@ impl HeatClusterDriver {
                 )
                 .await
                 .map_err(heat_error)?;
-            return Ok(Progress::Waiting(Waiting {
-                recheck_after: RECHECK,
-                status: format!("Heat is creating stack {name}"),
-                stack_id: Some(created.id),
-            }));
+            return Ok(Progress::Waiting(self.waiting(
+                &spec.uuid,
+                format!("Heat is creating stack {name}"),
+                Some(created.id),
+            )));
         };
         match stack.status.state {
-            StackState::InProgress => Ok(Progress::Waiting(Waiting {
-                recheck_after: RECHECK,
-                status: format!("Heat: {}", stack.status),
-                stack_id: Some(stack.reference.id.clone()),
-            })),
+            StackState::InProgress => Ok(Progress::Waiting(self.waiting(
+                &spec.uuid,
+                format!("Heat: {}", stack.status),
+                Some(stack.reference.id.clone()),
+            ))),
             StackState::Failed => {
                 let reason = heat
                     .failure_reason(&token, &stack)
@@ -604,11 +659,11 @@ impl HeatClusterDriver {
                 )
                 .await
                 .map_err(heat_error)?;
-                Ok(Progress::Waiting(Waiting {
-                    recheck_after: RECHECK,
-                    status: format!("Heat is updating stack {name}"),
-                    stack_id: Some(stack.reference.id.clone()),
-                }))
+                Ok(Progress::Waiting(self.waiting(
+                    &spec.uuid,
+                    format!("Heat is updating stack {name}"),
+                    Some(stack.reference.id.clone()),
+                )))
             }
         }
     }
@@ -745,11 +800,11 @@ impl HeatClusterDriver {
         if under_way.is_empty() {
             return Ok(Progress::Done(seen));
         }
-        Ok(Progress::Waiting(Waiting {
-            recheck_after: RECHECK,
-            status: under_way.join("; "),
-            stack_id: Some(cluster_stack.reference.id.clone()),
-        }))
+        Ok(Progress::Waiting(self.waiting(
+            &spec.uuid,
+            under_way.join("; "),
+            Some(cluster_stack.reference.id.clone()),
+        )))
     }
 
     async fn delete_step(&self, cluster: &ClusterRef) -> Result<Removal, DriverError> {
@@ -764,22 +819,22 @@ impl HeatClusterDriver {
             removing.extend(remove_nodegroup_stack(&heat, &token, &stack).await?);
         }
         if !removing.is_empty() {
-            return Ok(Removal::Waiting(Waiting {
-                recheck_after: RECHECK,
-                status: removing.join("; "),
-                stack_id: None,
-            }));
+            return Ok(Removal::Waiting(self.waiting(
+                &cluster.uuid,
+                removing.join("; "),
+                None,
+            )));
         }
         let name = stack_name(&cluster.uuid);
         let Some(stack) = heat.get_by_name(&token, &name).await.map_err(heat_error)? else {
             return self.after_the_stack(cluster).await;
         };
         let waiting = |status: String| {
-            Ok(Removal::Waiting(Waiting {
-                recheck_after: RECHECK,
+            Ok(Removal::Waiting(self.waiting(
+                &cluster.uuid,
                 status,
-                stack_id: Some(stack.reference.id.clone()),
-            }))
+                Some(stack.reference.id.clone()),
+            )))
         };
         match (stack.status.action.as_str(), stack.status.state) {
             ("DELETE", StackState::Complete) => self.after_the_stack(cluster).await,
