@@ -161,11 +161,13 @@ outputs:
   OS::stack_id:
     value: {get_resource: server}
 EOF
-    # Ports and floating IPs become templates that make up an address, so that stacks have
-    # node addresses to report (and nodegroup stacks an API address to join).
+    # Ports, floating IPs and load balancers become templates that make up an address, so
+    # that stacks have node addresses to report (and nodegroup stacks an API address to
+    # join). Heat ranks a wildcard mapping ("OS::Neutron::*") above a specific one of the
+    # same family, so the other Neutron and Octavia types are listed one by one.
     cat >"$WORK_DIR/templates/no-cloud-port.yaml" <<EOF
 heat_template_version: 2021-04-16
-description: Tests only - a Neutron port that is not there, with a made-up address in 10.0.0.0/24.
+description: Tests only - a Neutron port that is not there, with a made-up address (10.0.1.100-199).
 parameters:
   network: {type: string, default: ""}
   fixed_ips: {type: json, default: []}
@@ -175,14 +177,14 @@ resources:
     type: OS::Heat::RandomString
     properties:
       length: 2
-      character_sequences: [{sequence: "123456789", min: 2}]
+      character_classes: [{class: digits, min: 2}]
 outputs:
   fixed_ips:
-    value: [{ip_address: {list_join: ["", ["10.0.0.", {get_attr: [host, value]}]]}, subnet_id: ""}]
+    value: [{ip_address: {list_join: ["", ["10.0.1.1", {get_attr: [host, value]}]]}, subnet_id: ""}]
 EOF
     cat >"$WORK_DIR/templates/no-cloud-floating-ip.yaml" <<EOF
 heat_template_version: 2021-04-16
-description: Tests only - a floating IP that is not there, with a made-up address in 172.24.4.0/24.
+description: Tests only - a floating IP that is not there, with a made-up address (172.24.4.100-199).
 parameters:
   floating_network: {type: string, default: ""}
   port_id: {type: string, default: ""}
@@ -191,10 +193,10 @@ resources:
     type: OS::Heat::RandomString
     properties:
       length: 2
-      character_sequences: [{sequence: "123456789", min: 2}]
+      character_classes: [{class: digits, min: 2}]
 outputs:
   floating_ip_address:
-    value: {list_join: ["", ["172.24.4.", {get_attr: [host, value]}]]}
+    value: {list_join: ["", ["172.24.4.1", {get_attr: [host, value]}]]}
 EOF
     cat >"$WORK_DIR/templates/no-cloud-load-balancer.yaml" <<EOF
 heat_template_version: 2021-04-16
@@ -220,9 +222,29 @@ resource_registry:
   "OS::Octavia::LoadBalancer": file://$WORK_DIR/templates/no-cloud-load-balancer.yaml
   "OS::Nova::ServerGroup": OS::Heat::None
   "OS::Nova::KeyPair": OS::Heat::None
-  "OS::Neutron::*": OS::Heat::None
+  "OS::Neutron::Net": OS::Heat::None
+  "OS::Neutron::Subnet": OS::Heat::None
+  "OS::Neutron::SubnetPool": OS::Heat::None
+  "OS::Neutron::Router": OS::Heat::None
+  "OS::Neutron::RouterInterface": OS::Heat::None
+  "OS::Neutron::ExtraRoute": OS::Heat::None
+  "OS::Neutron::SecurityGroup": OS::Heat::None
+  "OS::Neutron::SecurityGroupRule": OS::Heat::None
+  "OS::Neutron::FloatingIPAssociation": OS::Heat::None
+  "OS::Neutron::ProviderNet": OS::Heat::None
+  "OS::Neutron::Trunk": OS::Heat::None
+  "OS::Neutron::QoSPolicy": OS::Heat::None
+  "OS::Neutron::AddressScope": OS::Heat::None
   "OS::Cinder::*": OS::Heat::None
-  "OS::Octavia::*": OS::Heat::None
+  "OS::Octavia::Listener": OS::Heat::None
+  "OS::Octavia::Pool": OS::Heat::None
+  "OS::Octavia::PoolMember": OS::Heat::None
+  "OS::Octavia::HealthMonitor": OS::Heat::None
+  "OS::Octavia::L7Policy": OS::Heat::None
+  "OS::Octavia::L7Rule": OS::Heat::None
+  "OS::Octavia::Flavor": OS::Heat::None
+  "OS::Octavia::FlavorProfile": OS::Heat::None
+  "OS::Octavia::Quota": OS::Heat::None
   "OS::Heat::WaitCondition": OS::Heat::None
   "OS::Heat::WaitConditionHandle": OS::Heat::None
   "OS::Heat::SoftwareDeployment": OS::Heat::None

@@ -885,7 +885,7 @@ async fn a_nodegroup_is_a_stack_of_its_own_on_the_clusters_network() {
     // The tests' Heat makes up addresses for ports and floating IPs: the outputs are read.
     let api_address = complete.body["api_address"].as_str().unwrap_or_default();
     assert!(
-        api_address.starts_with("https://172.24.4."),
+        api_address.starts_with("https://172.24.4.1"),
         "{api_address}"
     );
     assert!(api_address.ends_with(":6443"), "{api_address}");
