@@ -11,11 +11,13 @@
 
 use serde_json::{json, Value};
 
-/// The cluster-autoscaler image when the `autoscaler_tag` label names no version.
-pub const DEFAULT_AUTOSCALER_TAG: &str = "v1.27.3";
+/// The cluster-autoscaler image when the `autoscaler_tag` label names no version (spec
+/// §9.4's default).
+pub const DEFAULT_AUTOSCALER_TAG: &str = "v1.18.1";
 
-/// Where the autoscaler's image comes from when `container_infra_prefix` names no mirror.
-const DEFAULT_IMAGE_PREFIX: &str = "registry.k8s.io/autoscaling/";
+/// Where the autoscaler's image (built with the Magnum cloud provider) comes from when
+/// `container_infra_prefix` names no mirror.
+const DEFAULT_IMAGE_PREFIX: &str = "docker.io/openstackmagnum/";
 
 /// What the autoscaler needs to know of its cluster.
 pub struct AutoscalerSettings<'a> {
@@ -192,7 +194,7 @@ mod tests {
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(
             container["image"],
-            "registry.k8s.io/autoscaling/cluster-autoscaler:v1.27.3"
+            "docker.io/openstackmagnum/cluster-autoscaler:v1.18.1"
         );
         let command: Vec<&str> = container["command"]
             .as_array()

@@ -4,7 +4,7 @@
 //! [`ClusterSpec`] onto the template's parameters (spec §9.4, with its defaults) and renders
 //! the nodes' Ignition configurations.
 
-use crate::autoscaler::{self, AutoscalerSettings};
+use crate::addons;
 use crate::definition::{
     is_true, label, node_labels, nodegroup_parameters, ClusterStackOutputs, StackDefinition,
 };
@@ -274,34 +274,32 @@ fn user_data(
     })
 }
 
-/// The add-ons the masters apply: the cluster-autoscaler with its Magnum cloud provider
-/// when the label `auto_scaling_enabled` is true.
-fn master_addons(spec: &ClusterSpec, access: &NodeAccess) -> Vec<NodeFile> {
-    let labels = &spec.labels;
-    if !label(labels, "auto_scaling_enabled").is_some_and(is_true) {
-        return Vec::new();
-    }
-    let manifest = autoscaler::manifest(&AutoscalerSettings {
-        cluster_uuid: &spec.uuid,
-        auth_url: &access.auth_url,
-        region_name: &access.region_name,
-        trustee_user_id: &access.trustee_user_id,
-        trustee_password: access.trustee_password.expose(),
-        trust_id: &access.trust_id,
-        tag: label(labels, "autoscaler_tag").unwrap_or(autoscaler::DEFAULT_AUTOSCALER_TAG),
-        image_prefix: label(labels, "container_infra_prefix").filter(|prefix| !prefix.is_empty()),
-    });
-    vec![NodeFile {
-        path: "/etc/kubernetes/addons/cluster-autoscaler.json".to_string(),
-        mode: 0o600,
-        contents: manifest.to_string(),
-    }]
+/// The add-ons the masters apply ([`addons`]), as files of their Ignition (mode 0600: the
+/// cloud-facing ones hold the trustee's password).
+fn master_addons(
+    spec: &ClusterSpec,
+    access: &NodeAccess,
+    parameters: &Map<String, Value>,
+) -> Vec<NodeFile> {
+    addons::master_addons(spec, access, parameters)
+        .into_iter()
+        .map(|addon| NodeFile {
+            path: format!("/etc/kubernetes/addons/{}.json", addon.name),
+            mode: 0o600,
+            contents: addon.manifest.to_string(),
+        })
+        .collect()
 }
 
 /// The whole stack for `spec`.
 pub fn render(spec: &ClusterSpec, access: &NodeAccess) -> Result<RenderedStack, DriverError> {
     let mut parameters = parameters(spec, access)?;
-    let master_user_data = user_data(&parameters, "master", "", master_addons(spec, access))?;
+    let master_user_data = user_data(
+        &parameters,
+        "master",
+        "",
+        master_addons(spec, access, &parameters),
+    )?;
     let default_workers = spec.worker_groups().next().map(node_labels);
     let minion_user_data = user_data(
         &parameters,
@@ -660,6 +658,10 @@ mod tests {
         assert!(manifest.to_string().contains("cluster-autoscaler:v1.28.0"));
 
         let fixed = render(&spec(&[]), &access()).unwrap_or_else(|error| panic!("{error}"));
-        assert!(!ignition_paths(&fixed, "master_user_data").contains(&addon));
+        let paths = ignition_paths(&fixed, "master_user_data");
+        assert!(!paths.contains(&addon));
+        // The defaults: flannel and Cinder CSI.
+        assert!(paths.contains(&"/etc/kubernetes/addons/flannel.json".to_string()));
+        assert!(paths.contains(&"/etc/kubernetes/addons/cinder-csi.json".to_string()));
     }
 }

@@ -10,6 +10,7 @@
 //! Kubernetes drivers [`k8s_fedora_coreos`] (Ignition) and [`k8s_fedora_atomic`] (the
 //! seed's, cloud-init); Heat is called as each cluster's trustee ([`trust`]).
 
+pub mod addons;
 pub mod autoscaler;
 pub mod cloud_config;
 pub mod definition;

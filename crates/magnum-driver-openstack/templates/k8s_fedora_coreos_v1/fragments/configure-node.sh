@@ -133,9 +133,9 @@ if [ "$ROLE" = master ]; then
     run_component kube-scheduler kube-scheduler
 fi
 
-# Add-ons magnum rendered for this master (the cluster-autoscaler when the label
-# auto_scaling_enabled is true), applied once the API answers; applying is idempotent, so
-# every master does it.
+# Add-ons magnum rendered for this master (the pod network, the cloud controller manager,
+# Cinder CSI, the cluster-autoscaler, as the labels ask), applied once the API answers;
+# applying is idempotent, so every master does it.
 kubectl_apply() {
     podman run --rm --net host -v "$STATE_DIR:$STATE_DIR:z" \
         "${KUBE_IMAGE_PREFIX}hyperkube:$KUBE_TAG" \
@@ -173,6 +173,11 @@ KUBECONFIG
     done
 fi
 
-run_component kubelet kubelet --hostname-override="$NODE_NAME" \
+KUBELET_CLOUD_ARGS=()
+if [ "$CLOUD_PROVIDER_ENABLED" = "True" ] || [ "$CLOUD_PROVIDER_ENABLED" = "true" ]; then
+    # The OpenStack cloud controller manager (an add-on) initializes the nodes.
+    KUBELET_CLOUD_ARGS=(--cloud-provider=external)
+fi
+run_component kubelet kubelet --hostname-override="$NODE_NAME" "${KUBELET_CLOUD_ARGS[@]}" \
     --node-labels="magnum.openstack.org/role=$ROLE,magnum.openstack.org/nodegroup=$(meta magnum_nodegroup)${NODE_LABELS:+,$NODE_LABELS}"
 log "done"
