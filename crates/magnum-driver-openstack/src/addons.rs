@@ -9,11 +9,14 @@
 //! - `cinder-csi` (`cinder_csi_enabled`): persistent volumes as Cinder volumes, marked with
 //!   the cluster's uuid (`--cluster`), which is how a cluster delete finds the volumes to
 //!   remove;
+//! - `k8s-keystone-auth` (`keystone_auth_enabled`): Keystone tokens as Kubernetes
+//!   credentials, the apiserver's webhook (policy: `keystone_auth_default_policy`, else the
+//!   cluster's project members may do anything);
 //! - `cluster-autoscaler` (`auto_scaling_enabled`, [`crate::autoscaler`]).
 //!
 //! The cloud-facing ones authenticate as the cluster's trustee within its trust. Other
-//! labelled components (keystone_auth, ingress controllers, monitoring) are not deployed
-//! by this driver yet. That the manifests run is for a real cloud to show; here they are
+//! labelled components (calico, ingress controllers, monitoring) are not deployed by this
+//! driver yet. That the manifests run is for a real cloud to show; here they are
 //! checked for shape.
 
 use crate::autoscaler::{self, AutoscalerSettings};
@@ -457,6 +460,88 @@ pub fn cinder_csi(spec: &ClusterSpec, access: &NodeAccess) -> Value {
     ])
 }
 
+/// Where the masters' kube-apiserver asks k8s-keystone-auth (its webhook) about tokens.
+pub const KEYSTONE_AUTH_LISTEN: &str = "127.0.0.1:8443";
+
+/// The default policy of k8s-keystone-auth: the members of the cluster's project may do
+/// anything in the cluster, as upstream's default lets the project administer its own
+/// cluster.
+fn keystone_auth_policy(project_id: &str) -> Value {
+    json!([{
+        "resource": {"verbs": ["*"], "resources": ["*"], "version": "*", "namespace": "*"},
+        "match": [
+            {"type": "role", "values": ["member"]},
+            {"type": "project", "values": [project_id]},
+        ],
+    }, {
+        "nonresource": {"verbs": ["*"], "path": "*"},
+        "match": [
+            {"type": "role", "values": ["member"]},
+            {"type": "project", "values": [project_id]},
+        ],
+    }])
+}
+
+/// k8s-keystone-auth on the masters: Keystone tokens as Kubernetes credentials (the
+/// apiserver's authentication and authorization webhook), with its policy in a ConfigMap.
+pub fn keystone_auth(spec: &ClusterSpec, access: &NodeAccess) -> Value {
+    let name = "k8s-keystone-auth";
+    let [role, binding] = cluster_role(
+        name,
+        json!([{"apiGroups": [""], "resources": ["configmaps"],
+                "verbs": ["get", "list", "watch"]}]),
+    );
+    let policy = label(&spec.labels, "keystone_auth_default_policy")
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .unwrap_or_else(|| keystone_auth_policy(&spec.credentials.project_id));
+    list(vec![
+        service_account(name),
+        role,
+        binding,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "k8s-keystone-auth-policy", "namespace": NAMESPACE},
+               "data": {"policies": policy.to_string()}}),
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {
+                "selector": {"matchLabels": {"k8s-app": name}},
+                "template": {
+                    "metadata": {"labels": {"k8s-app": name}},
+                    "spec": {
+                        "hostNetwork": true,
+                        "serviceAccountName": name,
+                        "nodeSelector": {"magnum.openstack.org/role": "master"},
+                        "tolerations": master_tolerations(),
+                        "containers": [{
+                            "name": name,
+                            "image": image(spec, "docker.io/k8scloudprovider/", name,
+                                           tag(spec, "k8s_keystone_auth_tag", "v1.18.0")),
+                            "args": [
+                                "./bin/k8s-keystone-auth",
+                                "--tls-cert-file=/etc/kubernetes/certs/keystone-auth.crt",
+                                "--tls-private-key-file=/etc/kubernetes/certs/keystone-auth.key",
+                                "--policy-configmap-name=k8s-keystone-auth-policy",
+                                format!("--keystone-url={}", access.auth_url),
+                                format!("--listen={KEYSTONE_AUTH_LISTEN}"),
+                            ],
+                            "volumeMounts": [
+                                {"name": "certs", "mountPath": "/etc/kubernetes/certs",
+                                 "readOnly": true},
+                            ],
+                        }],
+                        "volumes": [
+                            {"name": "certs", "hostPath": {"path": "/etc/kubernetes/certs",
+                                                           "type": "Directory"}},
+                        ],
+                    },
+                },
+            },
+        }),
+    ])
+}
+
 /// The add-ons the cluster's labels and settings ask for, in the order they are applied.
 /// `parameters` are the cluster stack's (pod network, flannel settings).
 pub fn master_addons(
@@ -493,6 +578,12 @@ pub fn master_addons(
         addons.push(Addon {
             name: "cinder-csi",
             manifest: cinder_csi(spec, access),
+        });
+    }
+    if enabled(spec, "keystone_auth_enabled", true) {
+        addons.push(Addon {
+            name: "k8s-keystone-auth",
+            manifest: keystone_auth(spec, access),
         });
     }
     if enabled(spec, "auto_scaling_enabled", false) {
@@ -570,7 +661,10 @@ mod tests {
     #[test]
     fn the_labels_choose_the_addons_with_the_spec_defaults() {
         let defaults = master_addons(&sample_spec(2, &[]), &access(), &parameters("flannel"));
-        assert_eq!(names(&defaults), ["flannel", "cinder-csi"]);
+        assert_eq!(
+            names(&defaults),
+            ["flannel", "cinder-csi", "k8s-keystone-auth"]
+        );
         let everything = master_addons(
             &sample_spec(
                 2,
@@ -587,11 +681,18 @@ mod tests {
             [
                 "openstack-cloud-controller-manager",
                 "cinder-csi",
+                "k8s-keystone-auth",
                 "cluster-autoscaler"
             ]
         );
         let none = master_addons(
-            &sample_spec(2, &[("cinder_csi_enabled", "false")]),
+            &sample_spec(
+                2,
+                &[
+                    ("cinder_csi_enabled", "false"),
+                    ("keystone_auth_enabled", "false"),
+                ],
+            ),
             &access(),
             &parameters("calico"),
         );
@@ -652,5 +753,37 @@ mod tests {
             .as_str()
             .unwrap_or_default()
             .ends_with("openstack-cloud-controller-manager:v1.23.1"));
+    }
+
+    #[test]
+    fn keystone_auth_lets_the_clusters_project_in_unless_a_policy_is_given() {
+        let mut spec = sample_spec(2, &[]);
+        spec.credentials.project_id = "project-a".to_string();
+        let list = keystone_auth(&spec, &access());
+        let policy: Value = serde_json::from_str(
+            find(&list, "ConfigMap")["data"]["policies"]
+                .as_str()
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        assert_eq!(policy[0]["match"][1]["values"][0], "project-a");
+        let args = find(&list, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["args"]
+            .to_string();
+        assert!(
+            args.contains("--keystone-url=http://keystone:5000/v3"),
+            "{args}"
+        );
+        assert!(args.contains(KEYSTONE_AUTH_LISTEN), "{args}");
+
+        let own = r#"[{"resource": {"verbs": ["get"], "resources": ["pods"], "version": "*", "namespace": "default"}, "match": [{"type": "user", "values": ["alice"]}]}]"#;
+        let spec = sample_spec(2, &[("keystone_auth_default_policy", own)]);
+        let list = keystone_auth(&spec, &access());
+        let policy: Value = serde_json::from_str(
+            find(&list, "ConfigMap")["data"]["policies"]
+                .as_str()
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        assert_eq!(policy[0]["match"][0]["values"][0], "alice");
     }
 }

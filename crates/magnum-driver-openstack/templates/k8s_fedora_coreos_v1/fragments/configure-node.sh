@@ -19,6 +19,8 @@ chmod 0700 "$CERT_DIR"
 
 log() { echo "magnum-configure-node: $*" >&2; }
 
+is_true() { [ "${1:-}" = "True" ] || [ "${1:-}" = "true" ]; }
+
 retry() {
     local attempt
     for attempt in $(seq 1 30); do
@@ -102,6 +104,9 @@ if [ "$TLS_DISABLED" != "True" ] && [ "$TLS_DISABLED" != "true" ]; then
     if [ "$ROLE" = master ]; then
         # The masters' own administrator, for the add-ons they apply.
         retry sign_certificate admin "/CN=admin/O=system:masters" "DNS:$NODE_NAME"
+        if is_true "$KEYSTONE_AUTH_ENABLED"; then
+            retry sign_certificate keystone-auth "/CN=k8s-keystone-auth" "IP:127.0.0.1"
+        fi
     fi
 fi
 
@@ -122,7 +127,31 @@ if [ "$ROLE" = master ]; then
         "quay.io/coreos/etcd:$ETCD_TAG" /usr/local/bin/etcd --name "$NODE_NAME" \
         --data-dir /var/lib/etcd --listen-client-urls http://127.0.0.1:2379 \
         --advertise-client-urls http://127.0.0.1:2379
-    run_component kube-apiserver kube-apiserver \
+    APISERVER_AUTH_ARGS=()
+    if is_true "$KEYSTONE_AUTH_ENABLED"; then
+        # Keystone tokens are checked by k8s-keystone-auth (an add-on) on this master.
+        cat >"$STATE_DIR/keystone-webhook.kubeconfig" <<WEBHOOK
+apiVersion: v1
+kind: Config
+clusters:
+- name: webhook
+  cluster:
+    server: https://127.0.0.1:8443/webhook
+    certificate-authority: $CERT_DIR/ca.crt
+users:
+- name: webhook
+contexts:
+- name: webhook
+  context: {cluster: webhook, user: webhook}
+current-context: webhook
+WEBHOOK
+        APISERVER_AUTH_ARGS=(
+            --authentication-token-webhook-config-file="$STATE_DIR/keystone-webhook.kubeconfig"
+            --authorization-webhook-config-file="$STATE_DIR/keystone-webhook.kubeconfig"
+            "--authorization-mode=Node,Webhook,RBAC"
+        )
+    fi
+    run_component kube-apiserver kube-apiserver "${APISERVER_AUTH_ARGS[@]}" \
         --etcd-servers=http://127.0.0.1:2379 \
         --advertise-address="$NODE_IP" --secure-port="$KUBERNETES_PORT" \
         --service-cluster-ip-range="$PORTAL_NETWORK_CIDR" \
@@ -174,7 +203,7 @@ KUBECONFIG
 fi
 
 KUBELET_CLOUD_ARGS=()
-if [ "$CLOUD_PROVIDER_ENABLED" = "True" ] || [ "$CLOUD_PROVIDER_ENABLED" = "true" ]; then
+if is_true "$CLOUD_PROVIDER_ENABLED"; then
     # The OpenStack cloud controller manager (an add-on) initializes the nodes.
     KUBELET_CLOUD_ARGS=(--cloud-provider=external)
 fi
