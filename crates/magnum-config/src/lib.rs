@@ -486,6 +486,9 @@ config_section! {
         trustee_keystone_interface: String = "public".to_string(),
         /// Roles delegated to the trustee (empty: every role the creating user holds in its project).
         roles: Vec<String> = Vec::new(),
+        /// Whether clusters' nodes may act in the cloud with the cluster's trust (the cloud
+        /// provider of Kubernetes, label cloud_provider_enabled, defaults to this).
+        cluster_user_trust: bool = false,
     }
 }
 

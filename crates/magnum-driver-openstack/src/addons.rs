@@ -568,7 +568,7 @@ pub fn master_addons(
             ),
         });
     }
-    if enabled(spec, "cloud_provider_enabled", false) {
+    if enabled(spec, "cloud_provider_enabled", access.cluster_user_trust) {
         addons.push(Addon {
             name: "openstack-cloud-controller-manager",
             manifest: cloud_controller_manager(spec, access),
@@ -620,6 +620,7 @@ mod tests {
             trustee_username: "5d12_p".to_string(),
             trustee_password: magnum_config::Secret::new("derived"),
             trust_id: "trust".to_string(),
+            cluster_user_trust: false,
         }
     }
 

@@ -20,6 +20,9 @@ pub struct NodeAccess {
     pub trustee_username: String,
     pub trustee_password: magnum_config::Secret,
     pub trust_id: String,
+    /// Whether the nodes may act in the cloud with the trust (`[trust]
+    /// cluster_user_trust`): the default of the label cloud_provider_enabled.
+    pub cluster_user_trust: bool,
 }
 
 impl std::fmt::Debug for NodeAccess {

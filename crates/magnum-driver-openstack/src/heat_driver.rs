@@ -325,6 +325,7 @@ impl HeatClusterDriver {
             trustee_username: format!("{}_{}", spec.uuid, credentials.project_id),
             trustee_password: self.trustees.password(&spec.uuid),
             trust_id: trust_id.clone(),
+            cluster_user_trust: self.trustees.cluster_user_trust(),
         })
     }
 }

@@ -410,6 +410,7 @@ mod tests {
             trustee_username: "5d12_p".to_string(),
             trustee_password: magnum_config::Secret::new("derived"),
             trust_id: "trust".to_string(),
+            cluster_user_trust: false,
         }
     }
 

@@ -151,7 +151,14 @@ pub fn parameters(
         ("etcd_volume_size", "0"),
         ("octavia_provider", "amphora"),
         ("octavia_lb_algorithm", "ROUND_ROBIN"),
-        ("cloud_provider_enabled", "false"),
+        (
+            "cloud_provider_enabled",
+            if access.cluster_user_trust {
+                "true"
+            } else {
+                "false"
+            },
+        ),
         ("cinder_csi_enabled", "true"),
         ("keystone_auth_enabled", "true"),
         ("auto_scaling_enabled", "false"),
@@ -417,6 +424,7 @@ mod tests {
             trustee_username: "5d12_p".to_string(),
             trustee_password: magnum_config::Secret::new("derived"),
             trust_id: "trust".to_string(),
+            cluster_user_trust: false,
         }
     }
 

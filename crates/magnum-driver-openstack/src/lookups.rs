@@ -8,6 +8,9 @@
 
 use crate::{Cloud, CloudService, Trustees};
 use async_trait::async_trait;
+use magnum_core::cluster_template::ClusterTemplate;
+use magnum_core::coe::Coe;
+use magnum_core::DomainError;
 use magnum_driver::{
     CallerContext, ClusterGrant, FlavorInfo, ImageInfo, InfrastructureProvider, LookupError,
     NetworkInfo, ProviderKind,
@@ -169,6 +172,48 @@ fn text(item: &Value, key: &str) -> Option<String> {
     item.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
+/// The ingress controllers spec §9.4 knows (lower-cased; empty for none).
+const INGRESS_CONTROLLERS: [&str; 4] = ["", "traefik", "nginx", "octavia"];
+
+/// What a Kubernetes cluster's labels may not ask for here (spec §9.4): the cloud provider
+/// without `[trust] cluster_user_trust`, the cinder volume driver without the cloud
+/// provider, an ingress controller that does not exist. Answers whether the labels need
+/// Octavia (the octavia ingress controller).
+fn check_kubernetes_labels(
+    volume_driver: Option<&str>,
+    labels: &magnum_core::labels::Labels,
+    cluster_user_trust: bool,
+) -> Result<bool, DomainError> {
+    let cloud_provider = labels
+        .get("cloud_provider_enabled")
+        .map(|value| value.eq_ignore_ascii_case("true"))
+        .unwrap_or(cluster_user_trust);
+    if cloud_provider && !cluster_user_trust {
+        return Err(DomainError::invalid(
+            "The label cloud_provider_enabled=true needs [trust] cluster_user_trust = true in \
+             magnum.conf: the cloud provider acts in the cloud with the cluster's trust.",
+        ));
+    }
+    if volume_driver == Some("cinder") && !cloud_provider {
+        return Err(DomainError::invalid(
+            "The cinder volume driver needs the cloud provider: the label \
+             cloud_provider_enabled must be true (or unset where [trust] cluster_user_trust \
+             is true).",
+        ));
+    }
+    let ingress = labels
+        .get("ingress_controller")
+        .map(|value| value.to_lowercase())
+        .unwrap_or_default();
+    if !INGRESS_CONTROLLERS.contains(&ingress.as_str()) {
+        return Err(DomainError::invalid(format!(
+            "The label ingress_controller must be traefik, nginx or octavia (or empty), not \
+             {ingress}."
+        )));
+    }
+    Ok(ingress == "octavia")
+}
+
 fn network_info(item: &Value) -> NetworkInfo {
     NetworkInfo {
         id: text(item, "id").unwrap_or_default(),
@@ -184,6 +229,41 @@ impl InfrastructureProvider for OpenStackProvider {
 
     fn verifies(&self) -> bool {
         true
+    }
+
+    async fn check_cluster(
+        &self,
+        template: &ClusterTemplate,
+        labels: &magnum_core::labels::Labels,
+        master_lb_enabled: bool,
+    ) -> Result<(), DomainError> {
+        let ingress_needs_octavia = if template.coe == Coe::Kubernetes {
+            check_kubernetes_labels(
+                template.volume_driver.as_deref(),
+                labels,
+                self.trustees.cluster_user_trust(),
+            )?
+        } else {
+            false
+        };
+        if !(master_lb_enabled || ingress_needs_octavia) {
+            return Ok(());
+        }
+        match self.cloud.offers(CloudService::LoadBalancer).await {
+            Ok(true) => Ok(()),
+            Ok(false) if master_lb_enabled => Err(DomainError::invalid(
+                "master_lb_enabled needs a load balancer, and this cloud's catalog lists no \
+                 Octavia (load-balancer service) where magnum looks for it ([octavia_client]).",
+            )),
+            Ok(false) => Err(DomainError::invalid(
+                "The octavia ingress controller needs Octavia, and this cloud's catalog lists \
+                 no load-balancer service where magnum looks for it ([octavia_client]).",
+            )),
+            Err(error) => Err(DomainError::unavailable(format!(
+                "Could not check for a load-balancer service: the cloud's catalog could not \
+                 be read ({error})."
+            ))),
+        }
     }
 
     async fn find_image(
@@ -359,5 +439,55 @@ mod tests {
             OpenStackProvider::single(&listed, named("c")).unwrap_err(),
             LookupError::NotFound
         );
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> magnum_core::labels::Labels {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn kubernetes_labels_ask_only_for_what_is_allowed() {
+        let plain = None;
+        assert_eq!(
+            check_kubernetes_labels(plain, &labels(&[]), false),
+            Ok(false)
+        );
+        let cloud = labels(&[("cloud_provider_enabled", "true")]);
+        let refused = check_kubernetes_labels(plain, &cloud, false);
+        assert!(
+            matches!(&refused, Err(error) if error.message.contains("cluster_user_trust")),
+            "{refused:?}"
+        );
+        assert_eq!(check_kubernetes_labels(plain, &cloud, true), Ok(false));
+        // The cinder volume driver needs the cloud provider, which defaults to the option.
+        let cinder = Some("cinder");
+        assert!(check_kubernetes_labels(cinder, &labels(&[]), false).is_err());
+        assert_eq!(
+            check_kubernetes_labels(cinder, &labels(&[]), true),
+            Ok(false)
+        );
+        assert!(check_kubernetes_labels(
+            cinder,
+            &labels(&[("cloud_provider_enabled", "false")]),
+            true
+        )
+        .is_err());
+        assert_eq!(
+            check_kubernetes_labels(plain, &labels(&[("ingress_controller", "Octavia")]), false),
+            Ok(true)
+        );
+        assert_eq!(
+            check_kubernetes_labels(plain, &labels(&[("ingress_controller", "nginx")]), false),
+            Ok(false)
+        );
+        assert!(check_kubernetes_labels(
+            plain,
+            &labels(&[("ingress_controller", "contour")]),
+            false
+        )
+        .is_err());
     }
 }

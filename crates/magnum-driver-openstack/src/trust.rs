@@ -30,6 +30,9 @@ pub struct TrustSettings {
     pub roles: Vec<String>,
     /// The key trustee passwords are derived from.
     pub password_key: Secret,
+    /// Whether clusters' nodes may act in the cloud with the trust (`[trust]
+    /// cluster_user_trust`).
+    pub cluster_user_trust: bool,
 }
 
 /// Makes and removes clusters' trustees and trusts.
@@ -65,6 +68,11 @@ impl Trustees {
             admin,
             settings,
         }
+    }
+
+    /// Whether clusters' nodes may act in the cloud with the trust.
+    pub fn cluster_user_trust(&self) -> bool {
+        self.settings.cluster_user_trust
     }
 
     /// The password of a cluster's trustee.
@@ -209,6 +217,7 @@ mod tests {
                 admin_domain_name: None,
                 roles: Vec::new(),
                 password_key: Secret::new(key),
+                cluster_user_trust: false,
             },
         )
     }

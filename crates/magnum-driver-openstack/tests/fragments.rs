@@ -80,6 +80,7 @@ fn every_cloud_config_passes_cloud_inits_schema() {
         trustee_username: "trustee-name".to_string(),
         trustee_password: magnum_config::Secret::new("it's 'quoted'"),
         trust_id: "trust".to_string(),
+        cluster_user_trust: false,
     };
     let directory = tempfile::tempdir().unwrap();
     let mut plain = sample_spec(2, &[]);
@@ -142,6 +143,7 @@ fn every_ignition_config_passes_ignition_validate() {
         trustee_username: "trustee-name".to_string(),
         trustee_password: magnum_config::Secret::new("it's 'quoted'"),
         trust_id: "trust".to_string(),
+        cluster_user_trust: false,
     };
     let directory = tempfile::tempdir().unwrap();
     let plain = sample_spec(2, &[]);

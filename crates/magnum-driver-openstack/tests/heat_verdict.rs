@@ -139,6 +139,7 @@ async fn real_heat_accepts_every_stack_the_kubernetes_drivers_generate() {
         trustee_username: "trustee-name".to_string(),
         trustee_password: Secret::new("derived"),
         trust_id: "trust".to_string(),
+        cluster_user_trust: false,
     };
     let run = std::process::id();
     let checks = variants().into_iter().map(|(name, definition, spec)| {

@@ -36,6 +36,7 @@ async fn a_cluster_gets_a_trustee_acting_for_its_owner_until_it_is_revoked() {
             admin_domain_name: None,
             roles: Vec::new(),
             password_key: Secret::new("a test key"),
+            cluster_user_trust: false,
         },
     );
     let context = CallerContext {

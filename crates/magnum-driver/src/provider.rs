@@ -170,6 +170,19 @@ pub trait InfrastructureProvider: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Refuses a new cluster whose settings need what this infrastructure cannot give (a
+    /// load balancer where there is none) or does not allow; `labels` are the cluster's
+    /// (its template's merged with its own). A service that cannot be asked is unavailable.
+    /// Accepts all by default.
+    async fn check_cluster(
+        &self,
+        _template: &ClusterTemplate,
+        _labels: &magnum_core::labels::Labels,
+        _master_lb_enabled: bool,
+    ) -> Result<(), DomainError> {
+        Ok(())
+    }
+
     /// Refuses a `docker_volume_size` (of a cluster or nodegroup) it cannot honour.
     fn check_docker_volume_size(&self, _size: Option<i64>) -> Result<(), DomainError> {
         Ok(())

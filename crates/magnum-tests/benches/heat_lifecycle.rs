@@ -203,6 +203,7 @@ async fn main() {
         trustee_username: "bench".to_string(),
         trustee_password: Secret::new("bench"),
         trust_id: "bench".to_string(),
+        cluster_user_trust: false,
     };
 
     let mut magnum_runs = Vec::new();

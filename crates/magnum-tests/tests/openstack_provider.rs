@@ -1089,3 +1089,58 @@ async fn keystone_unavailable_at_cluster_create_is_a_503_and_leaves_nothing() {
     assert_eq!(deleted.status, 204, "{}", deleted.text);
     assert_eq!(setup.settled(&uuid, "DELETE_COMPLETE").await.status, 404);
 }
+
+/// What the cloud cannot give or the deployment does not allow is refused at create with
+/// the reason, before anything is made (spec §9.4): the cloud provider without `[trust]
+/// cluster_user_trust`, an unknown ingress controller, and a load balancer (for the API or
+/// the octavia ingress controller) where the catalog lists no Octavia.
+#[tokio::test]
+async fn settings_the_cloud_cannot_honour_are_refused_at_create() {
+    let Some(openstack) = RealOpenStack::from_env() else {
+        return;
+    };
+    // Octavia is looked for in RegionOne, where the catalog has none.
+    let setup = CloudSetup::start(
+        openstack,
+        "[octavia_client]\nregion_name = RegionOne\n",
+        None,
+    )
+    .await;
+    let api = setup.api();
+    let template = api
+        .post(
+            "/v1/clustertemplates",
+            kubernetes("k8s-refusals", "fedora-coreos-40"),
+        )
+        .await;
+    assert_eq!(template.status, 201, "{}", template.text);
+    let cluster = |extra: Value| {
+        let mut request = json!({"name": "kube", "cluster_template_id": "k8s-refusals",
+                                 "master_count": 1, "node_count": 1, "keypair": "mykey"});
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            request[key] = value.clone();
+        }
+        request
+    };
+    for (extra, wanted) in [
+        (
+            json!({"labels": {"cloud_provider_enabled": "true"}}),
+            "cluster_user_trust",
+        ),
+        (
+            json!({"labels": {"ingress_controller": "contour"}}),
+            "ingress_controller",
+        ),
+        (
+            json!({"labels": {"ingress_controller": "octavia"}}),
+            "Octavia",
+        ),
+        (json!({"master_lb_enabled": true}), "Octavia"),
+    ] {
+        let refused = api.post("/v1/clusters", cluster(extra.clone())).await;
+        assert_eq!(refused.status, 400, "{extra}: {}", refused.text);
+        assert!(refused.text.contains(wanted), "{extra}: {}", refused.text);
+    }
+    let listed = api.get("/v1/clusters").await;
+    assert_eq!(listed.body["clusters"], json!([]), "{}", listed.text);
+}

@@ -300,6 +300,7 @@ fn trust_settings(config: &MagnumConfig) -> anyhow::Result<TrustSettings> {
         admin_domain_name: trust.trustee_domain_admin_domain_name.clone(),
         roles: trust.roles.clone(),
         password_key: magnum_config::Secret::new(service_key_hex(config)?),
+        cluster_user_trust: trust.cluster_user_trust,
     })
 }
 

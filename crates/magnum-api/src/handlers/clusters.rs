@@ -457,6 +457,11 @@ async fn create(
     )?;
     let limits = project_limits(&state, &caller.context.project_id).await?;
     check_references(&state, &caller, &template, &cluster).await?;
+    state
+        .infrastructure
+        .lookups(state.infrastructure.provider_of(&template)?)?
+        .check_cluster(&template, &cluster.labels, cluster.master_lb_enabled)
+        .await?;
     // etcd members that bootstrap through discovery get magnumd's own discovery service
     // unless the user named one.
     let discovery = match &cluster.discovery_url {

@@ -157,6 +157,7 @@ impl RealOpenStack {
                 admin_domain_name: None,
                 roles: Vec::new(),
                 password_key: magnum_config::Secret::new(key.trim()),
+                cluster_user_trust: false,
             },
         )
         .password(cluster_uuid);
