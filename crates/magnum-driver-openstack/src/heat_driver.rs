@@ -378,9 +378,18 @@ fn parameters_to_change(
     }
     // The removal list goes only with a new count: a ResourceGroup replaces the members a
     // list names even when its count stays, and the list is the cluster's, for one group.
+    // An empty list is not sent over an empty one: Heat then has one property less to
+    // compare on every member.
     if changed.contains_key("number_of_minions") {
         if let Some(removal) = rendered.parameters.get(REMOVAL_PARAMETER) {
-            changed.insert(REMOVAL_PARAMETER.to_string(), removal.clone());
+            let is_empty = |value: Option<&Value>| {
+                value
+                    .and_then(Value::as_str)
+                    .is_none_or(|text| text.is_empty() || text == "[]")
+            };
+            if !(is_empty(Some(removal)) && is_empty(stack.parameters.get(REMOVAL_PARAMETER))) {
+                changed.insert(REMOVAL_PARAMETER.to_string(), removal.clone());
+            }
         }
     }
     if changed.contains_key(VERSION_PARAMETER) {
