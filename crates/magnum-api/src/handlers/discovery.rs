@@ -257,9 +257,16 @@ async fn get_directory(
         "createdIndex": SIZE_INDEX,
     })];
     nodes.extend(entries.iter().map(|entry| entry_node(&token, entry)));
+    // The index is the listing's own: a member that registered after the token was read
+    // is in the list, and a client watching from this index must not see it again (etcd
+    // would count it twice and refuse to start, "member with duplicated name").
+    let listed_index = entries
+        .iter()
+        .map(|entry| entry.created_index)
+        .fold(record.current_index, i64::max);
     etcd_answer(
         StatusCode::OK,
-        record.current_index,
+        listed_index,
         json!({"action": "get", "node": {
             "key": format!("/{token}"), "dir": true, "nodes": nodes,
             "modifiedIndex": SIZE_INDEX, "createdIndex": SIZE_INDEX,
