@@ -19,7 +19,7 @@
 //! driver yet. That the manifests run is for a real cloud to show; here they are
 //! checked for shape.
 
-use crate::autoscaler::{self, AutoscalerSettings};
+use crate::autoscaler::{self, quoted, AutoscalerSettings};
 use crate::definition::{is_true, label, NodeAccess};
 use magnum_driver::ClusterSpec;
 use serde_json::{json, Value};
@@ -36,7 +36,6 @@ pub struct Addon {
 /// The trustee's credentials in the gcfg form the OpenStack cloud provider and the Cinder
 /// CSI plugin read (values quoted).
 fn cloud_conf(access: &NodeAccess) -> String {
-    let quoted = |value: &str| format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""));
     format!(
         "[Global]\nauth-url = {}\nuser-id = {}\npassword = {}\ntrust-id = {}\nregion = {}\n\n\
          [LoadBalancer]\nuse-octavia = true\n\n[BlockStorage]\nbs-version = v3\n",

@@ -44,10 +44,15 @@ impl std::fmt::Debug for AutoscalerSettings<'_> {
     }
 }
 
+/// `value` as a quoted gcfg string (the syntax of the OpenStack cloud provider's, Cinder
+/// CSI's and the autoscaler's cloud configuration).
+pub(crate) fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
 /// The autoscaler's cloud configuration: the trustee's credentials, read by the Magnum
 /// cloud provider (gcfg syntax, values quoted).
 fn cloud_config(settings: &AutoscalerSettings) -> String {
-    let quoted = |value: &str| format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""));
     format!(
         "[Global]\nauth-url = {}\nuser-id = {}\npassword = {}\ntrust-id = {}\nregion = {}\n",
         quoted(settings.auth_url),
